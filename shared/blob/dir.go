@@ -1,0 +1,229 @@
+package blob
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// tmpPrefix marks files being written; List never shows them.
+const tmpPrefix = ".orchard-tmp-"
+
+// Dir is a Store over a local directory. Generations are file modification
+// times in nanoseconds. Conditional writes are atomic within one process
+// (a mutex guards check-and-rename) and IfNotExist is atomic across
+// processes too (it publishes with a hard link, which fails if the name
+// exists); IfGenerationMatch across processes is best effort.
+type Dir struct {
+	root string
+	mu   sync.Mutex
+}
+
+// NewDir returns a store rooted at dir, creating the directory.
+func NewDir(dir string) (*Dir, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("blob: resolving %q: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("blob: creating %s: %w", abs, err)
+	}
+	return &Dir{root: abs}, nil
+}
+
+// URI implements Store.
+func (d *Dir) URI(key string) string { return "file://" + filepath.ToSlash(filepath.Join(d.root, key)) }
+
+// path maps a key to a file path, refusing keys that would escape the root.
+func (d *Dir) path(key string) (string, error) {
+	if key == "" || strings.HasPrefix(key, "/") || strings.Contains(key, "\\") {
+		return "", fmt.Errorf("blob: invalid key %q", key)
+	}
+	for _, part := range strings.Split(key, "/") {
+		if part == "" || part == "." || part == ".." || strings.HasPrefix(part, tmpPrefix) {
+			return "", fmt.Errorf("blob: invalid key %q", key)
+		}
+	}
+	return filepath.Join(d.root, filepath.FromSlash(key)), nil
+}
+
+func (d *Dir) stat(key, p string) (Attrs, error) {
+	fi, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Attrs{}, fmt.Errorf("stat %s: %w", d.URI(key), ErrNotFound)
+	}
+	if err != nil {
+		return Attrs{}, fmt.Errorf("stat %s: %w", d.URI(key), err)
+	}
+	if fi.IsDir() {
+		return Attrs{}, fmt.Errorf("stat %s: a directory: %w", d.URI(key), ErrNotFound)
+	}
+	return Attrs{Key: key, Size: fi.Size(), Generation: fi.ModTime().UnixNano(), Updated: fi.ModTime()}, nil
+}
+
+// Attributes implements Store.
+func (d *Dir) Attributes(_ context.Context, key string) (Attrs, error) {
+	p, err := d.path(key)
+	if err != nil {
+		return Attrs{}, err
+	}
+	return d.stat(key, p)
+}
+
+// Read implements Store.
+func (d *Dir) Read(_ context.Context, key string, maxBytes int64) ([]byte, Attrs, error) {
+	p, err := d.path(key)
+	if err != nil {
+		return nil, Attrs{}, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, Attrs{}, fmt.Errorf("reading %s: %w", d.URI(key), ErrNotFound)
+	}
+	if err != nil {
+		return nil, Attrs{}, fmt.Errorf("reading %s: %w", d.URI(key), err)
+	}
+	defer f.Close()
+	a, err := d.stat(key, p)
+	if err != nil {
+		return nil, Attrs{}, err
+	}
+	if maxBytes > 0 && a.Size > maxBytes {
+		return nil, a, fmt.Errorf("reading %s: %d bytes, limit %d: %w", d.URI(key), a.Size, maxBytes, ErrTooLarge)
+	}
+	r := io.Reader(f)
+	if maxBytes > 0 {
+		r = io.LimitReader(f, maxBytes+1)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, a, fmt.Errorf("reading %s: %w", d.URI(key), err)
+	}
+	if maxBytes > 0 && int64(len(b)) > maxBytes {
+		return nil, a, fmt.Errorf("reading %s: grew past %d bytes: %w", d.URI(key), maxBytes, ErrTooLarge)
+	}
+	return b, a, nil
+}
+
+// Write implements Store.
+func (d *Dir) Write(_ context.Context, key string, data []byte, opts WriteOptions) (Attrs, error) {
+	p, err := d.path(key)
+	if err != nil {
+		return Attrs{}, err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return Attrs{}, fmt.Errorf("writing %s: %w", d.URI(key), err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(p), tmpPrefix+"*")
+	if err != nil {
+		return Attrs{}, fmt.Errorf("writing %s: %w", d.URI(key), err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return Attrs{}, fmt.Errorf("writing %s: %w", d.URI(key), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return Attrs{}, fmt.Errorf("writing %s: %w", d.URI(key), err)
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case opts.IfNotExist:
+		if err := os.Link(tmp.Name(), p); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return Attrs{}, fmt.Errorf("writing %s: exists: %w", d.URI(key), ErrPrecondition)
+			}
+			return Attrs{}, fmt.Errorf("writing %s: %w", d.URI(key), err)
+		}
+		return d.stat(key, p)
+	}
+	cur, err := d.stat(key, p)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Attrs{}, err
+	}
+	if opts.IfGenerationMatch != 0 && cur.Generation != opts.IfGenerationMatch {
+		return Attrs{}, fmt.Errorf("writing %s: generation %d, want %d: %w", d.URI(key), cur.Generation, opts.IfGenerationMatch, ErrPrecondition)
+	}
+	if err := os.Rename(tmp.Name(), p); err != nil {
+		return Attrs{}, fmt.Errorf("writing %s: %w", d.URI(key), err)
+	}
+	a, err := d.stat(key, p)
+	if err != nil {
+		return Attrs{}, err
+	}
+	// File systems stamp times with a coarse clock; two quick writes could
+	// share a generation and defeat IfGenerationMatch. Force it forward.
+	if cur.Generation != 0 && a.Generation <= cur.Generation {
+		t := time.Unix(0, cur.Generation+1)
+		if err := os.Chtimes(p, t, t); err != nil {
+			return Attrs{}, fmt.Errorf("writing %s: advancing generation: %w", d.URI(key), err)
+		}
+		return d.stat(key, p)
+	}
+	return a, nil
+}
+
+// List implements Store.
+func (d *Dir) List(_ context.Context, prefix string) ([]Attrs, error) {
+	// Walk only the deepest directory the prefix fully names.
+	start := d.root
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		start = filepath.Join(d.root, filepath.FromSlash(prefix[:i]))
+	}
+	var out []Attrs
+	err := filepath.WalkDir(start, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if e.IsDir() || strings.HasPrefix(e.Name(), tmpPrefix) {
+			return nil
+		}
+		rel, err := filepath.Rel(d.root, p)
+		if err != nil {
+			return err
+		}
+		key := filepath.ToSlash(rel)
+		if !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		out = append(out, Attrs{Key: key, Size: fi.Size(), Generation: fi.ModTime().UnixNano(), Updated: fi.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", d.URI(prefix), err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+// Delete implements Store.
+func (d *Dir) Delete(_ context.Context, key string) error {
+	p, err := d.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("deleting %s: %w", d.URI(key), ErrNotFound)
+		}
+		return fmt.Errorf("deleting %s: %w", d.URI(key), err)
+	}
+	return nil
+}

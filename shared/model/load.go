@@ -1,0 +1,87 @@
+package model
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/orchard-mlops/orchard/shared/blob"
+)
+
+// Size caps for the two files, so a hostile or mistaken URI cannot make a
+// function read gigabytes at start-up.
+const (
+	MaxONNXBytes     = 512 << 20
+	MaxMetadataBytes = 4 << 20
+)
+
+// Model is a loaded, self-consistent pair of files. Only Metadata is
+// checked until a Classifier is made, which checks the graph too.
+type Model struct {
+	Metadata Metadata
+	ONNX     []byte
+	URI      string // where it was loaded from
+}
+
+// Load reads model.json and model.onnx from a directory URI (gs://bucket/
+// prefix, file:///dir or a plain path) and validates the metadata.
+func Load(ctx context.Context, uri string) (*Model, error) {
+	st, err := blob.Open(ctx, uri)
+	if err != nil {
+		return nil, fmt.Errorf("loading model %s: %w", uri, err)
+	}
+	return LoadFrom(ctx, st)
+}
+
+// LoadFrom reads a model from the root of a store.
+func LoadFrom(ctx context.Context, st blob.Store) (*Model, error) {
+	uri := st.URI("")
+	mj, _, err := st.Read(ctx, MetadataFile, MaxMetadataBytes)
+	if err != nil {
+		return nil, fmt.Errorf("loading model %s: %w", uri, err)
+	}
+	meta, err := ParseMetadata(mj)
+	if err != nil {
+		return nil, fmt.Errorf("loading model %s: %w", uri, err)
+	}
+	onnxBytes, _, err := st.Read(ctx, ONNXFile, MaxONNXBytes)
+	if err != nil {
+		return nil, fmt.Errorf("loading model %s: %w", uri, err)
+	}
+	return &Model{Metadata: *meta, ONNX: onnxBytes, URI: uri}, nil
+}
+
+// ParseMetadata decodes model.json strictly (unknown fields are an error, so
+// a typo cannot silently fall back to a default) and validates it.
+func ParseMetadata(b []byte) (*Metadata, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var m Metadata
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", MetadataFile, err)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Save writes the model's two files into a store: the graph first, so a
+// reader that finds model.json always finds the graph it describes.
+func (m *Model) Save(ctx context.Context, st blob.Store) error {
+	if err := m.Metadata.Validate(); err != nil {
+		return fmt.Errorf("saving model: %w", err)
+	}
+	mj, err := json.MarshalIndent(&m.Metadata, "", "  ")
+	if err != nil {
+		return fmt.Errorf("saving model: encoding %s: %w", MetadataFile, err)
+	}
+	if _, err := st.Write(ctx, ONNXFile, m.ONNX, blob.WriteOptions{ContentType: "application/octet-stream"}); err != nil {
+		return fmt.Errorf("saving model: %w", err)
+	}
+	if _, err := st.Write(ctx, MetadataFile, append(mj, '\n'), blob.WriteOptions{ContentType: "application/json"}); err != nil {
+		return fmt.Errorf("saving model: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,97 @@
+// Package ort finds and initialises the onnxruntime shared library once per
+// process. onnxruntime_go loads the library with dlopen, so it must be a file
+// on disk: ORT_LIB names it, otherwise the path `make ort` writes is searched
+// for from the working directory and the executable's directory upwards.
+package ort
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	onnx "github.com/yalue/onnxruntime_go"
+)
+
+// RelPath is where `make ort` puts the library, relative to the repo root.
+const RelPath = ".cache/onnxruntime/libonnxruntime.so.1"
+
+// ErrNotFound means no library file was found; the message says how to get one.
+var ErrNotFound = errors.New("onnxruntime library not found: set ORT_LIB to libonnxruntime.so.1 or run `make ort`")
+
+var (
+	once    sync.Once
+	initErr error
+	libPath string
+)
+
+// Init initialises onnxruntime once; later calls return the first result.
+func Init() error {
+	once.Do(func() {
+		libPath, initErr = Find()
+		if initErr != nil {
+			return
+		}
+		onnx.SetSharedLibraryPath(libPath)
+		if err := onnx.InitializeEnvironment(onnx.WithLogLevelError()); err != nil {
+			initErr = fmt.Errorf("initialising onnxruntime from %s: %w", libPath, err)
+		}
+	})
+	return initErr
+}
+
+// Path is the library Init loaded ("" before a successful Init).
+func Path() string {
+	if initErr != nil {
+		return ""
+	}
+	return libPath
+}
+
+// Find returns the library path without loading it.
+func Find() (string, error) {
+	if p := os.Getenv("ORT_LIB"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("ORT_LIB=%s: %w (run `make ort` to fetch the library)", p, err)
+		}
+		return p, nil
+	}
+	var starts []string
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
+	}
+	if exe, err := os.Executable(); err == nil {
+		starts = append(starts, filepath.Dir(exe))
+	}
+	for _, dir := range starts {
+		for {
+			p := filepath.Join(dir, RelPath)
+			if _, err := os.Stat(p); err == nil {
+				return p, nil
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				break
+			}
+			dir = parent
+		}
+	}
+	return "", ErrNotFound
+}
+
+// InitForTest initialises onnxruntime for a test. Without the library the
+// test is skipped with the reason, except under CI (CI=true), where a
+// missing library must fail the run rather than hide the core paths.
+func InitForTest(tb testing.TB) {
+	tb.Helper()
+	err := Init()
+	if err == nil {
+		return
+	}
+	if ci := os.Getenv("CI"); ci == "true" || ci == "1" {
+		tb.Fatalf("onnxruntime is required under CI: %v", err)
+	}
+	tb.Skipf("skipping: %v", err)
+}

@@ -1,0 +1,82 @@
+package preprocess
+
+import "encoding/binary"
+
+// jpegOrientation returns the EXIF orientation (1..8) of a JPEG, or 1 when
+// there is none or the EXIF block is malformed. Only the one tag Orchard
+// needs is read, so a full EXIF library is not worth its dependency; every
+// offset is bounds-checked because the bytes are untrusted.
+func jpegOrientation(b []byte) int {
+	// Walk the marker segments up to the start of scan.
+	i := 2 // after SOI
+	for i+4 <= len(b) {
+		if b[i] != 0xFF {
+			return 1
+		}
+		marker := b[i+1]
+		if marker == 0xFF { // fill byte
+			i++
+			continue
+		}
+		if marker == 0xDA || marker == 0xD9 { // SOS, EOI: no metadata after this
+			return 1
+		}
+		if marker >= 0xD0 && marker <= 0xD7 || marker == 0x01 { // markers without length
+			i += 2
+			continue
+		}
+		n := int(binary.BigEndian.Uint16(b[i+2 : i+4]))
+		if n < 2 || i+2+n > len(b) {
+			return 1
+		}
+		seg := b[i+4 : i+2+n]
+		if marker == 0xE1 && len(seg) >= 6 && string(seg[:6]) == "Exif\x00\x00" {
+			if o := tiffOrientation(seg[6:]); o != 0 {
+				return o
+			}
+		}
+		i += 2 + n
+	}
+	return 1
+}
+
+// tiffOrientation reads tag 0x0112 from IFD0 of a TIFF structure; 0 if absent.
+func tiffOrientation(t []byte) int {
+	if len(t) < 8 {
+		return 0
+	}
+	var bo binary.ByteOrder
+	switch string(t[:4]) {
+	case "II*\x00":
+		bo = binary.LittleEndian
+	case "MM\x00*":
+		bo = binary.BigEndian
+	default:
+		return 0
+	}
+	off := int64(bo.Uint32(t[4:8]))
+	if off < 8 || off+2 > int64(len(t)) {
+		return 0
+	}
+	count := int64(bo.Uint16(t[off : off+2]))
+	for k := int64(0); k < count; k++ {
+		e := off + 2 + 12*k
+		if e+12 > int64(len(t)) {
+			return 0
+		}
+		if bo.Uint16(t[e:e+2]) != 0x0112 {
+			continue
+		}
+		// Type SHORT (3), count 1: the value sits in the first two bytes of
+		// the value field.
+		if bo.Uint16(t[e+2:e+4]) != 3 {
+			return 0
+		}
+		v := int(bo.Uint16(t[e+8 : e+10]))
+		if v < 1 || v > 8 {
+			return 0
+		}
+		return v
+	}
+	return 0
+}

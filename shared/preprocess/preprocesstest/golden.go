@@ -1,0 +1,39 @@
+// Package preprocesstest holds the golden image that pins Orchard's
+// preprocessing: every caller (the trainer's dataset loader, the HTTP and
+// upload functions) must turn it into exactly the tensor whose digest is
+// GoldenDigest. A change here means every trained model would be served
+// skewed inputs, so the digest only changes with a deliberate format bump.
+package preprocesstest
+
+import (
+	"crypto/sha256"
+	_ "embed"
+	"encoding/binary"
+	"encoding/hex"
+	"math"
+
+	"github.com/orchard-mlops/orchard/shared/preprocess"
+)
+
+// GoldenJPEG is a 96x64 photo-like JPEG carrying EXIF orientation 6, so it
+// exercises sniffing, decoding, orientation, fitting and normalisation.
+//
+//go:embed golden.jpg
+var GoldenJPEG []byte
+
+// GoldenSpec is the spec the digest is taken with.
+var GoldenSpec = preprocess.DefaultSpec(32)
+
+// GoldenDigest is TensorDigest of GoldenJPEG through GoldenSpec.
+const GoldenDigest = "sha256:747f0771b736058c361e4e2538dd1d3b1026d4a0b5f3e1a2ef8faafbbe0584c6"
+
+// TensorDigest hashes a tensor's exact bits (little-endian float32), so
+// equal digests mean bit-identical tensors.
+func TensorDigest(x []float32) string {
+	b := make([]byte, 4*len(x))
+	for i, v := range x {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+	}
+	s := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(s[:])
+}

@@ -1,0 +1,188 @@
+package preprocess
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+
+	xdraw "golang.org/x/image/draw"
+)
+
+// Layout is the order of a tensor's dimensions.
+type Layout string
+
+// Supported layouts.
+const (
+	NCHW Layout = "NCHW"
+	NHWC Layout = "NHWC"
+)
+
+// ResizeCatmullRom is the only resampling filter today. It is named in the
+// spec so a model trained with it keeps being served with it if another is
+// added.
+const ResizeCatmullRom = "catmull-rom"
+
+// Spec is how a model wants its input; it is stored in model.json so the
+// functions rebuild exactly the trainer's tensors. A value is
+// (pixel/255 - Mean[c]) / Std[c] for channel c in R, G, B order.
+type Spec struct {
+	Size       int        `json:"size"`       // square side in pixels
+	Layout     Layout     `json:"layout"`     // NCHW or NHWC
+	Mean       [3]float32 `json:"mean"`       // per channel, in [0,1] units
+	Std        [3]float32 `json:"std"`        // per channel, > 0
+	Background [3]uint8   `json:"background"` // canvas colour, RGB
+	Resize     string     `json:"resize"`     // resampling filter
+}
+
+// DefaultSpec is the Fruits-360 convention: a white square canvas, values
+// scaled to about [-1, 1].
+func DefaultSpec(size int) Spec {
+	return Spec{
+		Size:       size,
+		Layout:     NCHW,
+		Mean:       [3]float32{0.5, 0.5, 0.5},
+		Std:        [3]float32{0.5, 0.5, 0.5},
+		Background: [3]uint8{255, 255, 255},
+		Resize:     ResizeCatmullRom,
+	}
+}
+
+// MaxSize bounds Spec.Size so a hostile model.json cannot ask for a huge
+// canvas per request.
+const MaxSize = 1024
+
+// Validate reports what is wrong with the spec, naming the field.
+func (s Spec) Validate() error {
+	var errs []error
+	if s.Size < 1 || s.Size > MaxSize {
+		errs = append(errs, fmt.Errorf("size %d is outside 1..%d", s.Size, MaxSize))
+	}
+	if s.Layout != NCHW && s.Layout != NHWC {
+		errs = append(errs, fmt.Errorf("layout %q is not %s or %s", s.Layout, NCHW, NHWC))
+	}
+	for c, v := range s.Std {
+		if !(v > 0) {
+			errs = append(errs, fmt.Errorf("std[%d] = %v must be > 0", c, v))
+		}
+	}
+	if s.Resize != ResizeCatmullRom {
+		errs = append(errs, fmt.Errorf("resize %q is not %q", s.Resize, ResizeCatmullRom))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("preprocessing spec: %w", err)
+	}
+	return nil
+}
+
+// TensorLen is the number of float32 values one image becomes.
+func (s Spec) TensorLen() int { return 3 * s.Size * s.Size }
+
+// Shape is the input shape for a batch of n images in the spec's layout.
+func (s Spec) Shape(n int) []int64 {
+	if s.Layout == NHWC {
+		return []int64{int64(n), int64(s.Size), int64(s.Size), 3}
+	}
+	return []int64{int64(n), 3, int64(s.Size), int64(s.Size)}
+}
+
+// Process runs the whole path: decode under the limits, fit, and write
+// TensorLen values into dst.
+func (s Spec) Process(b []byte, lim Limits, dst []float32) error {
+	d, err := Decode(b, lim)
+	if err != nil {
+		return err
+	}
+	return s.Tensor(Fit(d, s.Size, s.Background), dst)
+}
+
+// Fit draws the decoded image, centred and scaled to keep its aspect ratio,
+// onto a size x size canvas of the background colour (transparent pixels
+// composite over it), then applies the EXIF orientation. Orientation is
+// applied to the small square output rather than the large source: on a
+// centred square canvas the two orders give the same picture.
+func Fit(d *Decoded, size int, bg [3]uint8) *image.RGBA {
+	canvas := image.NewRGBA(image.Rect(0, 0, size, size))
+	draw.Draw(canvas, canvas.Bounds(), image.NewUniform(color.RGBA{bg[0], bg[1], bg[2], 255}), image.Point{}, draw.Src)
+	sb := d.Image.Bounds()
+	w, h := sb.Dx(), sb.Dy()
+	side := max(w, h)
+	tw := max(1, (w*size+side/2)/side)
+	th := max(1, (h*size+side/2)/side)
+	ox, oy := (size-tw)/2, (size-th)/2
+	xdraw.CatmullRom.Scale(canvas, image.Rect(ox, oy, ox+tw, oy+th), d.Image, sb, xdraw.Over, nil)
+	return orient(canvas, d.Orientation)
+}
+
+// orient returns the square image as EXIF orientation o says to display it.
+func orient(m *image.RGBA, o int) *image.RGBA {
+	if o <= 1 || o > 8 {
+		return m
+	}
+	n := m.Bounds().Dx()
+	out := image.NewRGBA(m.Bounds())
+	for y := 0; y < n; y++ {
+		for x := 0; x < n; x++ {
+			// (sx, sy) is the stored pixel shown at (x, y).
+			var sx, sy int
+			switch o {
+			case 2: // mirror horizontal
+				sx, sy = n-1-x, y
+			case 3: // rotate 180
+				sx, sy = n-1-x, n-1-y
+			case 4: // mirror vertical
+				sx, sy = x, n-1-y
+			case 5: // transpose
+				sx, sy = y, x
+			case 6: // rotate 90 clockwise
+				sx, sy = y, n-1-x
+			case 7: // transverse
+				sx, sy = n-1-y, n-1-x
+			case 8: // rotate 90 counter-clockwise
+				sx, sy = n-1-y, x
+			}
+			copy(out.Pix[y*out.Stride+4*x:y*out.Stride+4*x+4], m.Pix[sy*m.Stride+4*sx:sy*m.Stride+4*sx+4])
+		}
+	}
+	return out
+}
+
+// Tensor writes the canvas into dst (TensorLen values) in the spec's layout
+// and normalisation. The canvas must be Size x Size; Fit's output is.
+func (s Spec) Tensor(m *image.RGBA, dst []float32) error {
+	if b := m.Bounds(); b.Dx() != s.Size || b.Dy() != s.Size {
+		return fmt.Errorf("tensor: canvas is %dx%d, spec wants %dx%d", b.Dx(), b.Dy(), s.Size, s.Size)
+	}
+	if len(dst) != s.TensorLen() {
+		return fmt.Errorf("tensor: dst holds %d values, spec needs %d", len(dst), s.TensorLen())
+	}
+	// Multiply by precomputed reciprocals: one rounding path, shared by all
+	// callers, so identical inputs give bit-identical tensors. The inner
+	// float32 conversion forbids fusing into an FMA, which would round
+	// differently on arm64 than on amd64.
+	var scale, bias [3]float32
+	for c := range 3 {
+		scale[c] = 1 / (255 * s.Std[c])
+		bias[c] = -s.Mean[c] / s.Std[c]
+	}
+	n := s.Size
+	plane := n * n
+	for y := range n {
+		row := m.Pix[y*m.Stride : y*m.Stride+4*n]
+		for x := range n {
+			p := row[4*x : 4*x+3 : 4*x+3]
+			i := y*n + x
+			if s.Layout == NHWC {
+				for c := range 3 {
+					dst[3*i+c] = float32(float32(p[c])*scale[c]) + bias[c]
+				}
+			} else {
+				for c := range 3 {
+					dst[c*plane+i] = float32(float32(p[c])*scale[c]) + bias[c]
+				}
+			}
+		}
+	}
+	return nil
+}
