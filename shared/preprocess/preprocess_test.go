@@ -304,7 +304,7 @@ func TestOrientationParserIgnoresMalformedEXIF(t *testing.T) {
 		withOrientation(j, 9, false), // out of range
 		withOrientation(j, 0, true),
 		append(append([]byte{}, j[:2]...), append([]byte{0xFF, 0xE1, 0x00, 0x08, 'E', 'x', 'i', 'f', 0, 0}, j[2:]...)...), // truncated TIFF
-		append(append([]byte{}, j[:2]...), append([]byte{0xFF, 0xE1, 0xFF, 0xFF}, j[2:]...)...),                       // length past the end
+		append(append([]byte{}, j[:2]...), append([]byte{0xFF, 0xE1, 0xFF, 0xFF}, j[2:]...)...),                           // length past the end
 	}
 	for i, b := range bad {
 		if o := jpegOrientation(b); o != 1 {
