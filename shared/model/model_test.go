@@ -1,0 +1,142 @@
+package model_test
+
+import (
+	"context"
+	"errors"
+	"image/color"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/model/modeltest"
+	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/preprocess"
+)
+
+func TestSoftmaxAndTopK(t *testing.T) {
+	got := model.TopK([]string{"a", "b", "c"}, []float32{1000, 1000, -1000}, 2)
+	want := []model.Prediction{{Label: "a", Score: 0.5}, {Label: "b", Score: 0.5}}
+	if diff := cmp.Diff(want, got, cmpopts.EquateApprox(0, 1e-12)); diff != "" {
+		t.Errorf("TopK (-want +got):\n%s", diff)
+	}
+	if n := len(model.TopK([]string{"a", "b"}, []float32{0, 1}, 0)); n != 2 {
+		t.Errorf("k=0 gave %d predictions, want all", n)
+	}
+}
+
+func TestMetadataValidate(t *testing.T) {
+	good := modeltest.Colour(t, modeltest.Options{}).Metadata
+	tests := []struct {
+		name   string
+		mutate func(*model.Metadata)
+		want   string
+	}{
+		{"no labels", func(m *model.Metadata) { m.Labels = nil }, "labels"},
+		{"duplicate label", func(m *model.Metadata) { m.Labels = []string{"a", "a", "b"} }, "twice"},
+		{"labels vs output", func(m *model.Metadata) { m.Labels = append(m.Labels, "purple") }, "output shape"},
+		{"input vs spec", func(m *model.Metadata) { m.Preprocessing.Size = 16 }, "input shape"},
+		{"bad layout", func(m *model.Metadata) { m.Preprocessing.Layout = "CHW" }, "layout"},
+		{"format", func(m *model.Metadata) { m.FormatVersion = 99 }, "format_version"},
+		{"no name", func(m *model.Metadata) { m.Name = "" }, "name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := good
+			m.Labels = append([]string(nil), good.Labels...)
+			tt.mutate(&m)
+			err := m.Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Validate() = %v, want an error mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseMetadataRejectsUnknownFields(t *testing.T) {
+	_, err := model.ParseMetadata([]byte(`{"format_version":1,"labelz":["a"]}`))
+	if err == nil || !strings.Contains(err.Error(), "labelz") {
+		t.Errorf("ParseMetadata = %v, want an unknown-field error", err)
+	}
+}
+
+func TestLoadAndClassify(t *testing.T) {
+	ort.InitForTest(t)
+	ctx := context.Background()
+	dir := modeltest.Dir(t, modeltest.Options{})
+	m, err := model.Load(ctx, "file://"+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := model.NewClassifier(m, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	cases := []struct {
+		img  []byte
+		want string
+	}{
+		{modeltest.JPEG(t, modeltest.Solid(modeltest.Red, 50, 40)), "red"},
+		{modeltest.PNG(t, modeltest.Solid(modeltest.Green, 20, 20)), "green"},
+		{modeltest.JPEG(t, modeltest.Solid(modeltest.Blue, 300, 200)), "blue"},
+	}
+	// Concurrent use of one session is the serving pattern; -race checks it.
+	var wg sync.WaitGroup
+	for i := range 8 {
+		tc := cases[i%len(cases)]
+		wg.Go(func() {
+			ps, err := c.Classify(tc.img, 2)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if len(ps) != 2 || ps[0].Label != tc.want || ps[0].Score < 0.9 || ps[0].Score < ps[1].Score {
+				t.Errorf("Classify = %+v, want top-1 %q with score > 0.9", ps, tc.want)
+			}
+		})
+	}
+	wg.Wait()
+
+	_, err = c.Classify([]byte("not an image"), 1)
+	if !errors.Is(err, preprocess.ErrUnsupportedFormat) {
+		t.Errorf("Classify(text) = %v, want ErrUnsupportedFormat", err)
+	}
+}
+
+func TestClassifierRejectsMismatchedGraph(t *testing.T) {
+	ort.InitForTest(t)
+	m := modeltest.Colour(t, modeltest.Options{})
+	m.Metadata.Input.Name = "pixels"
+	_, err := model.NewClassifier(m, model.Options{})
+	if err == nil || !strings.Contains(err.Error(), `no input "pixels"`) {
+		t.Errorf("NewClassifier = %v, want an error naming the missing input", err)
+	}
+
+	// A graph whose output has 3 logits cannot serve 4 labels.
+	m = modeltest.Colour(t, modeltest.Options{})
+	m.Metadata.Labels = append(m.Metadata.Labels, "purple")
+	m.Metadata.Output.Shape = []int64{-1, 4}
+	_, err = model.NewClassifier(m, model.Options{})
+	if err == nil || !strings.Contains(err.Error(), "output") {
+		t.Errorf("NewClassifier = %v, want an output shape error", err)
+	}
+}
+
+func TestLoadMissingModel(t *testing.T) {
+	_, err := model.Load(context.Background(), t.TempDir())
+	if !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("Load(empty dir) = %v, want ErrNotFound", err)
+	}
+}
+
+func TestSolidColoursAreDistinct(t *testing.T) {
+	if modeltest.Red == (color.RGBA{}) {
+		t.Fatal("colour fixtures unset")
+	}
+}
