@@ -111,7 +111,8 @@ func Fit(d *Decoded, size int, bg [3]uint8) *image.RGBA {
 	tw := max(1, (w*size+side/2)/side)
 	th := max(1, (h*size+side/2)/side)
 	ox, oy := (size-tw)/2, (size-th)/2
-	xdraw.CatmullRom.Scale(canvas, image.Rect(ox, oy, ox+tw, oy+th), d.Image, sb, xdraw.Over, nil)
+	src := reduce(d.Image, size)
+	xdraw.CatmullRom.Scale(canvas, image.Rect(ox, oy, ox+tw, oy+th), src, src.Bounds(), xdraw.Over, nil)
 	return orient(canvas, d.Orientation)
 }
 
