@@ -42,12 +42,15 @@ type Dense struct {
 
 // Net is the network to export.
 type Net struct {
-	InputSize  int
-	Blocks     [][]Conv // each block ends with 2x2 max pooling
-	Hidden     *Dense   // optional, followed by Relu
-	Head       Dense
-	InputName  string
-	OutputName string
+	InputSize int
+	// InputNormEpsilon > 0 standardises each image first: subtract its mean
+	// over channels and pixels, divide by sqrt(variance + epsilon).
+	InputNormEpsilon float64
+	Blocks           [][]Conv // each block ends with 2x2 max pooling
+	Hidden           *Dense   // optional, followed by Relu
+	Head             Dense
+	InputName        string
+	OutputName       string
 }
 
 // Options control the export.
@@ -71,6 +74,27 @@ func Export(net *Net, opt Options) ([]byte, error) {
 	var inits []msg
 	var nodes []msg
 	cur := net.InputName
+	if eps := net.InputNormEpsilon; eps > 0 {
+		reduce := func(name, in, out string) {
+			if opt.Opset >= 18 { // axes became an input in opset 18
+				nodes = append(nodes, nodeProto(name, "ReduceMean", []string{in, "norm.axes"}, []string{out}, intAttr("keepdims", 1)))
+			} else {
+				nodes = append(nodes, nodeProto(name, "ReduceMean", []string{in}, []string{out}, intsAttr("axes", 1, 2, 3), intAttr("keepdims", 1)))
+			}
+		}
+		if opt.Opset >= 18 {
+			inits = append(inits, int64TensorProto("norm.axes", []int64{3}, []int64{1, 2, 3}))
+		}
+		inits = append(inits, tensorProto("norm.epsilon", nil, []float32{float32(eps)}))
+		reduce("norm_mean", cur, "norm.mean")
+		nodes = append(nodes, nodeProto("norm_center", "Sub", []string{cur, "norm.mean"}, []string{"norm.centered"}))
+		nodes = append(nodes, nodeProto("norm_square", "Mul", []string{"norm.centered", "norm.centered"}, []string{"norm.squared"}))
+		reduce("norm_var", "norm.squared", "norm.var")
+		nodes = append(nodes, nodeProto("norm_eps", "Add", []string{"norm.var", "norm.epsilon"}, []string{"norm.var_eps"}))
+		nodes = append(nodes, nodeProto("norm_std", "Sqrt", []string{"norm.var_eps"}, []string{"norm.std"}))
+		nodes = append(nodes, nodeProto("norm_div", "Div", []string{"norm.centered", "norm.std"}, []string{"norm.out"}))
+		cur = "norm.out"
+	}
 	for b, block := range net.Blocks {
 		for c, cv := range block {
 			name := fmt.Sprintf("block%d_conv%d", b, c)

@@ -47,6 +47,7 @@ const (
 	tensorName     = 8
 	tensorRawData  = 9
 	dataTypeFloat  = 1
+	dataTypeInt64  = 7
 
 	valueInfoName = 1
 	valueInfoType = 2
@@ -104,6 +105,20 @@ func tensorProto(name string, dims []int64, data []float32) msg {
 	raw := make([]byte, 4*len(data))
 	for i, v := range data {
 		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+	}
+	t.bytes(tensorRawData, raw)
+	return t
+}
+
+// int64TensorProto encodes an int64 initializer.
+func int64TensorProto(name string, dims []int64, data []int64) msg {
+	var t msg
+	t.packedInts(tensorDims, dims)
+	t.varint(tensorDataType, dataTypeInt64)
+	t.str(tensorName, name)
+	raw := make([]byte, 8*len(data))
+	for i, v := range data {
+		binary.LittleEndian.PutUint64(raw[8*i:], uint64(v))
 	}
 	t.bytes(tensorRawData, raw)
 	return t

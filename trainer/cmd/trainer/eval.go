@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/trainer/evaluate"
+)
+
+func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	modelURI := fs.String("model", "", "model directory: local dir, file:///dir or gs://bucket/prefix (required)")
+	data := fs.String("data", "", "folder-per-class dataset (required)")
+	corrupt := fs.String("corrupt", "", `corruptions: "all" or a comma-separated list (`+names()+`)`)
+	split := fs.String("split", "auto", "auto | stratified | folders (folders/auto with Training/ and Test/: only Test/ is used)")
+	seed := fs.Int64("seed", 1, "seed of the random corruptions")
+	jsonOut := fs.Bool("json", false, "print JSON lines")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *modelURI == "" || *data == "" {
+		return fmt.Errorf("eval: -model and -data are required")
+	}
+	corrs, err := evaluate.Select(*corrupt)
+	if err != nil {
+		return err
+	}
+	m, err := model.Load(ctx, *modelURI)
+	if err != nil {
+		return err
+	}
+	clf, err := model.NewClassifier(m, model.Options{})
+	if err != nil {
+		return err
+	}
+	defer clf.Close()
+	res, skipped, err := evaluate.Run(ctx, clf, evaluate.Options{DataURI: *data, Mode: *split, TrainDir: "Training",
+		TestDir: "Test", Corruptions: corrs, Seed: *seed})
+	if err != nil {
+		return err
+	}
+	if *jsonOut {
+		enc := json.NewEncoder(stdout)
+		for _, r := range res {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	fmt.Fprintf(stdout, "model %s %s on %s (%d unreadable images skipped)\n", m.Metadata.Name, m.Metadata.Version, *data, skipped)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "condition\taccuracy\tcorrect/images\tdescription")
+	for _, r := range res {
+		fmt.Fprintf(tw, "%s\t%.4f\t%d/%d\t%s\n", r.Condition, r.Accuracy, r.Correct, r.Images, r.Desc)
+	}
+	return tw.Flush()
+}
+
+func names() string {
+	s := ""
+	for i, c := range evaluate.Corruptions {
+		if i > 0 {
+			s += ","
+		}
+		s += c.Name
+	}
+	return s
+}

@@ -1,0 +1,215 @@
+package dataset
+
+import (
+	"image"
+	"math"
+	"math/rand/v2"
+
+	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/trainer/config"
+)
+
+// Augmenter makes randomised training tensors from a sample's fitted canvas,
+// aimed at what real uploads do differently from a studio dataset: other
+// orientations and framings, lighting and white balance, soft focus, sensor
+// noise, and backgrounds that are not white.
+type Augmenter struct {
+	Cfg  config.Augment
+	Spec preprocess.Spec
+}
+
+// SampleRNG returns the generator for one sample in one epoch: keyed by
+// (seed, epoch, index), so the result does not depend on which goroutine
+// augments which sample, and a resumed run repeats the same draws.
+func SampleRNG(seed int64, epoch, index int) *rand.Rand {
+	return rand.New(rand.NewPCG(uint64(seed)^0x9e3779b97f4a7c15, uint64(epoch)<<32|uint64(uint32(index))))
+}
+
+// Apply writes one training tensor for s into dst (Spec.TensorLen values).
+// Unaugmented samples get s.Tensor, the exact serving tensor.
+func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
+	c := a.Cfg
+	if !c.Enabled || r.Float64() >= c.Prob {
+		copy(dst, s.Tensor)
+		return
+	}
+	n := a.Spec.Size
+	plane := n * n
+	px := make([]float32, 3*plane) // RGB planes in [0,1]
+
+	// Background colour for areas outside the source and (optionally) for
+	// the source's near-white background.
+	bg := [3]float32{float32(a.Spec.Background[0]) / 255, float32(a.Spec.Background[1]) / 255, float32(a.Spec.Background[2]) / 255}
+	replaceBG := r.Float64() < c.BackgroundProb
+	if replaceBG {
+		for k := range 3 {
+			bg[k] = r.Float32()
+		}
+	}
+
+	// Geometry: inverse-map every output pixel into the source canvas.
+	theta := (2*r.Float64() - 1) * c.RotateDegrees * math.Pi / 180
+	scale := c.ScaleMin + r.Float64()*(c.ScaleMax-c.ScaleMin)
+	tx := (2*r.Float64() - 1) * c.Translate * float64(n)
+	ty := (2*r.Float64() - 1) * c.Translate * float64(n)
+	flipH := c.FlipHorizontal && r.IntN(2) == 1
+	flipV := c.FlipVertical && r.IntN(2) == 1
+	cos, sin := math.Cos(theta)/scale, math.Sin(theta)/scale
+	ctr := float64(n-1) / 2
+	src := s.Canvas
+	for y := range n {
+		for x := range n {
+			dx, dy := float64(x)-ctr-tx, float64(y)-ctr-ty
+			sx := cos*dx + sin*dy + ctr
+			sy := -sin*dx + cos*dy + ctr
+			if flipH {
+				sx = float64(n-1) - sx
+			}
+			if flipV {
+				sy = float64(n-1) - sy
+			}
+			rgb := bilinear(src, sx, sy, bg)
+			if replaceBG {
+				// Near-white source pixels are background: blend them to bg.
+				w := (min(rgb[0], rgb[1], rgb[2]) - 0.86) / 0.1
+				w = max(0, min(1, w))
+				for k := range 3 {
+					rgb[k] += (bg[k] - rgb[k]) * w
+				}
+			}
+			i := y*n + x
+			px[i], px[plane+i], px[2*plane+i] = rgb[0], rgb[1], rgb[2]
+		}
+	}
+
+	// Photometric jitter.
+	gain := float32(1 + (2*r.Float64()-1)*c.Brightness)
+	contrast := float32(1 + (2*r.Float64()-1)*c.Contrast)
+	sat := float32(1 + (2*r.Float64()-1)*c.Saturation)
+	hue := (2*r.Float64() - 1) * c.HueDegrees * math.Pi / 180
+	hm := hueMatrix(hue)
+	var mean float32
+	for i := range plane {
+		mean += 0.299*px[i] + 0.587*px[plane+i] + 0.114*px[2*plane+i]
+	}
+	mean /= float32(plane)
+	for i := range plane {
+		rr, gg, bb := px[i], px[plane+i], px[2*plane+i]
+		rr, gg, bb = hm[0]*rr+hm[1]*gg+hm[2]*bb, hm[3]*rr+hm[4]*gg+hm[5]*bb, hm[6]*rr+hm[7]*gg+hm[8]*bb
+		gray := 0.299*rr + 0.587*gg + 0.114*bb
+		rr, gg, bb = gray+(rr-gray)*sat, gray+(gg-gray)*sat, gray+(bb-gray)*sat
+		rr = ((rr-mean)*contrast + mean) * gain
+		gg = ((gg-mean)*contrast + mean) * gain
+		bb = ((bb-mean)*contrast + mean) * gain
+		px[i], px[plane+i], px[2*plane+i] = rr, gg, bb
+	}
+
+	if c.BlurProb > 0 && r.Float64() < c.BlurProb {
+		sigma := 0.3 + r.Float64()*max(0, c.BlurSigmaMax-0.3)
+		for k := range 3 {
+			gaussianBlur(px[k*plane:(k+1)*plane], n, sigma)
+		}
+	}
+	if c.NoiseProb > 0 && r.Float64() < c.NoiseProb {
+		std := r.Float64() * c.NoiseStdMax
+		for i := range px {
+			px[i] += float32(r.NormFloat64() * std)
+		}
+	}
+	for k := range 3 {
+		inv := 1 / a.Spec.Std[k]
+		m := a.Spec.Mean[k]
+		for i := range plane {
+			v := max(0, min(1, px[k*plane+i]))
+			if a.Spec.Layout == preprocess.NHWC {
+				dst[3*i+k] = (v - m) * inv
+			} else {
+				dst[k*plane+i] = (v - m) * inv
+			}
+		}
+	}
+}
+
+// bilinear samples an RGBA canvas at (x, y) in pixel-centre coordinates,
+// treating everything outside it as bg.
+func bilinear(m *image.RGBA, x, y float64, bg [3]float32) [3]float32 {
+	n := m.Bounds().Dx()
+	x0, y0 := int(math.Floor(x)), int(math.Floor(y))
+	fx, fy := float32(x-float64(x0)), float32(y-float64(y0))
+	var out [3]float32
+	for j := range 2 {
+		for i := range 2 {
+			w := (1 - fx)
+			if i == 1 {
+				w = fx
+			}
+			if j == 0 {
+				w *= 1 - fy
+			} else {
+				w *= fy
+			}
+			if w == 0 {
+				continue
+			}
+			xx, yy := x0+i, y0+j
+			if xx < 0 || yy < 0 || xx >= n || yy >= n {
+				for k := range 3 {
+					out[k] += w * bg[k]
+				}
+				continue
+			}
+			p := m.Pix[yy*m.Stride+4*xx:]
+			for k := range 3 {
+				out[k] += w * float32(p[k]) / 255
+			}
+		}
+	}
+	return out
+}
+
+// hueMatrix rotates colours about the grey axis by theta radians.
+func hueMatrix(theta float64) [9]float32 {
+	c, s := math.Cos(theta), math.Sin(theta)
+	k := 1.0 / 3
+	sq := math.Sqrt(k)
+	a := c + (1-c)*k
+	b := k*(1-c) - sq*s
+	d := k*(1-c) + sq*s
+	return [9]float32{float32(a), float32(b), float32(d), float32(d), float32(a), float32(b), float32(b), float32(d), float32(a)}
+}
+
+// gaussianBlur blurs an n x n plane in place (separable, edges clamped).
+func gaussianBlur(p []float32, n int, sigma float64) {
+	rad := int(math.Ceil(2 * sigma))
+	k := make([]float32, 2*rad+1)
+	var sum float32
+	for i := range k {
+		d := float64(i - rad)
+		k[i] = float32(math.Exp(-d * d / (2 * sigma * sigma)))
+		sum += k[i]
+	}
+	for i := range k {
+		k[i] /= sum
+	}
+	tmp := make([]float32, len(p))
+	for y := range n {
+		for x := range n {
+			var v float32
+			for i, w := range k {
+				xx := min(n-1, max(0, x+i-rad))
+				v += w * p[y*n+xx]
+			}
+			tmp[y*n+x] = v
+		}
+	}
+	for y := range n {
+		for x := range n {
+			var v float32
+			for i, w := range k {
+				yy := min(n-1, max(0, y+i-rad))
+				v += w * tmp[yy*n+x]
+			}
+			p[y*n+x] = v
+		}
+	}
+}

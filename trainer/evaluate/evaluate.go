@@ -1,0 +1,450 @@
+// Package evaluate measures a model directory's accuracy on a
+// folder-per-class dataset through the serving path (shared/model's
+// onnxruntime classifier), optionally under corruptions that imitate real
+// uploads: under- and over-exposure, low contrast, blur, sensor noise, heavy
+// JPEG compression, rotation, zoom, and coloured backgrounds.
+//
+// The clean condition feeds the original bytes to Classifier.Classify.
+// Corruptions are applied to the decoded image after scaling it so its
+// longer side is at most WorkSize pixels (a phone photo shrunk by an app),
+// then the image goes through the serving Fit and Tensor steps (JPEG is
+// re-encoded and decoded by the full serving path). Every random draw is
+// keyed by (seed, image index), so results are reproducible.
+package evaluate
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/jpeg"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+
+	xdraw "golang.org/x/image/draw"
+
+	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/trainer/dataset"
+)
+
+// WorkSize bounds the longer side of the image corruptions are applied to.
+const WorkSize = 256
+
+// Corruption changes a decoded image (RGBA, longer side <= WorkSize).
+// When JPEG is set the result is re-encoded at that quality and decoded by
+// the serving path.
+type Corruption struct {
+	Name  string
+	Desc  string
+	Apply func(m *image.RGBA, r *rand.Rand) *image.RGBA
+	JPEG  int
+}
+
+// Clean is the name of the uncorrupted condition.
+const Clean = "clean"
+
+// Corruptions are the conditions of `trainer eval -corrupt all`.
+var Corruptions = []Corruption{
+	{Name: "dark", Desc: "pixel values x0.45 (under-exposed)", Apply: pointwise(func(v float64) float64 { return v * 0.45 })},
+	{Name: "bright", Desc: "0.6v + 0.4 (over-exposed, washed out)", Apply: pointwise(func(v float64) float64 { return 0.6*v + 0.4 })},
+	{Name: "low_contrast", Desc: "contrast x0.4 around the mean", Apply: lowContrast(0.4)},
+	{Name: "blur", Desc: "Gaussian blur, sigma 2.5% of the longer side", Apply: blur(0.025)},
+	{Name: "noise", Desc: "Gaussian noise, std 0.1", Apply: noise(0.1)},
+	{Name: "jpeg", Desc: "JPEG quality 8", Apply: func(m *image.RGBA, _ *rand.Rand) *image.RGBA { return m }, JPEG: 8},
+	{Name: "rotate", Desc: "rotated 30 degrees (random sign), white fill", Apply: rotate(30)},
+	{Name: "zoom_in", Desc: "centre crop of 65% of the side", Apply: zoomIn(0.65)},
+	{Name: "zoom_out", Desc: "shrunk to 55% on a white canvas", Apply: zoomOut(0.55)},
+	{Name: "colour_background", Desc: "near-white background replaced by a random colour", Apply: colourBackground},
+}
+
+// Select returns the named corruptions ("all" for every one).
+func Select(names string) ([]Corruption, error) {
+	if names == "" {
+		return nil, nil
+	}
+	if names == "all" {
+		return Corruptions, nil
+	}
+	var out []Corruption
+	for _, n := range strings.Split(names, ",") {
+		i := slices.IndexFunc(Corruptions, func(c Corruption) bool { return c.Name == n })
+		if i < 0 {
+			var known []string
+			for _, c := range Corruptions {
+				known = append(known, c.Name)
+			}
+			return nil, fmt.Errorf("unknown corruption %q (known: %s, all)", n, strings.Join(known, ", "))
+		}
+		out = append(out, Corruptions[i])
+	}
+	return out, nil
+}
+
+// Result is the accuracy under one condition.
+type Result struct {
+	Condition string  `json:"condition"`
+	Desc      string  `json:"description,omitempty"`
+	Images    int     `json:"images"`
+	Correct   int     `json:"correct"`
+	Accuracy  float64 `json:"accuracy"`
+}
+
+// Options configure Run.
+type Options struct {
+	DataURI     string
+	Mode        string // dataset split mode; in folders mode only the test folder is used
+	TrainDir    string
+	TestDir     string
+	Corruptions []Corruption
+	Seed        int64
+	Workers     int
+	Limits      preprocess.Limits
+}
+
+// Run evaluates clf on every image of the dataset under the clean
+// condition and each corruption. Unreadable images are counted in Skipped.
+func Run(ctx context.Context, clf *model.Classifier, opt Options) (results []Result, skipped int, err error) {
+	meta := clf.Metadata()
+	store, entries, layout, err := dataset.Scan(ctx, opt.DataURI, opt.Mode, opt.TrainDir, opt.TestDir)
+	if err != nil {
+		return nil, 0, err
+	}
+	labelIdx := map[string]int{}
+	for i, l := range meta.Labels {
+		labelIdx[l] = i
+	}
+	var use []dataset.Entry
+	for _, e := range entries {
+		if layout.Folders && e.Split != dataset.SplitValidation {
+			continue
+		}
+		if _, ok := labelIdx[e.Class]; !ok {
+			return nil, 0, fmt.Errorf("evaluate: class %q is not a label of model %s", e.Class, meta.Name)
+		}
+		use = append(use, e)
+	}
+	conds := append([]Corruption{{Name: Clean, Desc: "original bytes through Classifier.Classify"}}, opt.Corruptions...)
+	correct := make([][]bool, len(conds))
+	for i := range correct {
+		correct[i] = make([]bool, len(use))
+	}
+	ok := make([]bool, len(use))
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	maxBytes := opt.Limits.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = preprocess.DefaultMaxBytes
+	}
+	spec := meta.Preprocessing
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := make([]float32, spec.TensorLen())
+			for i := w; i < len(use); i += workers {
+				if ctx.Err() != nil {
+					return
+				}
+				e := use[i]
+				want := labelIdx[e.Class]
+				b, _, err := store.Read(ctx, e.Path, maxBytes)
+				if err != nil {
+					continue
+				}
+				d, err := preprocess.Decode(b, opt.Limits)
+				if err != nil {
+					continue
+				}
+				ok[i] = true
+				preds, err := clf.Classify(b, 1)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				correct[0][i] = preds[0].Label == e.Class
+				if len(conds) == 1 {
+					continue
+				}
+				work := shrink(d.Image, WorkSize)
+				for c, cond := range conds[1:] {
+					r := rand.New(rand.NewPCG(uint64(opt.Seed), uint64(i)<<8|uint64(c)))
+					img := cond.Apply(cloneRGBA(work), r)
+					var logits []float32
+					if cond.JPEG > 0 {
+						var buf bytes.Buffer
+						if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: cond.JPEG}); err != nil {
+							errs[w] = err
+							return
+						}
+						if err := spec.Process(buf.Bytes(), opt.Limits, x); err != nil {
+							errs[w] = err
+							return
+						}
+					} else {
+						dd := &preprocess.Decoded{Image: img, Format: d.Format, Orientation: d.Orientation}
+						if err := spec.Tensor(preprocess.Fit(dd, spec.Size, spec.Background), x); err != nil {
+							errs[w] = err
+							return
+						}
+					}
+					logits, err = clf.Logits(x, 1)
+					if err != nil {
+						errs[w] = err
+						return
+					}
+					correct[c+1][i] = argmax(logits) == want
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, 0, fmt.Errorf("evaluate: %w", err)
+		}
+	}
+	for _, v := range ok {
+		if !v {
+			skipped++
+		}
+	}
+	for c, cond := range conds {
+		r := Result{Condition: cond.Name, Desc: cond.Desc}
+		for i := range use {
+			if ok[i] {
+				r.Images++
+				if correct[c][i] {
+					r.Correct++
+				}
+			}
+		}
+		if r.Images > 0 {
+			r.Accuracy = float64(r.Correct) / float64(r.Images)
+		}
+		results = append(results, r)
+	}
+	return results, skipped, nil
+}
+
+func argmax(v []float32) int {
+	best := 0
+	for i := range v {
+		if v[i] > v[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// shrink returns the image as RGBA with its longer side at most n pixels.
+func shrink(src image.Image, n int) *image.RGBA {
+	b := src.Bounds()
+	w, h := b.Dx(), b.Dy()
+	if s := max(w, h); s > n {
+		w, h = max(1, w*n/s), max(1, h*n/s)
+	}
+	dst := image.NewRGBA(image.Rect(0, 0, w, h))
+	if w == b.Dx() && h == b.Dy() {
+		draw.Draw(dst, dst.Bounds(), src, b.Min, draw.Src)
+		return dst
+	}
+	xdraw.CatmullRom.Scale(dst, dst.Bounds(), src, b, xdraw.Src, nil)
+	return dst
+}
+
+func cloneRGBA(m *image.RGBA) *image.RGBA {
+	out := image.NewRGBA(m.Bounds())
+	copy(out.Pix, m.Pix)
+	return out
+}
+
+func clamp8(v float64) uint8 { return uint8(math.Max(0, math.Min(255, math.Round(v)))) }
+
+func pointwise(f func(v float64) float64) func(*image.RGBA, *rand.Rand) *image.RGBA {
+	return func(m *image.RGBA, _ *rand.Rand) *image.RGBA {
+		for i := 0; i < len(m.Pix); i += 4 {
+			for k := range 3 {
+				m.Pix[i+k] = clamp8(255 * f(float64(m.Pix[i+k])/255))
+			}
+		}
+		return m
+	}
+}
+
+func lowContrast(f float64) func(*image.RGBA, *rand.Rand) *image.RGBA {
+	return func(m *image.RGBA, r *rand.Rand) *image.RGBA {
+		var sum float64
+		for i := 0; i < len(m.Pix); i += 4 {
+			sum += float64(m.Pix[i]) + float64(m.Pix[i+1]) + float64(m.Pix[i+2])
+		}
+		mean := sum / float64(3*len(m.Pix)/4) / 255
+		return pointwise(func(v float64) float64 { return (v-mean)*f + mean })(m, r)
+	}
+}
+
+func noise(std float64) func(*image.RGBA, *rand.Rand) *image.RGBA {
+	return func(m *image.RGBA, r *rand.Rand) *image.RGBA {
+		for i := 0; i < len(m.Pix); i += 4 {
+			for k := range 3 {
+				m.Pix[i+k] = clamp8(float64(m.Pix[i+k]) + 255*std*r.NormFloat64())
+			}
+		}
+		return m
+	}
+}
+
+func blur(frac float64) func(*image.RGBA, *rand.Rand) *image.RGBA {
+	return func(m *image.RGBA, _ *rand.Rand) *image.RGBA {
+		b := m.Bounds()
+		w, h := b.Dx(), b.Dy()
+		sigma := frac * float64(max(w, h))
+		rad := int(math.Ceil(2.5 * sigma))
+		k := make([]float64, 2*rad+1)
+		var sum float64
+		for i := range k {
+			d := float64(i - rad)
+			k[i] = math.Exp(-d * d / (2 * sigma * sigma))
+			sum += k[i]
+		}
+		for i := range k {
+			k[i] /= sum
+		}
+		tmp := make([]float64, w*h*3)
+		for y := range h {
+			for x := range w {
+				for c := range 3 {
+					var v float64
+					for i, kw := range k {
+						xx := min(w-1, max(0, x+i-rad))
+						v += kw * float64(m.Pix[y*m.Stride+4*xx+c])
+					}
+					tmp[(y*w+x)*3+c] = v
+				}
+			}
+		}
+		for y := range h {
+			for x := range w {
+				for c := range 3 {
+					var v float64
+					for i, kw := range k {
+						yy := min(h-1, max(0, y+i-rad))
+						v += kw * tmp[(yy*w+x)*3+c]
+					}
+					m.Pix[y*m.Stride+4*x+c] = clamp8(v)
+				}
+			}
+		}
+		return m
+	}
+}
+
+// sample is bilinear sampling with a fill colour outside the image.
+func sample(m *image.RGBA, x, y float64, fill [3]float64) [3]float64 {
+	b := m.Bounds()
+	x0, y0 := int(math.Floor(x)), int(math.Floor(y))
+	fx, fy := x-float64(x0), y-float64(y0)
+	var out [3]float64
+	for j := range 2 {
+		for i := range 2 {
+			w := (1 - fx) * (1 - fy)
+			switch {
+			case i == 1 && j == 0:
+				w = fx * (1 - fy)
+			case i == 0 && j == 1:
+				w = (1 - fx) * fy
+			case i == 1 && j == 1:
+				w = fx * fy
+			}
+			xx, yy := x0+i, y0+j
+			for c := range 3 {
+				if xx < 0 || yy < 0 || xx >= b.Dx() || yy >= b.Dy() {
+					out[c] += w * fill[c]
+				} else {
+					out[c] += w * float64(m.Pix[yy*m.Stride+4*xx+c])
+				}
+			}
+		}
+	}
+	return out
+}
+
+func warp(m *image.RGBA, w, h int, inv func(x, y float64) (float64, float64)) *image.RGBA {
+	out := image.NewRGBA(image.Rect(0, 0, w, h))
+	white := [3]float64{255, 255, 255}
+	for y := range h {
+		for x := range w {
+			sx, sy := inv(float64(x), float64(y))
+			p := sample(m, sx, sy, white)
+			o := y*out.Stride + 4*x
+			out.Pix[o], out.Pix[o+1], out.Pix[o+2], out.Pix[o+3] = clamp8(p[0]), clamp8(p[1]), clamp8(p[2]), 255
+		}
+	}
+	return out
+}
+
+func rotate(deg float64) func(*image.RGBA, *rand.Rand) *image.RGBA {
+	return func(m *image.RGBA, r *rand.Rand) *image.RGBA {
+		th := deg * math.Pi / 180
+		if r.IntN(2) == 0 {
+			th = -th
+		}
+		w, h := m.Bounds().Dx(), m.Bounds().Dy()
+		cx, cy := float64(w-1)/2, float64(h-1)/2
+		c, s := math.Cos(th), math.Sin(th)
+		return warp(m, w, h, func(x, y float64) (float64, float64) {
+			dx, dy := x-cx, y-cy
+			return c*dx + s*dy + cx, -s*dx + c*dy + cy
+		})
+	}
+}
+
+func zoomIn(frac float64) func(*image.RGBA, *rand.Rand) *image.RGBA {
+	return func(m *image.RGBA, _ *rand.Rand) *image.RGBA {
+		w, h := m.Bounds().Dx(), m.Bounds().Dy()
+		cw, ch := max(1, int(float64(w)*frac)), max(1, int(float64(h)*frac))
+		r := image.Rect((w-cw)/2, (h-ch)/2, (w-cw)/2+cw, (h-ch)/2+ch)
+		return m.SubImage(r).(*image.RGBA)
+	}
+}
+
+func zoomOut(frac float64) func(*image.RGBA, *rand.Rand) *image.RGBA {
+	return func(m *image.RGBA, _ *rand.Rand) *image.RGBA {
+		w, h := m.Bounds().Dx(), m.Bounds().Dy()
+		out := image.NewRGBA(image.Rect(0, 0, w, h))
+		draw.Draw(out, out.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
+		sw, sh := max(1, int(float64(w)*frac)), max(1, int(float64(h)*frac))
+		dst := image.Rect((w-sw)/2, (h-sh)/2, (w-sw)/2+sw, (h-sh)/2+sh)
+		xdraw.CatmullRom.Scale(out, dst, m, m.Bounds(), xdraw.Src, nil)
+		return out
+	}
+}
+
+func colourBackground(m *image.RGBA, r *rand.Rand) *image.RGBA {
+	var bg [3]float64
+	for k := range bg {
+		bg[k] = 40 + 180*r.Float64()
+	}
+	for i := 0; i < len(m.Pix); i += 4 {
+		mn := math.Min(float64(m.Pix[i]), math.Min(float64(m.Pix[i+1]), float64(m.Pix[i+2]))) / 255
+		a := math.Max(0, math.Min(1, (mn-0.86)/0.1))
+		for k := range 3 {
+			v := float64(m.Pix[i+k])
+			m.Pix[i+k] = clamp8(v + (bg[k]-v)*a)
+		}
+	}
+	return m
+}

@@ -1,0 +1,264 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/trainer/config"
+	"github.com/orchard-mlops/orchard/trainer/dataset"
+	"github.com/orchard-mlops/orchard/trainer/evaluate"
+	"github.com/orchard-mlops/orchard/trainer/gendata"
+	"github.com/orchard-mlops/orchard/trainer/internal/racecheck"
+)
+
+// tinyConfig trains a very small network in a few seconds, also under -race.
+func tinyConfig(t *testing.T, sets ...string) *config.Config {
+	t.Helper()
+	racecheck.Require(t)
+	base := []string{
+		"model.input_size=16", "model.widths=[8, 16]", "train.batch_size=8", "train.epochs=2",
+		"train.eval_batch_size=16", "train.early_stopping_patience=0", "data.validation_fraction=0.25",
+		"train.learning_rate=0.01", "version=test",
+	}
+	cfg, err := config.Load(nil, append(base, sets...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+var (
+	dataOnce sync.Once
+	dataDir  string
+	dataErr  error
+)
+
+// tinyData is a shared 3-class synthetic dataset (class names have spaces).
+func tinyData(t *testing.T) string {
+	t.Helper()
+	dataOnce.Do(func() {
+		dataDir, dataErr = os.MkdirTemp("", "orchard-trainer-test-")
+		if dataErr == nil {
+			_, dataErr = gendata.Generate(dataDir, gendata.Options{Classes: 3, PerClass: 16, Size: 32, Seed: 5})
+		}
+	})
+	if dataErr != nil {
+		t.Fatal(dataErr)
+	}
+	return dataDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if dataDir != "" {
+		os.RemoveAll(dataDir)
+	}
+	os.Exit(code)
+}
+
+func loadTiny(t *testing.T, cfg *config.Config) *dataset.Dataset {
+	t.Helper()
+	ds, err := dataset.Load(context.Background(), dataset.Options{URI: tinyData(t), Mode: cfg.Data.Split,
+		TrainDir: cfg.Data.TrainDir, TestDir: cfg.Data.TestDir, ValidationFraction: cfg.Data.ValidationFraction,
+		Seed: cfg.Seed, Spec: preprocess.DefaultSpec(cfg.Model.InputSize)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+// TestEndToEnd: gen-data -> train -> ONNX export -> onnxruntime verification
+// -> model directory that shared/model loads and serves.
+func TestEndToEnd(t *testing.T) {
+	ort.InitForTest(t)
+	cfg := tinyConfig(t, "data.uri="+tinyData(t), "train.epochs=4", "augment.enabled=false", "export.opset=18")
+	out := t.TempDir()
+	metricsDir := t.TempDir()
+	res, err := Run(context.Background(), Options{Config: cfg, ModelURI: out, MetricsURI: metricsDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Metadata.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if res.Verification.MaxAbsDiff > cfg.Export.Tolerance || res.Verification.Images != len(res.Dataset.Validation) {
+		t.Fatalf("verification %+v", res.Verification)
+	}
+	for _, f := range []string{model.ONNXFile, model.MetadataFile, MetricsFile, ConfigFile, ManifestFile,
+		ReportDir + "/index.html", "checkpoints/" + CheckpointFile} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("missing %s: %v", f, err)
+		}
+	}
+	for _, f := range []string{MetricsFile, TFEventsFile("test")} {
+		if _, err := os.Stat(filepath.Join(metricsDir, f)); err != nil {
+			t.Errorf("metrics dir: missing %s: %v", f, err)
+		}
+	}
+	// The prediction functions' loader accepts the directory unchanged and
+	// its classifier reproduces the validation accuracy in model.json.
+	m, err := model.Load(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Metadata.Dataset.ManifestDigest != res.Dataset.Manifest.Digest() || m.Metadata.Version != "test" {
+		t.Fatalf("metadata %+v", m.Metadata.Dataset)
+	}
+	clf, err := model.NewClassifier(m, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clf.Close()
+	correct := 0
+	for _, s := range res.Dataset.Validation {
+		b, err := os.ReadFile(filepath.Join(tinyData(t), filepath.FromSlash(s.Path)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := clf.Classify(b, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p[0].Label == m.Metadata.Labels[s.Class] {
+			correct++
+		}
+	}
+	acc := float64(correct) / float64(len(res.Dataset.Validation))
+	if acc != m.Metadata.Metrics.ValidationAccuracy {
+		t.Fatalf("served accuracy %v, model.json says %v", acc, m.Metadata.Metrics.ValidationAccuracy)
+	}
+	t.Logf("validation accuracy %.3f, max |logit diff| %.2g", acc, res.Verification.MaxAbsDiff)
+	if acc < 0.75 { // the synthetic classes are easy; 4 epochs reach 1.0 here
+		t.Errorf("validation accuracy %.3f: the tiny model did not learn", acc)
+	}
+
+	// The robustness evaluation runs every corruption through the model.
+	results, skipped, err := evaluate.Run(context.Background(), clf, evaluate.Options{DataURI: tinyData(t),
+		Mode: "auto", TrainDir: "Training", TestDir: "Test", Corruptions: evaluate.Corruptions, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1+len(evaluate.Corruptions) || skipped != 0 || results[0].Images != 48 {
+		t.Fatalf("evaluate: %+v, skipped %d", results, skipped)
+	}
+}
+
+// checkpointVars trains until StopAfterEpochs and returns the checkpoint's
+// variables (optimizer state included) as one byte string per variable.
+func checkpointVars(t *testing.T, dir string) (State, map[string][]byte) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, CheckpointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := decodeCheckpoint(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string][]byte{}
+	for _, v := range h.Vars {
+		vars[v.Path] = v.data
+	}
+	for _, v := range h.Best {
+		vars["best:"+v.Path] = v.data
+	}
+	return h.State, vars
+}
+
+func interruptedRun(t *testing.T, cfg *config.Config, ds *dataset.Dataset, ckpt string, epochs int) {
+	t.Helper()
+	_, err := Run(context.Background(), Options{Config: cfg, Dataset: ds, ModelURI: t.TempDir(), CheckpointURI: ckpt, StopAfterEpochs: epochs})
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("err = %v, want ErrInterrupted", err)
+	}
+}
+
+func sameVars(t *testing.T, a, b map[string][]byte) {
+	t.Helper()
+	if len(a) != len(b) || len(a) == 0 {
+		t.Fatalf("%d vs %d variables", len(a), len(b))
+	}
+	for k, v := range a {
+		if !bytes.Equal(v, b[k]) {
+			t.Errorf("variable %s differs", k)
+		}
+	}
+}
+
+// TestSeedReproducible: two runs with the same seed give bit-identical
+// weights and optimizer state; another seed does not.
+func TestSeedReproducible(t *testing.T) {
+	cfg := tinyConfig(t, "train.epochs=3")
+	ds := loadTiny(t, cfg)
+	a, b, c := t.TempDir(), t.TempDir(), t.TempDir()
+	interruptedRun(t, cfg, ds, a, 2)
+	interruptedRun(t, cfg, ds, b, 2)
+	_, va := checkpointVars(t, a)
+	_, vb := checkpointVars(t, b)
+	sameVars(t, va, vb)
+	cfg2 := tinyConfig(t, "train.epochs=3", "seed=43")
+	interruptedRun(t, cfg2, ds, c, 2)
+	_, vc := checkpointVars(t, c)
+	if bytes.Equal(va["/model/head/weights"], vc["/model/head/weights"]) {
+		t.Fatal("another seed gave the same weights")
+	}
+}
+
+// TestCheckpointResume: interrupting after epoch 1 and resuming gives
+// exactly the weights of an uninterrupted run.
+func TestCheckpointResume(t *testing.T) {
+	cfg := tinyConfig(t, "train.epochs=3")
+	ds := loadTiny(t, cfg)
+	straight, resumed := t.TempDir(), t.TempDir()
+	interruptedRun(t, cfg, ds, straight, 2)
+	interruptedRun(t, cfg, ds, resumed, 1)
+	st, _ := checkpointVars(t, resumed)
+	if st.Epoch != 1 || len(st.History) != 1 {
+		t.Fatalf("after one epoch: %+v", st)
+	}
+	interruptedRun(t, cfg, ds, resumed, 1) // resumes at epoch 2
+	st1, v1 := checkpointVars(t, straight)
+	st2, v2 := checkpointVars(t, resumed)
+	if st2.Epoch != 2 || len(st2.History) != 2 || st1.BestEpoch != st2.BestEpoch {
+		t.Fatalf("resumed state %+v vs %+v", st2, st1)
+	}
+	sameVars(t, v1, v2)
+	for i := range st1.History {
+		if st1.History[i].ValLoss != st2.History[i].ValLoss || st1.History[i].Step != st2.History[i].Step {
+			t.Fatalf("epoch %d metrics differ: %+v vs %+v", i+1, st1.History[i], st2.History[i])
+		}
+	}
+	// A checkpoint of another config is not resumed.
+	cfg2 := tinyConfig(t, "train.epochs=3", "train.learning_rate=0.02")
+	interruptedRun(t, cfg2, ds, resumed, 1)
+	st3, _ := checkpointVars(t, resumed)
+	if st3.Epoch != 1 {
+		t.Fatalf("checkpoint of another config was resumed: epoch %d", st3.Epoch)
+	}
+}
+
+func TestSmoothedLossAndAccuracy(t *testing.T) {
+	logits := []float32{2, 0, 0, 0, 3, 0}
+	loss, acc := lossAccuracy(logits, []int32{0, 0}, 3)
+	if acc != 0.5 || !(loss > 0) {
+		t.Fatalf("loss %v acc %v", loss, acc)
+	}
+	if m := margin([]float32{1, 3, 2.5}); m != 0.5 {
+		t.Fatalf("margin %v", m)
+	}
+	if !slices.Equal(TFEvents(nil, testTime)[:8], []byte{24, 0, 0, 0, 0, 0, 0, 0}) {
+		t.Fatal("tfevents framing")
+	}
+}
+
+var testTime = time.Unix(1700000000, 0)
