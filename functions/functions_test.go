@@ -1,0 +1,123 @@
+package functions
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
+
+	"github.com/orchard-mlops/orchard/functions/predict"
+	"github.com/orchard-mlops/orchard/shared/emulators"
+	"github.com/orchard-mlops/orchard/shared/model/modeltest"
+	"github.com/orchard-mlops/orchard/shared/ort"
+)
+
+// TestRegisteredFunctions serves the registered functions through the
+// Functions Framework itself, configured only by the environment, as
+// cmd/functions and Cloud Run do, and calls both over real HTTP.
+func TestRegisteredFunctions(t *testing.T) {
+	ort.InitForTest(t)
+	g := emulators.GCSForTest(t)
+	g.Setenv(t) // the functions build their own storage client
+	sc := g.ClientForTest(t)
+	for _, b := range []string{"uploads", "results"} {
+		if err := sc.Bucket(b).Create(t.Context(), "p", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("MODEL_URI", "file://"+modeltest.Dir(t, modeltest.Options{Version: "v9"}))
+	t.Setenv("RESULTS_BUCKET", "results")
+	t.Setenv("UPLOAD_BUCKET", "uploads")
+	t.Setenv("FUNCTION_TARGET", "")
+	t.Setenv("OTEL_METRICS_EXPORTER", "none")
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	// The framework's server cannot be stopped; it ends with the test binary.
+	go funcframework.StartHostPort("127.0.0.1", strconv.Itoa(port))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	var resp *http.Response
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if resp, err = http.Get(base + "/Predict"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("server did not come up: %v", err)
+	}
+	var info predict.InfoResponse
+	json.NewDecoder(resp.Body).Decode(&info)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !info.Ready || info.Model.Version != "v9" {
+		t.Fatalf("GET /Predict: %d %+v", resp.StatusCode, info)
+	}
+
+	img := modeltest.JPEG(t, modeltest.Solid(modeltest.Red, 100, 100))
+	resp, err = http.Post(base+"/Predict?top_k=1", "image/jpeg", bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pr predict.PredictResponse
+	json.NewDecoder(resp.Body).Decode(&pr)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(pr.Predictions) != 1 || pr.Predictions[0].Label != "red" || pr.Model.Version != "v9" {
+		t.Fatalf("POST /Predict: %d %+v", resp.StatusCode, pr)
+	}
+
+	w := sc.Bucket("uploads").Object("in/x.jpg").NewWriter(t.Context())
+	w.ContentType = "image/jpeg"
+	w.Write(img)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gen := w.Attrs().Generation
+	data, _ := json.Marshal(map[string]string{
+		"bucket": "uploads", "name": "in/x.jpg", "generation": strconv.FormatInt(gen, 10),
+		"size": strconv.Itoa(len(img)), "contentType": "image/jpeg", "metageneration": "1",
+	})
+	req, _ := http.NewRequest(http.MethodPost, base+"/PredictOnUpload", bytes.NewReader(data))
+	for k, v := range map[string]string{
+		"Content-Type": "application/json", "ce-specversion": "1.0", "ce-id": "e1",
+		"ce-type": predict.FinalizedType, "ce-source": "//storage.googleapis.com/projects/_/buckets/uploads",
+		"ce-subject": "objects/in/x.jpg", "ce-time": time.Now().UTC().Format(time.RFC3339),
+	} {
+		req.Header.Set(k, v)
+	}
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("POST /PredictOnUpload: HTTP %d", resp.StatusCode)
+	}
+	r, err := sc.Bucket("results").Object("in/x.jpg.json").NewReader(t.Context())
+	if err != nil {
+		t.Fatalf("no result written: %v", err)
+	}
+	defer r.Close()
+	var res predict.UploadResult
+	if err := json.NewDecoder(r).Decode(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Label != "red" || res.Generation != gen || res.Model.Version != "v9" {
+		t.Errorf("result %+v", res)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}

@@ -1,0 +1,183 @@
+package submittraining
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"unicode"
+)
+
+// Request is the JSON body of a training request message.
+//
+//	{"dataset": "gs://bucket/datasets/fruits", "model": "fruits",
+//	 "overrides": ["train.epochs=5"], "requester": "alice@example.com",
+//	 "notes": "more apples", "allow_new_labels": false}
+type Request struct {
+	// Dataset is the folder-per-class dataset: gs://bucket/prefix, or, only
+	// where local data is allowed (local runs), file:///abs/path or /abs/path.
+	Dataset string `json:"dataset"`
+	// Model is the registry model name: ^[a-z][a-z0-9-]{0,62}$.
+	Model string `json:"model"`
+	// Overrides are trainer config overrides, "dotted.key=value".
+	Overrides []string `json:"overrides,omitempty"`
+	// Requester and Notes are recorded with the job (requester as a label).
+	Requester string `json:"requester,omitempty"`
+	Notes     string `json:"notes,omitempty"`
+	// AllowNewLabels tells the quality gate that a new label set is intended.
+	AllowNewLabels bool `json:"allow_new_labels,omitempty"`
+}
+
+// Limits on request fields.
+const (
+	MaxRequestBytes  = 64 << 10
+	MaxOverrides     = 64
+	MaxOverrideBytes = 512
+	MaxRequester     = 256
+	MaxNotes         = 4096
+)
+
+var (
+	modelRE    = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+	overrideRE = regexp.MustCompile(`^[a-z_.]+=.+$`)
+	bucketRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$`)
+)
+
+// reservedKeys are config keys the request sets itself.
+var reservedKeys = map[string]string{
+	"name":     "the model name comes from the request's model field",
+	"data.uri": "the dataset comes from the request's dataset field",
+}
+
+// ErrInvalidRequest marks a request that can never succeed; it is
+// acknowledged and dropped, never retried.
+var ErrInvalidRequest = errors.New("invalid training request")
+
+// ParseRequest decodes a request strictly (unknown fields and trailing data
+// are errors) and validates it. allowLocalData permits local dataset paths.
+func ParseRequest(b []byte, allowLocalData bool) (*Request, error) {
+	if len(b) > MaxRequestBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidRequest, len(b), MaxRequestBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var r Request
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("%w: decoding JSON: %v", ErrInvalidRequest, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidRequest)
+	}
+	if err := r.Validate(allowLocalData); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Validate checks every field, reporting all problems at once.
+func (r *Request) Validate(allowLocalData bool) error {
+	var errs []error
+	if !modelRE.MatchString(r.Model) {
+		errs = append(errs, fmt.Errorf("model %q must match %s", r.Model, modelRE))
+	}
+	if err := validDataset(r.Dataset, allowLocalData); err != nil {
+		errs = append(errs, err)
+	}
+	if len(r.Overrides) > MaxOverrides {
+		errs = append(errs, fmt.Errorf("%d overrides, limit %d", len(r.Overrides), MaxOverrides))
+	}
+	for _, o := range r.Overrides {
+		if len(o) > MaxOverrideBytes || !overrideRE.MatchString(o) {
+			errs = append(errs, fmt.Errorf("override %q must match %s (at most %d bytes)", o, overrideRE, MaxOverrideBytes))
+			continue
+		}
+		k, _, _ := strings.Cut(o, "=")
+		if why, ok := reservedKeys[k]; ok {
+			errs = append(errs, fmt.Errorf("override %q is not allowed: %s", o, why))
+		}
+	}
+	if len(r.Requester) > MaxRequester || hasControl(r.Requester) {
+		errs = append(errs, fmt.Errorf("requester must be at most %d printable characters", MaxRequester))
+	}
+	if len(r.Notes) > MaxNotes {
+		errs = append(errs, fmt.Errorf("notes longer than %d bytes", MaxNotes))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	return nil
+}
+
+func validDataset(uri string, allowLocal bool) error {
+	switch {
+	case uri == "":
+		return errors.New("dataset is required")
+	case hasControl(uri) || strings.ContainsAny(uri, " \t"):
+		return fmt.Errorf("dataset %q contains spaces or control characters", uri)
+	case strings.HasPrefix(uri, "gs://"):
+		bucket, rest, _ := strings.Cut(strings.TrimPrefix(uri, "gs://"), "/")
+		if !bucketRE.MatchString(bucket) {
+			return fmt.Errorf("dataset %q: %q is not a valid bucket name", uri, bucket)
+		}
+		if hasDotDot(rest) {
+			return fmt.Errorf("dataset %q: '..' segments are not allowed", uri)
+		}
+		return nil
+	case !allowLocal:
+		return fmt.Errorf("dataset %q: must be a gs://bucket/path URI", uri)
+	case strings.HasPrefix(uri, "file:///"):
+		if hasDotDot(strings.TrimPrefix(uri, "file://")) {
+			return fmt.Errorf("dataset %q: '..' segments are not allowed", uri)
+		}
+		return nil
+	case strings.HasPrefix(uri, "/") && !strings.Contains(uri, "://"):
+		if hasDotDot(uri) {
+			return fmt.Errorf("dataset %q: '..' segments are not allowed", uri)
+		}
+		return nil
+	}
+	return fmt.Errorf("dataset %q: must be gs://bucket/path, file:///abs/path or an absolute path", uri)
+}
+
+func hasDotDot(p string) bool {
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, unicode.IsControl) >= 0
+}
+
+// MessagePublishedData is the data of a
+// google.cloud.pubsub.topic.v1.messagePublished CloudEvent (the
+// functions framework builds the same shape from a raw push body).
+type MessagePublishedData struct {
+	Message      PubsubMessage `json:"message"`
+	Subscription string        `json:"subscription"`
+}
+
+// PubsubMessage is a Pub/Sub message as delivered in a push or CloudEvent:
+// data is base64 in JSON, which encoding/json decodes into []byte.
+type PubsubMessage struct {
+	Data        []byte            `json:"data"`
+	Attributes  map[string]string `json:"attributes,omitempty"`
+	MessageID   string            `json:"messageId,omitempty"`
+	MessageID2  string            `json:"message_id,omitempty"`  // the push envelope carries both spellings
+	PublishTime string            `json:"publishTime,omitempty"` // RFC 3339; text, so an odd format cannot make the event unreadable
+	OrderingKey string            `json:"orderingKey,omitempty"`
+}
+
+// ID returns the message ID in either spelling.
+func (m *PubsubMessage) ID() string {
+	if m.MessageID != "" {
+		return m.MessageID
+	}
+	return m.MessageID2
+}
