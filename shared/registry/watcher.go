@@ -1,0 +1,284 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+
+	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/model"
+)
+
+// WatcherOptions configure a Watcher.
+type WatcherOptions struct {
+	// Alias to follow; default Production.
+	Alias string
+	// Interval is the least time between two polls of the alias object
+	// (one metadata request each); default 10s.
+	Interval time.Duration
+	// Background polls every Interval from a goroutine started by Start.
+	// Without it the watcher polls only when Acquire finds the last poll
+	// older than Interval (which suits Cloud Run, where CPU outside
+	// requests is throttled), or when Check or Refresh is called.
+	Background bool
+	// RetryFailed is how long a version that failed to load is left alone
+	// before the next attempt (unless the alias moves again); default
+	// max(6*Interval, 1m), so a broken model is not re-read on every poll.
+	RetryFailed time.Duration
+	// Classifier options for models the default loader builds.
+	Classifier model.Options
+	// Load builds a classifier from a model; default model.NewClassifier.
+	Load   func(ctx context.Context, m *model.Model) (*model.Classifier, error)
+	Logger *slog.Logger
+}
+
+// LoadTimeout bounds one model load by the watcher.
+const LoadTimeout = 2 * time.Minute
+
+// Watcher serves the classifier that an alias of a model names, and swaps
+// in a new one when the alias moves. It implements modelsource.Provider:
+// Acquire never blocks on a swap, in-flight requests keep the classifier
+// they leased (it is closed after the last lease is released), and a
+// version that fails to load leaves the current one serving.
+type Watcher struct {
+	reg  *Registry
+	name string
+	o    WatcherOptions
+	log  *slog.Logger
+
+	slot modelsource.Slot
+
+	mu       sync.Mutex // serialises checks and guards the fields below
+	gen      int64      // alias generation the loaded version came from
+	version  string     // loaded version
+	lastErr  error
+	badGen   int64     // alias generation whose version failed to load
+	badAt    time.Time // when
+	badErr   error
+	checking atomic.Bool
+	last     atomic.Int64 // unix nanos of the last check start
+	current  atomic.Pointer[string]
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+var _ modelsource.Provider = (*Watcher)(nil)
+
+// NewWatcher returns a watcher for model name. Nothing is loaded until the
+// first Check, Start or Acquire.
+func NewWatcher(reg *Registry, name string, o WatcherOptions) *Watcher {
+	if o.Alias == "" {
+		o.Alias = Production
+	}
+	if o.Interval <= 0 {
+		o.Interval = 10 * time.Second
+	}
+	if o.RetryFailed <= 0 {
+		o.RetryFailed = max(6*o.Interval, time.Minute)
+	}
+	if o.Load == nil {
+		opts := o.Classifier
+		o.Load = func(_ context.Context, m *model.Model) (*model.Classifier, error) {
+			return model.NewClassifier(m, opts)
+		}
+	}
+	w := &Watcher{reg: reg, name: name, o: o, log: o.Logger, stop: make(chan struct{})}
+	if w.log == nil {
+		w.log = reg.log
+	}
+	return w
+}
+
+// Start loads the current version (returning the error if that fails; the
+// watcher keeps trying later) and, with Background, starts polling.
+func (w *Watcher) Start(ctx context.Context) error {
+	_, err := w.Check(ctx)
+	if w.o.Background {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			t := time.NewTicker(w.o.Interval)
+			defer t.Stop()
+			for {
+				select {
+				case <-w.stop:
+					return
+				case <-t.C:
+					w.checkDetached()
+				}
+			}
+		}()
+	}
+	return err
+}
+
+// Version returns the version being served ("" if none).
+func (w *Watcher) Version() string {
+	if v := w.current.Load(); v != nil {
+		return *v
+	}
+	return ""
+}
+
+// Check polls the alias once and swaps in its version if it changed. It
+// reports whether a swap happened. An alias that disappears leaves the
+// current classifier serving.
+func (w *Watcher) Check(ctx context.Context) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.last.Store(time.Now().UnixNano())
+	swapped, err := w.check(ctx)
+	repeated := err != nil && err == w.lastErr
+	w.lastErr = err
+	if err != nil && !repeated {
+		w.log.WarnContext(ctx, "model watcher: check failed; keeping the current version",
+			"model", w.name, "alias", w.o.Alias, "serving", w.version, "err", err)
+	}
+	return swapped, err
+}
+
+func (w *Watcher) check(ctx context.Context) (bool, error) {
+	key := aliasKey(w.name, w.o.Alias)
+	attrs, err := w.reg.store.Attributes(ctx, key)
+	if err != nil {
+		if errors.Is(err, blob.ErrNotFound) {
+			return false, fmt.Errorf("alias %s of model %s: %w", w.o.Alias, w.name, ErrNotFound)
+		}
+		return false, err
+	}
+	if attrs.Generation == w.gen {
+		return false, nil
+	}
+	if attrs.Generation == w.badGen && time.Since(w.badAt) < w.o.RetryFailed {
+		return false, w.badErr
+	}
+	a, err := w.reg.Alias(ctx, w.name, w.o.Alias)
+	if err != nil {
+		return false, err
+	}
+	if a.Version == w.version {
+		w.gen = a.Generation
+		return false, nil
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), LoadTimeout)
+	defer cancel()
+	c, err := w.load(lctx, a.Version)
+	if err != nil {
+		err = fmt.Errorf("loading version %s (%s of model %s): %w", a.Version, w.o.Alias, w.name, err)
+		w.badGen, w.badAt, w.badErr = a.Generation, time.Now(), err
+		return false, err
+	}
+	old := w.version
+	w.slot.Swap(c)
+	w.version, w.gen = a.Version, a.Generation
+	v := a.Version
+	w.current.Store(&v)
+	w.log.InfoContext(ctx, "model watcher: swapped", "model", w.name, "alias", w.o.Alias, "from", old, "to", a.Version,
+		"generation", a.Generation)
+	return true, nil
+}
+
+// load reads and builds a classifier, turning a panic into an error.
+func (w *Watcher) load(ctx context.Context, version string) (c *model.Classifier, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c, err = nil, fmt.Errorf("loading panicked: %v", p)
+		}
+	}()
+	m, err := w.reg.LoadModel(ctx, w.name, version)
+	if err != nil {
+		return nil, err
+	}
+	return w.o.Load(ctx, m)
+}
+
+// checkDetached runs one check unless one is running.
+func (w *Watcher) checkDetached() {
+	if !w.checking.CompareAndSwap(false, true) {
+		return
+	}
+	defer w.checking.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), LoadTimeout)
+	defer cancel()
+	_, _ = w.Check(ctx)
+}
+
+// Refresh starts a check in the background now (e.g. on a model-published
+// message) unless one is running.
+func (w *Watcher) Refresh() { go w.checkDetached() }
+
+func (w *Watcher) due() bool {
+	return time.Since(time.Unix(0, w.last.Load())) >= w.o.Interval
+}
+
+// Acquire implements modelsource.Provider. It returns the current
+// classifier at once; if the last poll is older than Interval it starts a
+// background one. With nothing loaded yet it loads synchronously, at most
+// once per Interval; until then it returns a *modelsource.UnavailableError.
+func (w *Watcher) Acquire(ctx context.Context) (*modelsource.Lease, error) {
+	if l, ok := w.slot.Acquire(); ok {
+		if w.due() {
+			w.Refresh()
+		}
+		return l, nil
+	}
+	w.mu.Lock()
+	lastErr := w.lastErr
+	w.mu.Unlock()
+	if lastErr != nil && !w.due() {
+		wait := time.Until(time.Unix(0, w.last.Load()).Add(w.o.Interval))
+		return nil, &modelsource.UnavailableError{Err: lastErr, RetryAfter: max(wait, 0)}
+	}
+	if _, err := w.Check(ctx); err != nil {
+		if l, ok := w.slot.Acquire(); ok { // another check won meanwhile
+			return l, nil
+		}
+		return nil, &modelsource.UnavailableError{Err: err, RetryAfter: w.o.Interval}
+	}
+	if l, ok := w.slot.Acquire(); ok {
+		return l, nil
+	}
+	return nil, &modelsource.UnavailableError{Err: errors.New("no model loaded"), RetryAfter: w.o.Interval}
+}
+
+// Listen checks the alias whenever a message arrives on sub (a
+// subscription to the model-published topic), until ctx ends. Messages are
+// acknowledged; polling remains the fallback.
+func (w *Watcher) Listen(ctx context.Context, sub *pubsub.Subscriber) error {
+	return sub.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
+		if model := m.Attributes["model"]; model == "" || model == w.name {
+			w.checkDetached()
+		}
+		m.Ack()
+	})
+}
+
+// Close stops polling and empties the watcher; the last classifier is
+// closed after its last lease is released. Close waits for that or ctx.
+func (w *Watcher) Close(ctx context.Context) error {
+	w.stopOnce.Do(func() { close(w.stop) })
+	w.wg.Wait()
+	w.mu.Lock()
+	done := w.slot.Swap(nil)
+	w.version, w.gen = "", 0
+	w.current.Store(nil)
+	w.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

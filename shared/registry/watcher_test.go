@@ -1,0 +1,247 @@
+package registry_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+
+	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/emulators"
+	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/model/modeltest"
+	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/registry"
+)
+
+// Versions of the colour model whose answers to a red image differ.
+var answers = map[string]string{"v1": "red", "v2": "green", "v3": "blue"}
+var labelOrders = map[string][]string{
+	"v1": {"red", "green", "blue"},
+	"v2": {"green", "blue", "red"},
+	"v3": {"blue", "red", "green"},
+}
+
+// TestWatcherHotReloadUnderLoad classifies continuously from several
+// goroutines while promotions and rollbacks move production: no request
+// may fail, every answer must come from the classifier its lease names,
+// and after each swap the answers come from the new version.
+func TestWatcherHotReloadUnderLoad(t *testing.T) {
+	ort.InitForTest(t)
+	ctx := t.Context()
+	reg := registry.New(gcsStore(t), registry.Options{})
+	for _, v := range []string{"v1", "v2", "v3"} {
+		publish(t, reg, modeltest.Options{Version: v, Labels: labelOrders[v], Accuracy: 0.9}, registry.PublishOptions{Promote: v == "v1"})
+	}
+	var loads atomic.Int64
+	w := registry.NewWatcher(reg, "colours", registry.WatcherOptions{
+		Interval:   10 * time.Millisecond,
+		Background: true,
+		Load: func(_ context.Context, m *model.Model) (*model.Classifier, error) {
+			loads.Add(1)
+			return model.NewClassifier(m, model.Options{})
+		},
+	})
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if w.Version() != "v1" {
+		t.Fatalf("serving %q, want v1", w.Version())
+	}
+	red := modeltest.JPEG(t, modeltest.Solid(modeltest.Red, 32, 32))
+
+	var (
+		stop     atomic.Bool
+		requests atomic.Int64
+		failures atomic.Int64
+		mu       sync.Mutex
+		lastSeen = map[int]string{} // worker -> version of its last answer
+		firstErr error
+	)
+	var wg sync.WaitGroup
+	for worker := range 4 {
+		wg.Go(func() {
+			for !stop.Load() {
+				err := func() error {
+					lease, err := w.Acquire(ctx)
+					if err != nil {
+						return err
+					}
+					defer lease.Release()
+					v := lease.Metadata().Version
+					preds, err := lease.Classify(red, 1)
+					if err != nil {
+						return fmt.Errorf("classify on %s: %w", v, err)
+					}
+					if preds[0].Label != answers[v] {
+						return fmt.Errorf("version %s answered %q, want %q", v, preds[0].Label, answers[v])
+					}
+					mu.Lock()
+					lastSeen[worker] = v
+					mu.Unlock()
+					return nil
+				}()
+				requests.Add(1)
+				if err != nil {
+					failures.Add(1)
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	// waitServing waits until every worker's latest answer came from v.
+	waitServing := func(v string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			mu.Lock()
+			all := len(lastSeen) == 4
+			for _, s := range lastSeen {
+				all = all && s == v
+			}
+			mu.Unlock()
+			if all {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("workers still not all answering from %s (watcher serves %q): %v", v, w.Version(), lastSeen)
+	}
+
+	waitServing("v1")
+	steps := []struct {
+		do   func() error
+		want string
+	}{
+		{func() error { _, err := reg.Promote(ctx, "colours", "v2", registry.PromoteOptions{}); return err }, "v2"},
+		{func() error { _, err := reg.Promote(ctx, "colours", "v3", registry.PromoteOptions{}); return err }, "v3"},
+		{func() error { _, err := reg.Rollback(ctx, "colours", registry.RollbackOptions{}); return err }, "v2"},
+		{func() error {
+			_, err := reg.Rollback(ctx, "colours", registry.RollbackOptions{To: "v1"})
+			return err
+		}, "v1"},
+		{func() error { _, err := reg.Promote(ctx, "colours", "v3", registry.PromoteOptions{}); return err }, "v3"},
+	}
+	for _, s := range steps {
+		before := requests.Load()
+		if err := s.do(); err != nil {
+			t.Fatal(err)
+		}
+		waitServing(s.want)
+		if requests.Load() == before {
+			t.Fatal("no requests ran during the swap")
+		}
+	}
+
+	// A version that cannot be loaded leaves the current one serving.
+	bad := modelDir(t, modeltest.Options{Version: "v4", Labels: labelOrders["v1"], Accuracy: 0.9})
+	if _, err := bad.Write(ctx, model.ONNXFile, []byte("not onnx"), blob.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := registry.PublishFrom(ctx, reg, bad, registry.PublishOptions{Promote: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Check(ctx); err == nil {
+		t.Error("Check of an unloadable version succeeded")
+	}
+	time.Sleep(50 * time.Millisecond)
+	if w.Version() != "v3" {
+		t.Errorf("after a failed load serving %q, want v3", w.Version())
+	}
+
+	stop.Store(true)
+	wg.Wait()
+	if n := failures.Load(); n != 0 {
+		t.Errorf("%d of %d requests failed; first: %v", n, requests.Load(), firstErr)
+	}
+	t.Logf("%d requests over %d swaps, %d loads", requests.Load(), len(steps), loads.Load())
+	closeCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := w.Close(closeCtx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWatcherWithoutProduction(t *testing.T) {
+	reg := registry.New(must(blob.NewDir(t.TempDir())), registry.Options{})
+	w := registry.NewWatcher(reg, "colours", registry.WatcherOptions{Interval: time.Hour})
+	_, err := w.Acquire(t.Context())
+	if !modelsource.IsUnavailable(err) || !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("Acquire without production = %v, want an UnavailableError wrapping ErrNotFound", err)
+	}
+	// The next Acquire within Interval does not poll again.
+	_, err = w.Acquire(t.Context())
+	var u *modelsource.UnavailableError
+	if !errors.As(err, &u) || u.RetryAfter <= 0 {
+		t.Errorf("second Acquire = %v, want a RetryAfter", err)
+	}
+}
+
+// TestPublishNotifiesPubSub checks the model-published and alias-moved
+// messages on the Pub/Sub emulator.
+func TestPublishNotifiesPubSub(t *testing.T) {
+	ps := emulators.PubSubForTest(t, emulators.UniqueName(t))
+	c := ps.ClientForTest(t)
+	ctx := t.Context()
+	topic, subID := "model-published", "watch"
+	if _, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: ps.TopicName(topic)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+		Name: ps.SubscriptionName(subID), Topic: ps.TopicName(topic), AckDeadlineSeconds: 10,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	n := registry.NewPubSubNotifier(c, topic)
+	defer n.Stop()
+	reg := registry.New(must(blob.NewDir(t.TempDir())), registry.Options{Notifier: n})
+	publish(t, reg, modeltest.Options{Version: "v1"}, registry.PublishOptions{Promote: true})
+
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var got []registry.Event
+	err := c.Subscriber(subID).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+		var e registry.Event
+		if err := json.Unmarshal(m.Data, &e); err != nil {
+			t.Errorf("bad event %q: %v", m.Data, err)
+		}
+		if m.Attributes["model"] != "colours" || m.Attributes["type"] != e.Type {
+			t.Errorf("attributes %v for %+v", m.Attributes, e)
+		}
+		m.Ack()
+		mu.Lock()
+		got = append(got, e)
+		if len(got) == 2 {
+			cancel()
+		}
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	types := map[string]registry.Event{}
+	for _, e := range got {
+		types[e.Type] = e
+	}
+	if e, ok := types[registry.EventPublished]; !ok || !e.Promoted || e.Version != "v1" {
+		t.Errorf("model-published event missing or wrong: %+v", got)
+	}
+	if e, ok := types[registry.EventAliasMoved]; !ok || e.Alias != registry.Production {
+		t.Errorf("alias-moved event missing or wrong: %+v", got)
+	}
+}
