@@ -1,0 +1,167 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"image/color"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orchard-mlops/orchard/infra/local/eventarc"
+	"github.com/orchard-mlops/orchard/infra/local/stack"
+	"github.com/orchard-mlops/orchard/shared/emulators"
+	"github.com/orchard-mlops/orchard/shared/model/modeltest"
+	"github.com/orchard-mlops/orchard/shared/ort"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	d, err := os.MkdirTemp("", "orchard-demo-test-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binDir = d
+	code := m.Run()
+	os.RemoveAll(d)
+	os.Exit(code)
+}
+
+func options(t *testing.T) Options {
+	t.Helper()
+	if _, err := ort.Find(); err != nil {
+		if emulators.InCI() {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	return Options{
+		Out:     testWriter{t, &strings.Builder{}},
+		SaveDir: t.TempDir(),
+		Stack: stack.Config{
+			Project: emulators.UniqueName(t), BinDir: binDir,
+			Bridge: eventarc.Options{MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second},
+		},
+		ResultTimeout: 2 * time.Minute,
+	}
+}
+
+// testWriter logs whole lines.
+type testWriter struct {
+	t   *testing.T
+	buf *strings.Builder
+}
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.buf.Write(p)
+	s := w.buf.String()
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		w.t.Log(s[:i])
+		w.buf.Reset()
+		w.buf.WriteString(s[i+1:])
+	}
+	return len(p), nil
+}
+
+func run(t *testing.T, o Options) *Report {
+	t.Helper()
+	rep, err := Run(t.Context(), o)
+	if errors.Is(err, emulators.ErrNotInstalled) && !emulators.InCI() {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// TestDemoWithProvidedModel is the flow without training: register the
+// colour model (quality gate → production), serve it, upload photos in
+// class folders, and get every result right.
+func TestDemoWithProvidedModel(t *testing.T) {
+	o := options(t)
+	o.Train = TrainNone
+	o.ModelDir = modeltest.Dir(t, modeltest.Options{})
+	photos := t.TempDir()
+	for class, c := range map[string]color.RGBA{"red": modeltest.Red, "green": modeltest.Green, "blue": modeltest.Blue} {
+		if err := os.MkdirAll(filepath.Join(photos, class), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i, size := range []int{12, 30} {
+			p := filepath.Join(photos, class, "photo "+string(rune('a'+i))+".jpg")
+			if err := os.WriteFile(p, modeltest.JPEG(t, modeltest.Solid(c, size, size)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	o.Photos, o.Data = photos, photos // Data is unused without training
+	rep := run(t, o)
+	if !rep.OK() || len(rep.Rows) != 6 || rep.Correct != 6 || rep.Accuracy() != 1 {
+		t.Fatalf("report: %+v", rep)
+	}
+	for _, r := range rep.Rows {
+		if r.Predicted != r.Expected || !strings.HasSuffix(r.Result, r.File+".json") {
+			t.Errorf("row %+v", r)
+		}
+	}
+	if rep.ModelVersion != "v1" || !strings.Contains(rep.ModelURI, "/models/colours/versions/v1") {
+		t.Errorf("model %s %s", rep.ModelURI, rep.ModelVersion)
+	}
+	for _, p := range []string{"results/red/photo a.jpg.json", "model/model.json", "model/model.onnx"} {
+		if _, err := os.Stat(filepath.Join(rep.SavedTo, p)); err != nil {
+			t.Errorf("not saved: %v", err)
+		}
+	}
+}
+
+// TestDemoSubmitSaysWhatIsMissing: the production training path must fail
+// loudly, never pretend, while SubmitTraining is missing (or its contract
+// is not settled).
+func TestDemoSubmitSaysWhatIsMissing(t *testing.T) {
+	o := options(t)
+	o.Train = TrainSubmit
+	o.Data, o.Photos = t.TempDir(), t.TempDir()
+	rep, err := Run(t.Context(), o)
+	if errors.Is(err, emulators.ErrNotInstalled) && !emulators.InCI() {
+		t.Skip(err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "SubmitTraining") && !strings.Contains(err.Error(), "contract") ||
+		!strings.Contains(err.Error(), "-train=direct") {
+		t.Fatalf("err = %v", err)
+	}
+	if rep.OK() {
+		t.Error("report OK without training")
+	}
+}
+
+// TestDemoTrainsOnGeneratedData is the whole flow with training: the trainer
+// generates a tiny dataset, trains on the Vertex AI stand-in, the model
+// passes the gate, and every generated photo gets a prediction.
+func TestDemoTrainsOnGeneratedData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model (about a minute on 2 cores)")
+	}
+	o := options(t)
+	o.Train = TrainDirect
+	o.PerClass = 2
+	o.TrainerSets = []string{"train.epochs=4", "train.early_stopping_patience=0", "report.enabled=false"}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, o)
+	if errors.Is(err, emulators.ErrNotInstalled) && !emulators.InCI() {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || len(rep.Rows) < 8 || rep.ModelVersion == "" || rep.JobLog == "" {
+		t.Fatalf("report %+v", rep)
+	}
+	// Tiny data and few epochs: only require clearly better than chance.
+	if acc := rep.Accuracy(); acc < 0.5 {
+		t.Errorf("accuracy %.2f on generated photos", acc)
+	}
+}

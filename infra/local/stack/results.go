@@ -1,0 +1,119 @@
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"cloud.google.com/go/storage"
+)
+
+// Result is the part of a PredictOnUpload result object the stack reads
+// (functions/predict.UploadResult; kept as a local struct so that this
+// package does not link onnxruntime).
+type Result struct {
+	Bucket     string  `json:"bucket"`
+	Name       string  `json:"name"`
+	Generation int64   `json:"generation,string"`
+	URI        string  `json:"uri"`
+	Label      string  `json:"label"`
+	Score      float64 `json:"score"`
+	Error      string  `json:"error"`
+	Kind       string  `json:"kind"`
+	LatencyMS  float64 `json:"latency_ms"`
+	EventID    string  `json:"event_id"`
+	Model      *struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+	} `json:"model"`
+	// Object is where the result is stored (gs://results/NAME.json).
+	Object string `json:"-"`
+}
+
+// Suffixes of PredictOnUpload's result objects (functions/predict).
+const (
+	ResultSuffix = ".json"
+	ErrorSuffix  = ".error.json"
+)
+
+// WaitResults polls the results bucket until every upload name has a result
+// (NAME.json) or a recorded failure (NAME.error.json), or ctx ends. It calls
+// progress (if set) for each result as it appears. It returns what it
+// found; the error says which names are missing.
+func (s *Stack) WaitResults(ctx context.Context, names []string, progress func(Result)) (map[string]Result, error) {
+	got := map[string]Result{}
+	bkt := s.Storage.Bucket(s.Config.ResultsBucket)
+	for {
+		for _, n := range names {
+			if _, ok := got[n]; ok {
+				continue
+			}
+			for _, suffix := range []string{ResultSuffix, ErrorSuffix} {
+				r, err := readResult(ctx, bkt, n+suffix)
+				if errors.Is(err, storage.ErrObjectNotExist) {
+					continue
+				}
+				if err != nil {
+					if ctx.Err() != nil {
+						break
+					}
+					return got, err
+				}
+				r.Object = "gs://" + s.Config.ResultsBucket + "/" + n + suffix
+				got[n] = r
+				if progress != nil {
+					progress(r)
+				}
+				break
+			}
+		}
+		if len(got) == len(names) {
+			return got, nil
+		}
+		select {
+		case <-ctx.Done():
+			var missing []string
+			for _, n := range names {
+				if _, ok := got[n]; !ok {
+					missing = append(missing, n)
+				}
+			}
+			return got, fmt.Errorf("%d of %d uploads have no result (%v): %v", len(missing), len(names), ctx.Err(), missing)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func readResult(ctx context.Context, b *storage.BucketHandle, key string) (Result, error) {
+	var r Result
+	rd, err := b.Object(key).NewReader(ctx)
+	if err != nil {
+		return r, err
+	}
+	defer rd.Close()
+	data, err := io.ReadAll(io.LimitReader(rd, 1<<20))
+	if err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, fmt.Errorf("result %s: %w", key, err)
+	}
+	return r, nil
+}
+
+// Upload writes data into the uploads bucket.
+func (s *Stack) Upload(ctx context.Context, name, contentType string, data []byte) error {
+	w := s.Storage.Bucket(s.Config.UploadsBucket).Object(name).NewWriter(ctx)
+	w.ContentType = contentType
+	if _, err := w.Write(data); err != nil {
+		w.Close()
+		return fmt.Errorf("upload %s: %w", name, err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("upload %s: %w", name, err)
+	}
+	return nil
+}

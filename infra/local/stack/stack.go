@@ -1,0 +1,628 @@
+// Package stack runs Orchard on one machine with real emulators, wired as
+// on Google Cloud:
+//
+//	fake-gcs-server ──(GCS Pub/Sub notifications, uploads bucket)──► Pub/Sub emulator
+//	Pub/Sub emulator ──(pull)──► eventarc bridge ──(binary CloudEvents)──► functions server
+//	    notifications topic  → /PredictOnUpload  (google.cloud.storage.object.v1.finalized)
+//	    training topic       → /SubmitTraining   (google.cloud.pubsub.topic.v1.messagePublished)
+//	functions server ──► results bucket (fake-gcs-server)
+//
+// plus pluggable Components (the Vertex AI stand-in). The Pub/Sub emulator
+// is the Cloud SDK's when installed, else the in-process pstest server; the
+// bridge pulls, so both work. The functions server is the real
+// ./functions/cmd/functions, built with `go build` and run as a subprocess
+// in its own process group. Everything listens on loopback and is stopped
+// by Close, child process groups included.
+package stack
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/pstest"
+	"cloud.google.com/go/storage"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/orchard-mlops/orchard/infra/local/eventarc"
+	"github.com/orchard-mlops/orchard/infra/local/internal/proc"
+	"github.com/orchard-mlops/orchard/shared/emulators"
+)
+
+// Module is the repository's module path, used to find its root.
+const Module = "github.com/orchard-mlops/orchard"
+
+// Pub/Sub backends.
+const (
+	PubSubAuto     = "auto"     // the emulator if installed, else pstest
+	PubSubEmulator = "emulator" // the Cloud SDK emulator, or fail
+	PubSubPstest   = "pstest"   // the in-process fake
+)
+
+// Config configures a Stack. Zero values take the defaults in comments.
+type Config struct {
+	Project            string // orchard-local
+	UploadsBucket      string // orchard-uploads
+	ResultsBucket      string // orchard-results
+	ModelsBucket       string // orchard-models (the registry)
+	NotificationsTopic string // gcs-uploads (fake-gcs-server publishes here)
+	TrainingTopic      string // training-requests
+	DeadLetterTopic    string // eventarc-dead-letter
+	PubSub             string // PubSubAuto
+
+	// RepoRoot holds go.mod (default: found upwards from the working
+	// directory). BinDir receives built binaries (default
+	// $XDG_CACHE_HOME/orchard-local/bin).
+	RepoRoot, BinDir string
+
+	// ModelURI, if set, starts the functions server at Start with this
+	// MODEL_URI. Otherwise call StartFunctions later (e.g. after training).
+	ModelURI string
+	// FunctionsEnv is added to the functions server's environment last.
+	FunctionsEnv []string
+	// FunctionsOutput receives the functions server's log (default: kept
+	// in memory; see FunctionsLog).
+	FunctionsOutput io.Writer
+
+	// Bridge tunes the eventarc bridge (retries, backoff, concurrency).
+	Bridge eventarc.Options
+
+	// Components start after the emulators and before the functions
+	// server, and stop in reverse order (e.g. the Vertex AI stand-in).
+	Components []Component
+
+	Logger *slog.Logger
+}
+
+// Component is a pluggable part of the stack.
+type Component interface {
+	Name() string
+	// Start may add functions-server environment with s.AddFunctionsEnv.
+	Start(ctx context.Context, s *Stack) error
+	Close() error
+}
+
+func (c *Config) defaults() error {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&c.Project, "orchard-local")
+	def(&c.UploadsBucket, "orchard-uploads")
+	def(&c.ResultsBucket, "orchard-results")
+	def(&c.ModelsBucket, "orchard-models")
+	def(&c.NotificationsTopic, "gcs-uploads")
+	def(&c.TrainingTopic, "training-requests")
+	def(&c.DeadLetterTopic, "eventarc-dead-letter")
+	def(&c.PubSub, PubSubAuto)
+	if c.RepoRoot == "" {
+		root, err := FindRepoRoot("")
+		if err != nil {
+			return err
+		}
+		c.RepoRoot = root
+	}
+	if c.BinDir == "" {
+		d, err := os.UserCacheDir()
+		if err != nil {
+			d = os.TempDir()
+		}
+		c.BinDir = filepath.Join(d, "orchard-local", "bin")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Stack is a running local system.
+type Stack struct {
+	Config Config
+
+	// GCSHost and PubSubHost are the emulators' host:port (the values of
+	// STORAGE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST).
+	GCSHost, PubSubHost string
+	// PubSubBackend is PubSubEmulator or PubSubPstest.
+	PubSubBackend string
+	// FunctionsURL is http://127.0.0.1:PORT (fixed for the stack's life,
+	// across StartFunctions calls).
+	FunctionsURL string
+
+	Storage *storage.Client
+	PubSub  *pubsub.Client
+	Bridge  *eventarc.Bridge
+
+	log        *slog.Logger
+	funcPort   int
+	funcEnv    []string
+	funcBin    string
+	funcOut    *tailBuffer
+	bridgeStop context.CancelFunc
+	bridgeDone chan error
+
+	mu        sync.Mutex
+	functions *proc.Process
+	failed    chan error // first component failure
+	closers   []closer   // LIFO
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type closer struct {
+	name string
+	fn   func() error
+}
+
+// Start brings the stack up. On error everything already started is
+// stopped again. ctx bounds the startup only.
+func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	s = &Stack{Config: cfg, log: cfg.Logger, failed: make(chan error, 1), funcOut: &tailBuffer{}}
+	defer func() {
+		if err != nil {
+			s.Close()
+			s = nil
+		}
+	}()
+	if err := s.startPubSub(ctx); err != nil {
+		return s, err
+	}
+	for _, t := range []string{cfg.NotificationsTopic, cfg.TrainingTopic, cfg.DeadLetterTopic} {
+		if err := eventarc.EnsureTopic(ctx, s.PubSub, s.Topic(t)); err != nil {
+			return s, err
+		}
+	}
+	// A subscription on the dead-letter topic, so that dead letters are kept
+	// and can be inspected (gcloud pubsub subscriptions pull).
+	if err := eventarc.EnsureSubscription(ctx, s.PubSub, s.Subscription(cfg.DeadLetterTopic), s.Topic(cfg.DeadLetterTopic), eventarc.SubscriptionOptions{}); err != nil {
+		return s, err
+	}
+	g, err := emulators.StartGCSWithOptions(ctx, emulators.GCSOptions{Notify: &emulators.GCSNotify{
+		PubSubHost: s.PubSubHost, Project: cfg.Project, Topic: cfg.NotificationsTopic,
+		Events: []string{"finalize"}, Bucket: cfg.UploadsBucket,
+	}})
+	if err != nil {
+		return s, err
+	}
+	s.GCSHost = g.Host
+	s.onClose("fake-gcs-server", g.Close)
+	if s.Storage, err = g.Client(context.WithoutCancel(ctx)); err != nil {
+		return s, err
+	}
+	s.onClose("storage client", s.Storage.Close)
+	for _, b := range []string{cfg.UploadsBucket, cfg.ResultsBucket, cfg.ModelsBucket} {
+		if err := s.Storage.Bucket(b).Create(ctx, cfg.Project, nil); err != nil {
+			return s, fmt.Errorf("create bucket %s: %w", b, err)
+		}
+	}
+	s.log.Info("stack: emulators up", "gcs", s.GCSHost, "pubsub", s.PubSubHost, "pubsub_backend", s.PubSubBackend)
+
+	if s.funcPort, err = freePort(); err != nil {
+		return s, err
+	}
+	s.FunctionsURL = "http://127.0.0.1:" + strconv.Itoa(s.funcPort)
+	s.funcEnv = []string{
+		"STORAGE_EMULATOR_HOST=" + s.GCSHost,
+		"PUBSUB_EMULATOR_HOST=" + s.PubSubHost,
+		"GOOGLE_CLOUD_PROJECT=" + cfg.Project,
+		"RESULTS_BUCKET=" + cfg.ResultsBucket,
+		"UPLOAD_BUCKET=" + cfg.UploadsBucket,
+		"HOST=127.0.0.1",
+		"PORT=" + strconv.Itoa(s.funcPort),
+		"SHUTDOWN_TIMEOUT_SECONDS=3",
+	}
+	for _, c := range cfg.Components {
+		if err := c.Start(ctx, s); err != nil {
+			return s, fmt.Errorf("start %s: %w", c.Name(), err)
+		}
+		s.onClose(c.Name(), c.Close)
+	}
+	s.funcEnv = append(s.funcEnv, cfg.FunctionsEnv...)
+
+	// Closed in reverse: the bridge stops delivering before the server goes.
+	s.onClose("functions server", s.stopFunctions)
+	if err := s.startBridge(ctx); err != nil {
+		return s, err
+	}
+	if cfg.ModelURI != "" {
+		if err := s.StartFunctions(ctx, cfg.ModelURI); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Stack) onClose(name string, fn func() error) {
+	s.mu.Lock()
+	s.closers = append(s.closers, closer{name, fn})
+	s.mu.Unlock()
+}
+
+// fail records the first failure of a running component.
+func (s *Stack) fail(err error) {
+	select {
+	case s.failed <- err:
+	default:
+	}
+}
+
+// Failed delivers the first failure of a running component (the functions
+// server exiting, the bridge stopping with an error).
+func (s *Stack) Failed() <-chan error { return s.failed }
+
+// Topic returns the full name of a topic ID in the stack's project.
+func (s *Stack) Topic(id string) string { return "projects/" + s.Config.Project + "/topics/" + id }
+
+// Subscription returns the full name of a subscription ID.
+func (s *Stack) Subscription(id string) string {
+	return "projects/" + s.Config.Project + "/subscriptions/" + id
+}
+
+// AddFunctionsEnv adds KEY=VALUE settings for the functions server; for
+// Components, during Start.
+func (s *Stack) AddFunctionsEnv(kv ...string) { s.funcEnv = append(s.funcEnv, kv...) }
+
+func (s *Stack) startPubSub(ctx context.Context) error {
+	cfg := s.Config
+	switch cfg.PubSub {
+	case PubSubAuto, PubSubEmulator:
+		ps, err := emulators.StartPubSub(ctx, cfg.Project)
+		if err == nil {
+			s.onClose("pubsub emulator", ps.Close)
+			s.PubSubHost, s.PubSubBackend = ps.Host, PubSubEmulator
+			if s.PubSub, err = ps.Client(context.WithoutCancel(ctx)); err != nil {
+				return err
+			}
+			s.onClose("pubsub client", s.PubSub.Close)
+			return nil
+		}
+		if cfg.PubSub == PubSubEmulator || !errors.Is(err, emulators.ErrNotInstalled) {
+			return err
+		}
+		s.log.Warn("stack: Pub/Sub emulator not installed, using the in-process pstest server", "why", err.Error())
+	case PubSubPstest:
+	default:
+		return fmt.Errorf("stack: unknown Pub/Sub backend %q (want auto, emulator or pstest)", cfg.PubSub)
+	}
+	srv := pstest.NewServerWithAddress("127.0.0.1:0")
+	s.onClose("pstest server", srv.Close)
+	s.PubSubHost, s.PubSubBackend = srv.Addr, PubSubPstest
+	c, err := pubsub.NewClient(context.WithoutCancel(ctx), cfg.Project,
+		option.WithEndpoint(srv.Addr), option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+		option.WithTelemetryDisabled())
+	if err != nil {
+		return err
+	}
+	s.PubSub = c
+	s.onClose("pubsub client", c.Close)
+	return nil
+}
+
+// Route names.
+const (
+	RouteUploads  = "predict-on-upload"
+	RouteTraining = "submit-training"
+)
+
+func (s *Stack) startBridge(ctx context.Context) error {
+	cfg := s.Config
+	o := cfg.Bridge
+	if o.Logger == nil {
+		o.Logger = s.log
+	}
+	b, err := eventarc.New(s.PubSub, o,
+		eventarc.Route{
+			Name: RouteUploads, Kind: eventarc.Storage,
+			Topic: s.Topic(cfg.NotificationsTopic), Subscription: s.Subscription("eventarc-" + RouteUploads),
+			Target: s.FunctionsURL + "/PredictOnUpload", EventTypes: []string{eventarc.StorageFinalized},
+			Bucket: cfg.UploadsBucket, DeadLetterTopic: s.Topic(cfg.DeadLetterTopic),
+		},
+		eventarc.Route{
+			Name: RouteTraining, Kind: eventarc.PubSub,
+			Topic: s.Topic(cfg.TrainingTopic), Subscription: s.Subscription("eventarc-" + RouteTraining),
+			Target: s.FunctionsURL + "/SubmitTraining", DeadLetterTopic: s.Topic(cfg.DeadLetterTopic),
+		})
+	if err != nil {
+		return err
+	}
+	if err := b.Setup(ctx); err != nil {
+		return err
+	}
+	s.Bridge = b
+	bctx, cancel := context.WithCancel(context.Background())
+	s.bridgeStop, s.bridgeDone = cancel, make(chan error, 1)
+	go func() {
+		err := b.Run(bctx)
+		if err != nil {
+			s.fail(fmt.Errorf("eventarc bridge: %w", err))
+		}
+		s.bridgeDone <- err
+	}()
+	s.onClose("eventarc bridge", func() error {
+		cancel()
+		return <-s.bridgeDone
+	})
+	return nil
+}
+
+// FunctionsBinary builds ./functions/cmd/functions (once per Stack) and
+// returns its path.
+func (s *Stack) FunctionsBinary(ctx context.Context) (string, error) {
+	if s.funcBin != "" {
+		return s.funcBin, nil
+	}
+	bin, err := GoBuild(ctx, s.Config.RepoRoot, s.Config.BinDir, "./functions/cmd/functions", "functions")
+	if err != nil {
+		return "", err
+	}
+	s.funcBin = bin
+	return bin, nil
+}
+
+// GoBuild runs `go build -o BINDIR/NAME PKG` in root, with env added to
+// the environment, and returns the path. The go command runs in its own
+// process group, stopped as a whole if ctx ends (and, on Linux, if this
+// process dies), so no compiler or linker outlives an interrupted build.
+func GoBuild(ctx context.Context, root, binDir, pkg, name string, env ...string) (string, error) {
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return "", err
+	}
+	out := filepath.Join(binDir, name)
+	if err := runIn(ctx, root, append(os.Environ(), env...), "go", "build", "-o", out, pkg); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+// RunCommand runs argv to completion in its own process group (stopped as
+// a whole if ctx ends), returning its output's tail in the error.
+func RunCommand(ctx context.Context, argv ...string) error {
+	return runIn(ctx, "", os.Environ(), argv...)
+}
+
+func runIn(ctx context.Context, dir string, env []string, argv ...string) error {
+	out := &tailBuffer{}
+	bin, err := exec.LookPath(argv[0])
+	if err != nil {
+		return err
+	}
+	p, err := proc.Start(filepath.Base(argv[0]), append([]string{bin}, argv[1:]...), env, dir, out)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-p.Done():
+	case <-ctx.Done():
+		p.Stop(5 * time.Second)
+		return ctx.Err()
+	}
+	if err := p.Err(); err != nil {
+		return fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, out.tail(20))
+	}
+	return nil
+}
+
+// functionsEnvDrop are variables of ours that must not leak into the
+// functions server (they would override or confuse what the stack sets).
+var functionsEnvDrop = []string{
+	"STORAGE_EMULATOR_HOST=", "PUBSUB_EMULATOR_HOST=", "GOOGLE_CLOUD_PROJECT=", "GCP_PROJECT=", "MODEL_URI=",
+	"RESULTS_BUCKET=", "UPLOAD_BUCKET=", "UPLOAD_PREFIXES=", "PREDICTIONS_TOPIC=", "PORT=", "HOST=",
+	"FUNCTION_TARGET=", "K_SERVICE=", "SHUTDOWN_TIMEOUT_SECONDS=",
+}
+
+// FunctionsEnv is the functions server's environment for modelURI.
+func (s *Stack) FunctionsEnv(modelURI string) []string {
+	var env []string
+outer:
+	for _, kv := range os.Environ() {
+		for _, p := range functionsEnvDrop {
+			if strings.HasPrefix(kv, p) {
+				continue outer
+			}
+		}
+		env = append(env, kv)
+	}
+	env = append(env, s.funcEnv...)
+	return append(env, "MODEL_URI="+modelURI)
+}
+
+// StartFunctions (re)starts the functions server with MODEL_URI=modelURI
+// on the stack's functions port and waits until it answers HTTP.
+func (s *Stack) StartFunctions(ctx context.Context, modelURI string) error {
+	bin, err := s.FunctionsBinary(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.stopFunctions(); err != nil {
+		return err
+	}
+	var out io.Writer = s.funcOut
+	if s.Config.FunctionsOutput != nil {
+		out = io.MultiWriter(s.funcOut, s.Config.FunctionsOutput)
+	}
+	p, err := proc.Start("functions server", []string{bin}, s.FunctionsEnv(modelURI), s.Config.RepoRoot, out)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.functions = p
+	s.mu.Unlock()
+	if err := waitHTTP(ctx, s.FunctionsURL+"/", p, 60*time.Second); err != nil {
+		s.stopFunctions()
+		return fmt.Errorf("functions server: %w\n%s", err, s.FunctionsLog(25))
+	}
+	go func() {
+		<-p.Done()
+		s.mu.Lock()
+		current := s.functions == p
+		s.mu.Unlock()
+		if current {
+			s.fail(fmt.Errorf("functions server exited (%v)\n%s", p.Err(), s.FunctionsLog(25)))
+		}
+	}()
+	s.log.Info("stack: functions server up", "url", s.FunctionsURL, "pid", p.PID(), "model_uri", modelURI)
+	return nil
+}
+
+// FunctionsPID is the functions server's process (group) ID, 0 if none.
+func (s *Stack) FunctionsPID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.functions == nil {
+		return 0
+	}
+	return s.functions.PID()
+}
+
+func (s *Stack) stopFunctions() error {
+	s.mu.Lock()
+	p := s.functions
+	s.functions = nil
+	s.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.Stop(10 * time.Second)
+}
+
+// FunctionsLog returns the last n lines of the functions server's output.
+func (s *Stack) FunctionsLog(n int) string { return s.funcOut.tail(n) }
+
+// waitHTTP polls url until it answers (any status), p exits or the time is up.
+func waitHTTP(ctx context.Context, url string, p *proc.Process, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	c := &http.Client{Timeout: 2 * time.Second}
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		select {
+		case <-p.Done():
+			return fmt.Errorf("exited before serving (%v)", p.Err())
+		case <-ctx.Done():
+			return fmt.Errorf("not serving %s: %w", url, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops everything in reverse order of start. It is safe to call
+// more than once.
+func (s *Stack) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		cs := s.closers
+		s.closers = nil
+		s.mu.Unlock()
+		var errs []error
+		for i := len(cs) - 1; i >= 0; i-- {
+			if err := cs[i].fn(); err != nil {
+				errs = append(errs, fmt.Errorf("stop %s: %w", cs[i].name, err))
+			}
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// Env returns the variables a shell needs to talk to the stack.
+func (s *Stack) Env() [][2]string {
+	return [][2]string{
+		{"STORAGE_EMULATOR_HOST", s.GCSHost},
+		{"PUBSUB_EMULATOR_HOST", s.PubSubHost},
+		{"GOOGLE_CLOUD_PROJECT", s.Config.Project},
+		{"CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB", "http://" + s.PubSubHost + "/"},
+		{"CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE", "http://" + s.GCSHost + "/storage/v1/"},
+		{"CLOUDSDK_CORE_PROJECT", s.Config.Project},
+		{"CLOUDSDK_AUTH_DISABLE_CREDENTIALS", "true"},
+	}
+}
+
+// FindRepoRoot walks up from dir (default the working directory) to the
+// go.mod of Module.
+func FindRepoRoot(dir string) (string, error) {
+	if dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", err
+		}
+		dir = wd
+	}
+	for d := dir; ; {
+		if f, err := os.Open(filepath.Join(d, "go.mod")); err == nil {
+			sc := bufio.NewScanner(f)
+			for sc.Scan() {
+				if strings.TrimSpace(sc.Text()) == "module "+Module {
+					f.Close()
+					return d, nil
+				}
+			}
+			f.Close()
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", fmt.Errorf("no go.mod of %s above %s: run from the repository (or pass its root)", Module, dir)
+		}
+		d = parent
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// tailBuffer keeps the last 256 KiB written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailLimit = 256 << 10
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > 2*tailLimit {
+		b.buf = append([]byte(nil), b.buf[len(b.buf)-tailLimit:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) tail(n int) string {
+	b.mu.Lock()
+	s := strings.TrimRight(string(b.buf), "\n")
+	b.mu.Unlock()
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
