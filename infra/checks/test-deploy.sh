@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Offline test of infra/docker/deploy.sh (what cloudbuild.yaml runs to deploy):
+#   - every gcloud command it issues is parsed by the real Cloud SDK, with no
+#     credentials: it must get as far as "no active account" (exit 1), never
+#     an argument error (exit 2);
+#   - the commands do what Orchard needs (image, one service account per
+#     function, never public, FUNCTION_TARGET, trigger filters, dead letters);
+#   - the environment each function gets has the same keys as Terraform's
+#     (infra/terraform/run.tf, local.function_env).
+# Lookups (describe) are answered by a fake, first as on a fresh project,
+# then as on one where Terraform already created the triggers.
+#
+# Usage: infra/checks/test-deploy.sh [DEPLOY_SCRIPT]
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+script="${1:-$repo/infra/docker/deploy.sh}"
+real_gcloud="$(command -v gcloud)" || { echo "test-deploy: gcloud (Cloud SDK) is not installed" >&2; exit 1; }
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/bin" "$tmp/sdk"
+
+cat >"$tmp/bin/gcloud" <<'FAKE'
+#!/usr/bin/env bash
+# Fake gcloud: answers lookups, records mutations after the real SDK parsed them.
+set -uo pipefail
+case "$*" in
+  "eventarc triggers describe "*"--format=value(transport.pubsub.subscription)"*)
+    echo "projects/p-test/subscriptions/eventarc-europe-west1-${4}-sub-123"; exit 0 ;;
+  "eventarc triggers describe "*)
+    [[ ${FAKE_TRIGGERS_EXIST:-0} == 1 ]] && { echo "$4"; exit 0; }
+    echo "ERROR: NOT_FOUND" >&2; exit 1 ;;
+  "pubsub topics describe "*)
+    echo "$4"; exit 0 ;;
+esac
+printf '%s\n' "$*" >>"$FAKE_LOG"
+# Parse with the real SDK; without credentials it stops before any request.
+out="$(CLOUDSDK_CONFIG="$FAKE_SDK_CONFIG" CLOUDSDK_CORE_DISABLE_PROMPTS=1 \
+  CLOUDSDK_CORE_CHECK_GCE_METADATA=false "$REAL_GCLOUD" "$@" 2>&1)"
+rc=$?
+if [[ $rc -eq 1 && $out == *"do not currently have an active account"* ]]; then
+  exit 0
+fi
+echo "test-deploy: gcloud rejected: gcloud $*" >&2
+echo "$out" >&2
+exit 1
+FAKE
+chmod +x "$tmp/bin/gcloud"
+
+export PATH="$tmp/bin:$PATH" REAL_GCLOUD="$real_gcloud" FAKE_SDK_CONFIG="$tmp/sdk"
+export PROJECT_ID=p-test REGION=europe-west1 \
+  FUNCTIONS_IMAGE=europe-west1-docker.pkg.dev/p-test/orchard/functions:b1 \
+  TRAINER_IMAGE=europe-west1-docker.pkg.dev/p-test/orchard/trainer:b1
+
+fail=0
+check() { # check DESCRIPTION COMMAND...
+  if "${@:2}"; then echo "  ok   $1"; else echo "  FAIL $1" >&2; fail=1; fi
+}
+
+for round in fresh existing; do
+  export FAKE_LOG="$tmp/$round.log"
+  : >"$FAKE_LOG"
+  FAKE_TRIGGERS_EXIST=0
+  [[ $round == existing ]] && FAKE_TRIGGERS_EXIST=1
+  export FAKE_TRIGGERS_EXIST
+  echo "test-deploy: $round project"
+  "$script" all || { echo "test-deploy: deploy.sh all failed" >&2; exit 1; }
+done
+
+log="$tmp/fresh.log"
+line() { grep -E -- "$1" "$log"; }
+has() { grep -qE -- "$1" "$log"; }
+for fn in predict:predict:Predict predict-on-upload:upload:PredictOnUpload submit-training:submit:SubmitTraining; do
+  IFS=: read -r svc account target <<<"$fn"
+  cmd="$(line "^run deploy orchard-$svc ")" || { echo "  FAIL no deploy of $svc" >&2; fail=1; continue; }
+  check "$svc: deployed from the functions image" grep -q -- "--image=$FUNCTIONS_IMAGE" <<<"$cmd"
+  check "$svc: runs as its own service account" grep -q -- "--service-account=orchard-$account@p-test.iam.gserviceaccount.com" <<<"$cmd"
+  check "$svc: not public" grep -q -- "--no-allow-unauthenticated" <<<"$cmd"
+  check "$svc: FUNCTION_TARGET=$target" grep -qE -- "[|^]FUNCTION_TARGET=$target([| ]|$)" <<<"$cmd"
+done
+check "event-driven functions take internal traffic only" \
+  bash -c "[[ \$(grep -cE -- '^run deploy orchard-(predict-on-upload|submit-training) .*--ingress=internal ' '$log') == 2 ]]"
+check "upload trigger: finalize on the uploads bucket, as its identity" has \
+  "^eventarc triggers create orchard-predict-on-upload .*--destination-run-service=orchard-predict-on-upload .*--service-account=orchard-upload-trigger@.*type=google.cloud.storage.object.v1.finalized.*bucket=p-test-orchard-uploads"
+check "training trigger: messages on the training-requests topic" has \
+  "^eventarc triggers create orchard-submit-training .*--service-account=orchard-train-trigger@.*type=google.cloud.pubsub.topic.v1.messagePublished.*--transport-topic=projects/p-test/topics/orchard-training-requests"
+check "dead-letter topics attached to both Eventarc subscriptions" \
+  bash -c "[[ \$(grep -cE -- '^pubsub subscriptions update .*--dead-letter-topic=projects/p-test/topics/orchard-(upload-events|training-requests)-dead-letter --max-delivery-attempts=5' '$log') == 2 ]]"
+check "existing triggers are updated, not recreated" \
+  bash -c "! grep -q 'triggers create' '$tmp/existing.log' && [[ \$(grep -c 'triggers update' '$tmp/existing.log') == 2 ]]"
+
+# The environment keys must match Terraform's local.function_env (plus
+# GOOGLE_CLOUD_PROJECT, which Terraform adds to every service).
+python3 - "$repo/infra/terraform/run.tf" "$log" <<'PY' || fail=1
+import re, sys
+tf = open(sys.argv[1]).read()
+block = tf[tf.index("function_env = {"):]
+want = {}
+for name, body in re.findall(r"\n    (\w+) = \{\n(.*?)\n    \}", block[: block.index("\n  }\n")], re.S):
+    want[name.replace("_", "-")] = {m for m in re.findall(r"^\s+([A-Z][A-Z0-9_]*)\s+=", body, re.M)} | {"GOOGLE_CLOUD_PROJECT"}
+got = {}
+for line in open(sys.argv[2]):
+    m = re.match(r"run deploy orchard-(\S+) .*--set-env-vars=\^\|\^(.*?) --quiet$", line.strip())
+    if m:
+        got[m.group(1)] = {kv.split("=", 1)[0] for kv in m.group(2).split("|")}
+bad = False
+for fn in sorted(set(want) | set(got)):
+    if want.get(fn) != got.get(fn):
+        bad = True
+        print(f"  FAIL {fn}: environment differs from Terraform's: only in Terraform {sorted(want.get(fn, set()) - got.get(fn, set()))}, only in deploy.sh {sorted(got.get(fn, set()) - want.get(fn, set()))}", file=sys.stderr)
+    else:
+        print(f"  ok   {fn}: same environment keys as Terraform ({len(want[fn])})")
+sys.exit(1 if bad else 0)
+PY
+
+if ((fail)); then
+  echo "test-deploy: FAILED" >&2
+  exit 1
+fi
+echo "test-deploy: ok ($(wc -l <"$tmp/fresh.log") + $(wc -l <"$tmp/existing.log") gcloud commands parsed by the Cloud SDK)"

@@ -1,0 +1,124 @@
+# The three Cloud Run functions. They run the same image (the Functions
+# Framework server in functions/cmd/functions); FUNCTION_TARGET picks the
+# function, which the framework then serves at "/".
+#
+# Terraform creates the services and owns their configuration; image
+# rollouts come from Cloud Build (`gcloud run deploy --image`), so the image
+# and the deploying client are ignored here after creation.
+
+locals {
+  registry_uri = "gs://${google_storage_bucket.buckets["models"].name}"
+
+  function_env = {
+    predict = {
+      FUNCTION_TARGET         = "Predict"
+      MODEL_URI               = local.model_uri
+      INTRA_OP_THREADS        = "1"
+      PREDICT_ALLOWED_BUCKETS = join(",", [google_storage_bucket.buckets["uploads"].name, google_storage_bucket.buckets["datasets"].name])
+    }
+    predict_on_upload = {
+      FUNCTION_TARGET   = "PredictOnUpload"
+      MODEL_URI         = local.model_uri
+      INTRA_OP_THREADS  = "1"
+      UPLOAD_BUCKET     = google_storage_bucket.buckets["uploads"].name
+      RESULTS_BUCKET    = google_storage_bucket.buckets["results"].name
+      PREDICTIONS_TOPIC = google_pubsub_topic.topics["predictions"].id
+      UPLOAD_PREFIXES   = join(",", var.upload_prefixes)
+    }
+    submit_training = {
+      FUNCTION_TARGET         = "SubmitTraining"
+      VERTEX_REGION           = local.vertex_region
+      TRAINER_IMAGE           = local.trainer_image
+      TRAINER_MACHINE_TYPE    = var.training_machine_type
+      TRAINER_SERVICE_ACCOUNT = google_service_account.sa["trainer"].email
+      TRAINING_OUTPUT_URI     = "${local.registry_uri}/training-runs"
+      REGISTRY_URI            = local.registry_uri
+    }
+  }
+
+  functions = {
+    predict = {
+      service = "${var.name_prefix}-predict"
+      # Called by users over HTTPS with an identity token (never public).
+      ingress = "INGRESS_TRAFFIC_ALL"
+    }
+    predict_on_upload = {
+      service = "${var.name_prefix}-predict-on-upload"
+      # Only Eventarc calls it; its push counts as internal traffic.
+      ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    }
+    submit_training = {
+      service = "${var.name_prefix}-submit-training"
+      ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    }
+  }
+}
+
+resource "google_cloud_run_v2_service" "functions" {
+  for_each = local.functions
+
+  project             = var.project_id
+  name                = each.value.service
+  location            = var.region
+  ingress             = each.value.ingress
+  deletion_protection = var.deletion_protection
+
+  labels = {
+    function = replace(each.key, "_", "-")
+  }
+
+  template {
+    service_account                  = google_service_account.sa[each.key].email
+    max_instance_request_concurrency = var.functions[each.key].concurrency
+    timeout                          = var.functions[each.key].timeout
+    execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
+
+    scaling {
+      min_instance_count = var.functions[each.key].min_instances
+      max_instance_count = var.functions[each.key].max_instances
+    }
+
+    containers {
+      image = local.functions_image
+
+      ports {
+        container_port = 8080
+      }
+
+      resources {
+        limits = {
+          cpu    = var.functions[each.key].cpu
+          memory = var.functions[each.key].memory
+        }
+        cpu_idle          = true
+        startup_cpu_boost = true
+      }
+
+      dynamic "env" {
+        for_each = merge({ GOOGLE_CLOUD_PROJECT = var.project_id }, local.function_env[each.key])
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      startup_probe {
+        tcp_socket {
+          port = 8080
+        }
+        period_seconds    = 2
+        failure_threshold = 30
+      }
+    }
+  }
+
+  lifecycle {
+    ignore_changes = [
+      template[0].containers[0].image,
+      client,
+      client_version,
+    ]
+  }
+
+  depends_on = [google_project_service.apis]
+}

@@ -1,0 +1,281 @@
+# Offline tests of the configuration's logic: a mocked google provider (no
+# credentials, no API calls) lets `terraform test` evaluate every expression,
+# for_each and validation, then assert Orchard's IAM and wiring rules.
+# Run by infra/checks/terraform.sh.
+
+mock_provider "google" {
+  # Mocked values are visible from plan time on (Terraform >= 1.11), so
+  # for_each keys and indexes into computed blocks evaluate as after an apply.
+  override_during = plan
+
+  mock_data "google_project" {
+    defaults = {
+      number = "123456789012"
+    }
+  }
+  mock_data "google_storage_project_service_account" {
+    defaults = {
+      email_address = "service-123456789012@gs-project-accounts.iam.gserviceaccount.com"
+      member        = "serviceAccount:service-123456789012@gs-project-accounts.iam.gserviceaccount.com"
+    }
+  }
+  # Eventarc fills in the transport (the subscription it created).
+  mock_resource "google_eventarc_trigger" {
+    defaults = {
+      transport = {
+        pubsub = {
+          topic        = "projects/orchard-test/topics/eventarc-europe-west1-trigger-000"
+          subscription = "projects/orchard-test/subscriptions/eventarc-europe-west1-trigger-sub-000"
+        }
+      }
+    }
+  }
+  mock_resource "google_storage_bucket" {
+    defaults = {
+      location = "EUROPE-WEST1"
+    }
+  }
+}
+
+# Service accounts get distinct, well-formed emails (IAM members are
+# validated by the real provider schema even under a mock).
+override_resource {
+  override_during = plan
+  target          = google_service_account.sa["predict"]
+  values = {
+    email  = "predict@orchard-test.iam.gserviceaccount.com"
+    member = "serviceAccount:predict@orchard-test.iam.gserviceaccount.com"
+    name   = "projects/orchard-test/serviceAccounts/predict@orchard-test.iam.gserviceaccount.com"
+  }
+}
+override_resource {
+  override_during = plan
+  target          = google_service_account.sa["predict_on_upload"]
+  values = {
+    email  = "predict-on-upload@orchard-test.iam.gserviceaccount.com"
+    member = "serviceAccount:predict-on-upload@orchard-test.iam.gserviceaccount.com"
+    name   = "projects/orchard-test/serviceAccounts/predict-on-upload@orchard-test.iam.gserviceaccount.com"
+  }
+}
+override_resource {
+  override_during = plan
+  target          = google_service_account.sa["submit_training"]
+  values = {
+    email  = "submit-training@orchard-test.iam.gserviceaccount.com"
+    member = "serviceAccount:submit-training@orchard-test.iam.gserviceaccount.com"
+    name   = "projects/orchard-test/serviceAccounts/submit-training@orchard-test.iam.gserviceaccount.com"
+  }
+}
+override_resource {
+  override_during = plan
+  target          = google_service_account.sa["trainer"]
+  values = {
+    email  = "trainer@orchard-test.iam.gserviceaccount.com"
+    member = "serviceAccount:trainer@orchard-test.iam.gserviceaccount.com"
+    name   = "projects/orchard-test/serviceAccounts/trainer@orchard-test.iam.gserviceaccount.com"
+  }
+}
+override_resource {
+  override_during = plan
+  target          = google_service_account.sa["upload_trigger"]
+  values = {
+    email  = "upload-trigger@orchard-test.iam.gserviceaccount.com"
+    member = "serviceAccount:upload-trigger@orchard-test.iam.gserviceaccount.com"
+    name   = "projects/orchard-test/serviceAccounts/upload-trigger@orchard-test.iam.gserviceaccount.com"
+  }
+}
+override_resource {
+  override_during = plan
+  target          = google_service_account.sa["training_trigger"]
+  values = {
+    email  = "training-trigger@orchard-test.iam.gserviceaccount.com"
+    member = "serviceAccount:training-trigger@orchard-test.iam.gserviceaccount.com"
+    name   = "projects/orchard-test/serviceAccounts/training-trigger@orchard-test.iam.gserviceaccount.com"
+  }
+}
+override_resource {
+  override_during = plan
+  target          = google_service_account.deployer
+  values = {
+    email  = "deployer@orchard-test.iam.gserviceaccount.com"
+    member = "serviceAccount:deployer@orchard-test.iam.gserviceaccount.com"
+    name   = "projects/orchard-test/serviceAccounts/deployer@orchard-test.iam.gserviceaccount.com"
+  }
+}
+
+override_resource {
+  override_during = plan
+  target          = google_pubsub_topic.topics["training_requests"]
+  values = {
+    id = "projects/orchard-test/topics/orchard-training-requests"
+  }
+}
+override_resource {
+  override_during = plan
+  target          = google_pubsub_topic.topics["predictions"]
+  values = {
+    id = "projects/orchard-test/topics/orchard-predictions"
+  }
+}
+override_resource {
+  override_during = plan
+  target          = google_pubsub_topic.topics["model_published"]
+  values = {
+    id = "projects/orchard-test/topics/orchard-model-published"
+  }
+}
+
+variables {
+  project_id                      = "orchard-test"
+  predict_invokers                = ["group:ml-users@example.com"]
+  eventarc_dead_letter_via_gcloud = false # the mock cannot run gcloud
+}
+
+run "wiring_and_least_privilege" {
+  command = plan
+
+  # No primitive roles, anywhere.
+  assert {
+    condition = alltrue([
+      for g in google_project_iam_member.grants : !contains(["roles/owner", "roles/editor", "roles/viewer"], g.role)
+    ])
+    error_message = "a project grant uses a primitive role"
+  }
+
+  # One service account per workload.
+  assert {
+    condition     = length(google_service_account.sa) == 6 && length(distinct([for s in google_service_account.sa : s.account_id])) == 6
+    error_message = "expected six distinct service accounts"
+  }
+
+  # Each function runs the functions image as its own service account, with
+  # the right FUNCTION_TARGET.
+  assert {
+    condition = alltrue([
+      for k, target in { predict = "Predict", predict_on_upload = "PredictOnUpload", submit_training = "SubmitTraining" } :
+      contains([for e in google_cloud_run_v2_service.functions[k].template[0].containers[0].env : "${e.name}=${e.value}"], "FUNCTION_TARGET=${target}")
+    ])
+    error_message = "a service has the wrong FUNCTION_TARGET"
+  }
+  assert {
+    condition = alltrue([
+      for k, s in google_cloud_run_v2_service.functions : s.template[0].service_account == google_service_account.sa[k].email
+    ])
+    error_message = "a service does not run as its own service account"
+  }
+
+  # Predict is invoked only by the listed principals; the triggers' identities
+  # only invoke their own function.
+  assert {
+    condition     = keys(google_cloud_run_v2_service_iam_member.predict_invokers) == ["group:ml-users@example.com"]
+    error_message = "unexpected Predict invokers"
+  }
+  assert {
+    condition = (
+      google_cloud_run_v2_service_iam_member.trigger_invokers["predict_on_upload"].member == google_service_account.sa["upload_trigger"].member &&
+      google_cloud_run_v2_service_iam_member.trigger_invokers["submit_training"].member == google_service_account.sa["training_trigger"].member
+    )
+    error_message = "trigger identities are not wired to their own functions"
+  }
+
+  # SubmitTraining may act as the trainer account and nothing else.
+  assert {
+    condition = (
+      google_service_account_iam_member.submit_acts_as_trainer.service_account_id == google_service_account.sa["trainer"].name &&
+      google_service_account_iam_member.submit_acts_as_trainer.role == "roles/iam.serviceAccountUser"
+    )
+    error_message = "SubmitTraining's actAs grant is not limited to the trainer account"
+  }
+  assert {
+    condition     = contains([for g in google_project_iam_member.grants : "${g.member} ${g.role}" if g.member == google_service_account.sa["submit_training"].member], "${google_service_account.sa["submit_training"].member} roles/aiplatform.user")
+    error_message = "SubmitTraining lacks roles/aiplatform.user"
+  }
+
+  # Triggers: finalize on the uploads bucket, messages on the training topic.
+  assert {
+    condition = (
+      contains([for m in google_eventarc_trigger.upload.matching_criteria : "${m.attribute}=${m.value}"], "type=google.cloud.storage.object.v1.finalized") &&
+      contains([for m in google_eventarc_trigger.upload.matching_criteria : "${m.attribute}=${m.value}"], "bucket=${google_storage_bucket.buckets["uploads"].name}")
+    )
+    error_message = "the upload trigger does not filter finalize events on the uploads bucket"
+  }
+  assert {
+    condition     = google_eventarc_trigger.training.transport[0].pubsub[0].topic == "projects/orchard-test/topics/orchard-training-requests"
+    error_message = "the training trigger does not use the training-requests topic"
+  }
+
+  # Buckets: uniform access everywhere, versioning on models only, results
+  # elsewhere than the trigger bucket.
+  assert {
+    condition     = alltrue([for b in google_storage_bucket.buckets : b.uniform_bucket_level_access && b.public_access_prevention == "enforced"])
+    error_message = "a bucket lacks uniform bucket-level access or public access prevention"
+  }
+  assert {
+    condition     = [for k, b in google_storage_bucket.buckets : k if b.versioning[0].enabled] == ["models"]
+    error_message = "only the models bucket should be versioned"
+  }
+  assert {
+    condition     = google_storage_bucket.buckets["results"].name != google_storage_bucket.buckets["uploads"].name
+    error_message = "results must not go to the trigger bucket"
+  }
+
+  # Every source subscription dead-letters, and the Pub/Sub service agent
+  # can publish to every dead-letter topic.
+  assert {
+    condition     = alltrue([for s in google_pubsub_subscription.pull : s.dead_letter_policy[0].max_delivery_attempts == 5])
+    error_message = "a pull subscription has no dead-letter policy"
+  }
+  assert {
+    condition = alltrue([
+      for t in google_pubsub_topic_iam_member.dead_letter_publisher : t.member == "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
+    ]) && length(google_pubsub_topic_iam_member.dead_letter_publisher) == 4
+    error_message = "the Pub/Sub service agent cannot publish to every dead-letter topic"
+  }
+
+  # The Cloud Storage service agent may publish (direct GCS events).
+  assert {
+    condition     = google_project_iam_member.gcs_agent_pubsub_publisher.member == "serviceAccount:service-123456789012@gs-project-accounts.iam.gserviceaccount.com"
+    error_message = "the Cloud Storage service agent is not a Pub/Sub publisher"
+  }
+
+  # What the functions are told.
+  assert {
+    condition     = output.function_env.predict_on_upload.RESULTS_BUCKET == "orchard-test-orchard-results"
+    error_message = "unexpected RESULTS_BUCKET"
+  }
+  assert {
+    condition     = output.model_uri == "gs://orchard-test-orchard-models/models/fruits/versions/v1"
+    error_message = "unexpected default MODEL_URI"
+  }
+  assert {
+    condition     = output.trainer_image == "europe-west1-docker.pkg.dev/orchard-test/orchard/trainer:latest"
+    error_message = "unexpected default trainer image"
+  }
+}
+
+run "predict_is_never_public" {
+  command = plan
+  variables {
+    predict_invokers = ["allUsers"]
+  }
+  expect_failures = [var.predict_invokers]
+}
+
+run "name_prefix_fits_service_account_ids" {
+  command = plan
+  variables {
+    name_prefix = "a-much-too-long-prefix"
+  }
+  expect_failures = [var.name_prefix]
+}
+
+run "dead_letters_for_eventarc_subscriptions_via_gcloud" {
+  command = plan
+  variables {
+    eventarc_dead_letter_via_gcloud = true
+  }
+  assert {
+    condition     = length(terraform_data.eventarc_dead_letter) == 2
+    error_message = "expected a dead-letter step per Eventarc subscription"
+  }
+}
