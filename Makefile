@@ -55,10 +55,21 @@ test: deps lint ## lint, then every test with -race against real emulators
 	$(GO) test $(RACE_FLAGS) -count=1 -timeout 30m $(PKGS)
 
 .PHONY: bench
-bench: deps ## benchmarks (preprocessing, classifier)
-	$(GO) test -run '^$$' -bench . -benchmem ./shared/...
+bench: deps ## benchmarks: preprocessing, classifier, Predict (in-process and loopback HTTP)
+	$(GO) test -run '^$$' -bench . -benchmem ./shared/... ./functions/...
 
 .PHONY: demo
-demo: ## the local end-to-end demo (arrives with the local-stack issue)
-	@echo "make demo: the local end-to-end stack is not built yet (see docs/status.md); nothing was run." >&2
-	@exit 2
+demo: deps ## the whole pipeline locally: train via Pub/Sub → SubmitTraining → Vertex stand-in, promote, upload, predict
+	$(GO) run ./infra/local/cmd/orchard-local demo $(DEMO_FLAGS)
+
+.PHONY: up
+up: deps ## the local stack left running (with the Vertex AI stand-in), printing commands that work against it
+	$(GO) run ./infra/local/cmd/orchard-local up -vertex $(UP_FLAGS)
+
+.PHONY: deploy-checks
+deploy-checks: ## offline delivery checks: Dockerfile lint, cloudbuild.yaml, deploy.sh, terraform fmt/validate/test, planted errors
+	infra/checks/run.sh fast
+
+.PHONY: check-images
+check-images: ort ## build both images with podman from local bases and run them (needs root)
+	infra/checks/run.sh images

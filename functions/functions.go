@@ -83,7 +83,7 @@ func setup() (*env, error) {
 	if HandleSIGTERM {
 		go onSIGTERM(log)
 	}
-	log.Info("functions: configured", "model_uri", cfg.ModelURI, "registry_uri", cfg.RegistryURI, "model_name", cfg.ModelName, "model_alias", cfg.ModelAlias, "results_bucket", cfg.ResultsBucket,
+	log.Info("functions: configured", "model_uri", cfg.ModelURI, "serves_registry", cfg.ServesRegistry(), "registry_uri", cfg.RegistryURI, "model_name", cfg.ModelName, "model_alias", cfg.ModelAlias, "results_bucket", cfg.ResultsBucket,
 		"upload_prefixes", cfg.UploadPrefixes, "topic", cfg.Topic, "metrics_exporter", exporterName(mp))
 	return e, nil
 }

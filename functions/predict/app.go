@@ -64,7 +64,7 @@ func NewApp(cfg Config, o AppOptions) *App {
 	switch {
 	case o.Provider != nil:
 		a.Provider = o.Provider
-	case cfg.RegistryURI != "":
+	case cfg.ServesRegistry():
 		w := newRegistryProvider(cfg, a.Log)
 		a.Provider = w
 		a.closeFns = append(a.closeFns, func() error {

@@ -26,7 +26,7 @@ var DefaultContentTypes = []string{"image/jpeg", "image/png", "image/webp"}
 // Config is everything the functions read from the environment. Field
 // comments name the variable.
 type Config struct {
-	ModelURI       string        // MODEL_URI: gs://bucket/prefix, file:///dir or a path (this or REGISTRY_URI+MODEL_NAME)
+	ModelURI       string        // MODEL_URI: gs://bucket/prefix, file:///dir or a path (takes precedence over REGISTRY_URI)
 	RegistryURI    string        // REGISTRY_URI: serve an alias of a registry model instead of MODEL_URI
 	ModelName      string        // MODEL_NAME: the registry model to serve
 	ModelAlias     string        // MODEL_ALIAS: the alias to follow (default production)
@@ -102,14 +102,16 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		c.ContentTypes = DefaultContentTypes
 	}
 	switch {
-	case c.ModelURI != "" && c.RegistryURI != "":
-		errs = append(errs, errors.New("MODEL_URI and REGISTRY_URI are both set: serve either a fixed model or a registry alias, not both"))
+	case c.ModelURI != "":
+		// A fixed model. REGISTRY_URI may still be set for SubmitTraining,
+		// which shares the environment when every function runs in one
+		// process (./functions/cmd/functions).
 	case c.RegistryURI != "" && c.ModelName == "":
 		errs = append(errs, errors.New("REGISTRY_URI is set but MODEL_NAME is not: name the registry model to serve"))
 	case c.ModelURI == "" && c.RegistryURI == "":
 		errs = append(errs, errors.New("no model: set MODEL_URI (gs://bucket/prefix or file:///dir holding model.json and model.onnx) or REGISTRY_URI and MODEL_NAME (serve the production alias, reloading when it moves)"))
 	}
-	if c.RegistryURI != "" {
+	if c.ServesRegistry() {
 		if err := validRegistryURI(c.RegistryURI); err != nil {
 			errs = append(errs, fmt.Errorf("REGISTRY_URI=%q: %w", c.RegistryURI, err))
 		}
@@ -122,6 +124,10 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	return c, nil
 }
+
+// ServesRegistry reports whether the model comes from a registry alias
+// (REGISTRY_URI and MODEL_NAME, no MODEL_URI) rather than a fixed MODEL_URI.
+func (c Config) ServesRegistry() bool { return c.ModelURI == "" && c.RegistryURI != "" }
 
 // ValidateUpload checks what PredictOnUpload needs on top of the common
 // configuration. Writing results into the trigger bucket would trigger the

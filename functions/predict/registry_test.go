@@ -99,7 +99,7 @@ func TestConfigModelSource(t *testing.T) {
 		{"model uri", map[string]string{"MODEL_URI": "file:///m"}, true},
 		{"registry", map[string]string{"REGISTRY_URI": "gs://b/reg", "MODEL_NAME": "fruits"}, true},
 		{"neither", map[string]string{}, false},
-		{"both", map[string]string{"MODEL_URI": "file:///m", "REGISTRY_URI": "gs://b/reg", "MODEL_NAME": "fruits"}, false},
+		{"both: MODEL_URI wins", map[string]string{"MODEL_URI": "file:///m", "REGISTRY_URI": "gs://b/reg"}, true},
 		{"registry without name", map[string]string{"REGISTRY_URI": "gs://b/reg"}, false},
 		{"bad registry uri", map[string]string{"REGISTRY_URI": "s3://b/reg", "MODEL_NAME": "fruits"}, false},
 	} {
@@ -110,6 +110,9 @@ func TestConfigModelSource(t *testing.T) {
 			}
 			if tc.ok && c.ModelAlias != "production" {
 				t.Errorf("alias = %q, want production", c.ModelAlias)
+			}
+			if tc.ok && c.ServesRegistry() != (tc.env["MODEL_URI"] == "") {
+				t.Errorf("ServesRegistry = %v with MODEL_URI %q", c.ServesRegistry(), tc.env["MODEL_URI"])
 			}
 		})
 	}

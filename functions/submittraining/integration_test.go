@@ -64,9 +64,6 @@ func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 // should. With ORCHARD_REAL_TRAINER set it execs that binary instead.
 func fakeTrainer(args []string) int {
 	if real := os.Getenv("ORCHARD_REAL_TRAINER"); real != "" {
-		if os.Getenv("ORCHARD_EMULATE_PUBLISH") == "1" {
-			return emulatePublish(real, args)
-		}
 		err := syscall.Exec(real, append([]string{real}, args...), os.Environ())
 		fmt.Fprintln(os.Stderr, "fake trainer: exec:", err)
 		return 1
@@ -124,53 +121,6 @@ func fakeTrainer(args []string) int {
 		return fail(err)
 	}
 	fmt.Printf("fake trainer: published %s %s promoted=%v (%s)\n", res.Name, res.Version, res.Promoted(), res.Decision.Reason)
-	return 0
-}
-
-// emulatePublish runs the real trainer without the -publish, -name and
-// -allow-new-labels flags it does not have yet, then does what they are to
-// do: registry.Publish of AIP_MODEL_DIR with promotion.
-func emulatePublish(real string, args []string) int {
-	var rest []string
-	var publish, name string
-	allowNew := false
-	for i := 0; i < len(args); i++ {
-		switch args[i] {
-		case "-publish", "-name":
-			if i+1 < len(args) {
-				if args[i] == "-publish" {
-					publish = args[i+1]
-				} else {
-					name = args[i+1]
-				}
-				i++
-			}
-		case "-allow-new-labels":
-			allowNew = true
-		default:
-			rest = append(rest, args[i])
-		}
-	}
-	cmd := exec.Command(real, rest...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "fake trainer: real trainer:", err)
-		return 1
-	}
-	ctx := context.Background()
-	reg, err := registry.Open(ctx, publish, registry.Options{})
-	if err == nil {
-		var res *registry.PublishResult
-		res, err = registry.Publish(ctx, reg, os.Getenv("AIP_MODEL_DIR"), registry.PublishOptions{Name: name, Promote: true, AllowNewLabels: allowNew,
-			By: "vertex:" + os.Getenv("CLOUD_ML_JOB_ID")})
-		if err == nil {
-			fmt.Printf("emulated -publish: %s %s promoted=%v (%s)\n", res.Name, res.Version, res.Promoted(), res.Decision.Reason)
-		}
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fake trainer: publish:", err)
-		return 1
-	}
 	return 0
 }
 
@@ -511,9 +461,8 @@ func mustJSON(t *testing.T, v any) []byte {
 	return b
 }
 
-// runReal runs the pipeline with the real trainer. It needs
-// trainer/cmd/trainer with the -publish/-name flags (calling
-// registry.Publish); until then it skips, saying what is missing.
+// runReal runs the pipeline with the real trainer binary, whose -publish
+// step registers the model and runs the quality gate.
 func (p *pipeline) runReal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping real training in -short mode")
@@ -522,13 +471,7 @@ func (p *pipeline) runReal(t *testing.T) {
 	build := exec.Command("go", "build", "-o", bin, "github.com/orchard-mlops/orchard/trainer/cmd/trainer")
 	build.Env = append(os.Environ(), "GOEXPERIMENT=simd")
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Skipf("the trainer binary does not build yet (trainer/cmd/trainer): %v\n%s", err, out)
-	}
-	help, _ := exec.Command(bin, "train", "-h").CombinedOutput()
-	if !strings.Contains(string(help), "-publish") || !strings.Contains(string(help), "-name") {
-		// TODO(lead): remove once `trainer train` has -publish/-name/-allow-new-labels.
-		t.Logf("the trainer has no -publish/-name flags yet: the stand-in strips them and calls registry.Publish itself")
-		t.Setenv("ORCHARD_EMULATE_PUBLISH", "1")
+		t.Fatalf("building trainer/cmd/trainer: %v\n%s", err, out)
 	}
 	data := t.TempDir()
 	if out, err := exec.Command(bin, "gen-data", "-out", data, "-per-class", "24", "-size", "32").CombinedOutput(); err != nil {

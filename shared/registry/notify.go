@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	"google.golang.org/api/option"
 )
 
 // Event types sent to a Notifier.
@@ -57,7 +59,27 @@ func (r *Registry) notify(ctx context.Context, e Event) {
 // "model-published"), with attributes type, model, version and alias so
 // subscriptions can filter.
 type PubSubNotifier struct {
-	pub *pubsub.Publisher
+	pub   *pubsub.Publisher
+	owned *pubsub.Client // closed by Stop when DialPubSubNotifier made it
+}
+
+// DialPubSubNotifier connects to topic, a full projects/P/topics/T name or
+// an ID in project, with its own client (which honours
+// PUBSUB_EMULATOR_HOST). Stop closes it.
+func DialPubSubNotifier(ctx context.Context, project, topic string, opts ...option.ClientOption) (*PubSubNotifier, error) {
+	if parts := strings.Split(topic, "/"); len(parts) == 4 && parts[0] == "projects" && parts[2] == "topics" {
+		project = parts[1]
+	}
+	if project == "" {
+		return nil, fmt.Errorf("registry: model-published topic %q: no project (use projects/P/topics/T or set GOOGLE_CLOUD_PROJECT)", topic)
+	}
+	c, err := pubsub.NewClient(ctx, project, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("registry: Pub/Sub client for %s: %w", topic, err)
+	}
+	n := NewPubSubNotifier(c, topic)
+	n.owned = c
+	return n, nil
 }
 
 // NewPubSubNotifier publishes to topic (an ID in the client's project or a
@@ -82,5 +104,11 @@ func (n *PubSubNotifier) Notify(ctx context.Context, e Event) error {
 	return nil
 }
 
-// Stop flushes and stops the publisher.
-func (n *PubSubNotifier) Stop() { n.pub.Stop() }
+// Stop flushes and stops the publisher (and closes a client
+// DialPubSubNotifier made).
+func (n *PubSubNotifier) Stop() {
+	n.pub.Stop()
+	if n.owned != nil {
+		n.owned.Close()
+	}
+}

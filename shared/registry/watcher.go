@@ -11,9 +11,9 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 
-	"github.com/orchard-mlops/orchard/shared/modelsource"
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/modelsource"
 )
 
 // WatcherOptions configure a Watcher.

@@ -13,11 +13,11 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 
-	"github.com/orchard-mlops/orchard/shared/modelsource"
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
+	"github.com/orchard-mlops/orchard/shared/modelsource"
 	"github.com/orchard-mlops/orchard/shared/ort"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )

@@ -76,6 +76,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{errors.New("no command")}
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "-h" || cmd == "-help" || cmd == "--help" || cmd == "help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
 	if cmd == "alias" {
 		if len(args) == 0 || args[0] != "show" {
 			fmt.Fprint(stderr, usage)
@@ -90,7 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	alias := fs.String("alias", registry.Production, "alias")
 	reason := fs.String("reason", "", "why (recorded with the alias move)")
 	by := fs.String("by", currentUser(), "who (recorded)")
-	notifyTopic := fs.String("notify-topic", "", "Pub/Sub topic for model-published events (optional)")
+	notifyTopic := fs.String("notify-topic", os.Getenv("MODEL_PUBLISHED_TOPIC"), "Pub/Sub topic for model-published events: projects/P/topics/T or an ID in -project (default $MODEL_PUBLISHED_TOPIC)")
 	project := fs.String("project", firstNonEmpty(os.Getenv("GOOGLE_CLOUD_PROJECT"), os.Getenv("GCP_PROJECT")), "Google Cloud project")
 
 	switch cmd {
@@ -248,15 +252,12 @@ func openRegistry(ctx context.Context, uri, name, project, topic string) (*regis
 	}
 	var o registry.Options
 	if topic != "" {
-		if project == "" {
-			return nil, usageError{errors.New("-notify-topic needs -project or GOOGLE_CLOUD_PROJECT")}
-		}
-		c, err := pubsub.NewClient(ctx, project)
+		n, err := registry.DialPubSubNotifier(ctx, project, topic)
 		if err != nil {
-			return nil, err
+			return nil, usageError{err}
 		}
 		// The process ends right after one command: the client is not closed.
-		o.Notifier = registry.NewPubSubNotifier(c, topic)
+		o.Notifier = n
 	}
 	return registry.Open(ctx, uri, o)
 }

@@ -6,16 +6,18 @@
 // Training has three modes (Options.Train):
 //
 //   - TrainSubmit, the production path: publish a training request to the
-//     training topic; the bridge delivers it to SubmitTraining, which starts
-//     a Vertex AI job (the local stand-in) and the finished model is
-//     registered and promoted. Until SubmitTraining and the model-serving
-//     contract exist, this step fails with a message saying what is
-//     missing; it never pretends.
+//     training topic; the bridge delivers it to SubmitTraining, which creates
+//     a Vertex AI job on the local stand-in; the trainer exports, verifies
+//     and publishes the model to the registry, where the quality gate
+//     promotes it to production.
 //   - TrainDirect: the demo itself submits the Vertex AI custom job to the
-//     local stand-in (what SubmitTraining will do), waits for it, and
-//     publishes the trained model to the registry with the quality gate. Real
+//     local stand-in and publishes the trained model through the gate. Real
 //     training, but not through Pub/Sub and SubmitTraining; the output says so.
 //   - TrainNone: no training; Options.ModelDir is published and promoted.
+//
+// In every mode the functions server runs from the start, serving the
+// registry's production alias; it picks up the promoted version by
+// watching the alias, without a restart.
 package demo
 
 import (
@@ -25,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -35,8 +38,10 @@ import (
 	"cloud.google.com/go/aiplatform/apiv1/aiplatformpb"
 	"cloud.google.com/go/pubsub/v2"
 
+	"github.com/orchard-mlops/orchard/functions/submittraining"
 	"github.com/orchard-mlops/orchard/infra/local/stack"
 	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
@@ -65,6 +70,9 @@ type Options struct {
 	Train string
 	// ModelDir is the model published with TrainNone.
 	ModelDir string
+	// ModelName is the registry model trained and served (default
+	// orchard; with TrainNone, ModelDir's name).
+	ModelName string
 	// TrainerSets are -set overrides for a demo-sized training run.
 	TrainerSets []string
 	// ResultTimeout bounds waiting for the results (default 3m);
@@ -188,6 +196,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.TrainerSets == nil {
 		o.TrainerSets = DefaultTrainerSets
 	}
+	if o.ModelName == "" {
+		o.ModelName = "orchard"
+	}
 	switch o.Train {
 	case TrainSubmit, TrainDirect:
 	case TrainNone:
@@ -230,7 +241,7 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	var trainer string
 	vertex := &stack.Vertex{}
-	needTrainer := o.Train == TrainDirect || o.Data == "" || o.Photos == ""
+	needTrainer := o.Train != TrainNone || o.Data == "" || o.Photos == ""
 	if needTrainer {
 		err := r.step("build the trainer (go build ./trainer/cmd/trainer, GOEXPERIMENT=simd)", func() (string, error) {
 			binDir := cfg.BinDir
@@ -246,11 +257,22 @@ func (r *runner) run(ctx context.Context) error {
 			return err
 		}
 		vertex.Images = map[string][]string{TrainerImage: {trainer}}
+		vertex.TrainerImage = TrainerImage
 		cfg.Components = append(cfg.Components, vertex)
 	}
-	what := "start the local stack (emulators, buckets, topics, bridge)"
+	// The functions serve the registry's production alias of this model,
+	// as deployed functions do; nothing restarts them when it moves.
+	cfg.ModelName = o.ModelName
+	if o.Train == TrainNone {
+		m, err := model.Load(ctx, o.ModelDir)
+		if err != nil {
+			return fmt.Errorf("reading -model %s: %w", o.ModelDir, err)
+		}
+		cfg.ModelName = m.Metadata.Name
+	}
+	what := "start the local stack (emulators, buckets, topics, bridge, functions server)"
 	if needTrainer {
-		what = "start the local stack (emulators, buckets, topics, bridge, Vertex AI stand-in)"
+		what = "start the local stack (emulators, buckets, topics, bridge, functions server, Vertex AI stand-in)"
 	}
 	if err := r.step(what, func() (string, error) {
 		st, err := stack.Start(ctx, cfg)
@@ -258,8 +280,8 @@ func (r *runner) run(ctx context.Context) error {
 			return "", err
 		}
 		r.st = st
-		return fmt.Sprintf("GCS %s, Pub/Sub %s (%s), buckets %s %s %s", st.GCSHost, st.PubSubHost, st.PubSubBackend,
-			st.Config.UploadsBucket, st.Config.ResultsBucket, st.Config.ModelsBucket), nil
+		return fmt.Sprintf("GCS %s, Pub/Sub %s (%s), functions %s serving %s/%s", st.GCSHost, st.PubSubHost, st.PubSubBackend,
+			st.FunctionsURL, st.RegistryURI(), cfg.ModelName), nil
 	}); err != nil {
 		return err
 	}
@@ -277,17 +299,17 @@ func (r *runner) run(ctx context.Context) error {
 	}
 
 	reg := registry.New(blob.NewGCS(st.Storage, st.Config.ModelsBucket, ""), registry.Options{})
-	var pub *registry.PublishResult
+	var version string
 	switch o.Train {
 	case TrainSubmit:
-		if err := r.step("publish a training request to "+st.Config.TrainingTopic+" (→ SubmitTraining)", func() (string, error) {
-			return "", r.submitTraining(ctx, data)
-		}); err != nil {
+		v, err := r.submitTraining(ctx, vertex, reg, data)
+		if err != nil {
 			return err
 		}
+		version = v
 	case TrainDirect:
 		var modelDir string
-		if err := r.step("train on the local Vertex AI stand-in (job submitted by the demo, standing in for SubmitTraining)", func() (string, error) {
+		if err := r.step("train on the local Vertex AI stand-in (job submitted by the demo, not through SubmitTraining)", func() (string, error) {
 			var err error
 			modelDir, err = r.trainDirect(ctx, vertex, data)
 			return modelDir, err
@@ -295,39 +317,33 @@ func (r *runner) run(ctx context.Context) error {
 			return err
 		}
 		if err := r.step("register the model and run the quality gate", func() (string, error) {
-			var err error
-			src, err := r.open(ctx, modelDir)
-			if err != nil {
-				return "", err
+			pub, err := r.publish(ctx, reg, modelDir, "demo training run")
+			if pub != nil {
+				version = pub.Version
 			}
-			pub, err = registry.PublishFrom(ctx, reg, src, registry.PublishOptions{Promote: true, By: "orchard-local demo", Reason: "demo training run"})
 			return gateNote(pub), err
 		}); err != nil {
 			return err
 		}
 	case TrainNone:
 		if err := r.step("register "+o.ModelDir+" (training skipped: -train=none) and run the quality gate", func() (string, error) {
-			var err error
-			src, err := r.open(ctx, o.ModelDir)
-			if err != nil {
-				return "", err
+			pub, err := r.publish(ctx, reg, o.ModelDir, "provided model")
+			if pub != nil {
+				version = pub.Version
 			}
-			pub, err = registry.PublishFrom(ctx, reg, src, registry.PublishOptions{Promote: true, By: "orchard-local demo", Reason: "provided model"})
 			return gateNote(pub), err
 		}); err != nil {
 			return err
 		}
 	}
-	if !pub.Promoted() {
-		return fmt.Errorf("the quality gate rejected %s %s: %s", pub.Name, pub.Version, pub.Decision.Reason)
-	}
-	r.rep.ModelURI, r.rep.ModelVersion = pub.URI, pub.Version
-	r.rep.ReportURI = strings.TrimRight(pub.URI, "/") + "/"
+	r.rep.ModelVersion = version
+	r.rep.ModelURI = reg.VersionURI(cfg.ModelName, version)
+	r.rep.ReportURI = r.rep.ModelURI + "report/index.html"
 
-	if err := r.step("start the functions server with the production model", func() (string, error) {
-		// The functions read MODEL_URI; they cannot follow the registry's
-		// production alias yet, so the promoted version's folder is passed.
-		return st.FunctionsURL, st.StartFunctions(ctx, pub.URI)
+	if err := r.step("wait for the functions to serve "+cfg.ModelName+" "+version+" (alias watch, no restart)", func() (string, error) {
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		return st.FunctionsURL + "/Predict", waitServing(wctx, st.FunctionsURL+"/Predict", version)
 	}); err != nil {
 		return err
 	}
@@ -381,7 +397,7 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		// Saved even when results are missing: that is when they matter.
 		if err := r.step("save results, model and training report to "+dir, func() (string, error) {
-			return "", r.save(ctx, dir, pub.URI)
+			return "", r.save(ctx, dir, r.rep.ModelURI)
 		}); err == nil {
 			r.rep.SavedTo = dir
 		}
@@ -433,42 +449,161 @@ func expected(name string) string {
 	return filepath.Base(dir)
 }
 
-// submitTraining is the production path. It needs SubmitTraining in the
-// functions binary and a way for the functions to serve the registry's
-// production alias; until both exist it fails and says so.
-func (r *runner) submitTraining(ctx context.Context, data string) error {
-	src, err := os.ReadFile(filepath.Join(r.st.Config.RepoRoot, "functions", "functions.go"))
-	if err != nil || !strings.Contains(string(src), `"SubmitTraining"`) {
-		return errors.New("SubmitTraining is not registered in ./functions (functions.CloudEvent(\"SubmitTraining\", ...) not found), " +
-			"so a training request on the training topic would only be retried and dead-lettered. " +
-			"Run the demo with -train=direct (the demo submits the Vertex AI job itself) or -train=none -model DIR")
+// submitTraining is the production path: a training request on the
+// training topic, delivered by the bridge to SubmitTraining, which creates a
+// Vertex AI job on the stand-in; the trainer publishes its model to the
+// registry, where the quality gate decides on production. It returns the
+// production version.
+func (r *runner) submitTraining(ctx context.Context, v *stack.Vertex, reg *registry.Registry, data string) (string, error) {
+	st := r.st
+	name := st.Config.ModelName
+	var msgID string
+	if err := r.step("publish a training request to "+st.Config.TrainingTopic, func() (string, error) {
+		body, err := json.Marshal(submittraining.Request{
+			Dataset: data, Model: name, Overrides: r.o.TrainerSets,
+			Requester: "orchard-local-demo", Notes: "make demo",
+		})
+		if err != nil {
+			return "", err
+		}
+		p := st.PubSub.Publisher(st.Topic(st.Config.TrainingTopic))
+		defer p.Stop()
+		msgID, err = p.Publish(ctx, &pubsub.Message{Data: body}).Get(ctx)
+		return "message " + msgID + ": " + string(body), err
+	}); err != nil {
+		return "", err
 	}
-	// SubmitTraining exists; the request format and the way the functions
-	// follow the production alias are still to be agreed (see the package
-	// report). Publish the request so the path is exercised, then stop
-	// rather than wait forever.
-	body, _ := json.Marshal(map[string]any{"data_uri": data, "sets": r.o.TrainerSets})
-	p := r.st.PubSub.Publisher(r.st.Topic(r.st.Config.TrainingTopic))
-	defer p.Stop()
-	id, err := p.Publish(ctx, &pubsub.Message{Data: body}).Get(ctx)
+	var job *aiplatformpb.CustomJob
+	if err := r.step("Eventarc bridge → SubmitTraining → Vertex AI custom job", func() (string, error) {
+		_, label := submittraining.JobNames(name, msgID)
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		for job == nil {
+			for _, j := range v.Server.Jobs() {
+				if j.GetLabels()[submittraining.LabelMessageID] == label {
+					job = j
+				}
+			}
+			if job != nil {
+				break
+			}
+			select {
+			case <-wctx.Done():
+				return "", fmt.Errorf("no job for message %s after 2m (bridge: %+v)\nfunctions server log:\n%s",
+					msgID, st.Bridge.Stats()[stack.RouteTraining], st.FunctionsLog(15))
+			case err := <-st.Failed():
+				return "", err
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		return job.GetName() + " (" + job.GetDisplayName() + ")", nil
+	}); err != nil {
+		return "", err
+	}
+	if err := r.step("train: the stand-in runs the trainer, which exports, verifies and publishes the model", func() (string, error) {
+		return "", r.waitJob(ctx, v, job.GetName())
+	}); err != nil {
+		return "", err
+	}
+	var version string
+	err := r.step("quality gate and production alias in "+reg.URI(), func() (string, error) {
+		a, err := reg.Alias(ctx, name, registry.Production)
+		if err != nil {
+			return "", fmt.Errorf("the job succeeded but %s has no production version: %w", name, err)
+		}
+		version = a.Version
+		d, err := reg.Decision(ctx, name, a.Version)
+		if err != nil {
+			return "production → " + a.Version, nil
+		}
+		if !d.Accepted {
+			return "", fmt.Errorf("the quality gate rejected %s: %s", a.Version, d.Reason)
+		}
+		return fmt.Sprintf("%s %s: gate accepted (%s), production → %s", name, a.Version, d.Reason, a.Version), nil
+	})
 	if err != nil {
-		return err
+		return "", err
 	}
-	return fmt.Errorf("published training request %s, but waiting for its model needs the agreed contract "+
-		"(training request schema, where the job writes, who registers and promotes the model, MODEL_URI following "+
-		"the production alias); use -train=direct meanwhile", id)
+	err = r.step("model-published event on "+st.Config.ModelsTopic, func() (string, error) {
+		return r.modelEvent(ctx, name, version)
+	})
+	return version, err
+}
+
+// modelEvent waits for the trainer's model-published event for version on
+// the models topic's subscription.
+func (r *runner) modelEvent(ctx context.Context, name, version string) (string, error) {
+	st := r.st
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var got *registry.Event
+	err := st.PubSub.Subscriber(st.Subscription(st.Config.ModelsTopic)).Receive(ctx, func(_ context.Context, m *pubsub.Message) {
+		m.Ack()
+		var e registry.Event
+		if json.Unmarshal(m.Data, &e) == nil && e.Type == registry.EventPublished && e.Model == name && e.Version == version {
+			got = &e
+			cancel()
+		}
+	})
+	if got == nil {
+		return "", fmt.Errorf("no %s event for %s %s within 30s (receive: %v)", registry.EventPublished, name, version, err)
+	}
+	return fmt.Sprintf("%s %s %s promoted=%v", got.Type, got.Model, got.Version, got.Promoted), nil
+}
+
+// publish registers a model directory and promotes it through the gate.
+func (r *runner) publish(ctx context.Context, reg *registry.Registry, dir, reason string) (*registry.PublishResult, error) {
+	src, err := r.open(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := registry.PublishFrom(ctx, reg, src, registry.PublishOptions{Promote: true, By: "orchard-local demo", Reason: reason})
+	if err != nil {
+		return pub, err
+	}
+	if !pub.Promoted() {
+		return pub, fmt.Errorf("the quality gate rejected %s %s: %s", pub.Name, pub.Version, pub.Decision.Reason)
+	}
+	return pub, nil
+}
+
+// waitServing polls GET url until the functions report version.
+func waitServing(ctx context.Context, url, version string) error {
+	c := &http.Client{Timeout: 5 * time.Second}
+	last := "no answer"
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := c.Do(req); err == nil {
+			var info struct {
+				Model struct{ Version string } `json:"model"`
+			}
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			if json.Unmarshal(b, &info) == nil && info.Model.Version == version {
+				return nil
+			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s never served version %s (last answer: %.300s)", url, version, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // trainDirect submits a custom job to the Vertex stand-in and waits for it.
 func (r *runner) trainDirect(ctx context.Context, v *stack.Vertex, data string) (string, error) {
 	st := r.st
 	base := "gs://" + st.Config.ModelsBucket + "/training/" + time.Now().UTC().Format("20060102-150405")
-	args := []string{"train", "-data", data}
+	args := []string{"train", "-data", data, "-set", "name=" + st.Config.ModelName}
 	for _, s := range r.o.TrainerSets {
 		args = append(args, "-set", s)
 	}
 	job, err := v.Server.CreateCustomJob(ctx, &aiplatformpb.CreateCustomJobRequest{
-		Parent: "projects/" + st.Config.Project + "/locations/local",
+		Parent: "projects/" + st.Config.Project + "/locations/" + stack.VertexRegion,
 		CustomJob: &aiplatformpb.CustomJob{
 			DisplayName: "orchard-demo-training",
 			Labels:      map[string]string{"orchard": "demo"},
@@ -484,21 +619,29 @@ func (r *runner) trainDirect(ctx context.Context, v *stack.Vertex, data string) 
 	if err != nil {
 		return "", err
 	}
-	r.rep.JobLog = v.Server.LogPath(job.GetName())
-	fmt.Fprintf(r.out, "    job %s (log %s)\n", job.GetName(), r.rep.JobLog)
+	if err := r.waitJob(ctx, v, job.GetName()); err != nil {
+		return "", err
+	}
+	return base + "/model/", nil
+}
+
+// waitJob follows a job's log until it ends; an error unless it succeeded.
+func (r *runner) waitJob(ctx context.Context, v *stack.Vertex, name string) error {
+	r.rep.JobLog = v.Server.LogPath(name)
+	fmt.Fprintf(r.out, "    job %s (log %s)\n", name, r.rep.JobLog)
 	wctx, cancel := context.WithTimeout(ctx, r.o.TrainTimeout)
 	defer cancel()
 	stop := r.tailLog(wctx, r.rep.JobLog)
-	done, err := v.Server.Wait(wctx, job.GetName())
+	done, err := v.Server.Wait(wctx, name)
 	stop()
 	if err != nil {
-		v.Server.CancelCustomJob(context.Background(), &aiplatformpb.CancelCustomJobRequest{Name: job.GetName()})
-		return "", fmt.Errorf("waiting for job %s: %w", job.GetName(), err)
+		v.Server.CancelCustomJob(context.Background(), &aiplatformpb.CancelCustomJobRequest{Name: name})
+		return fmt.Errorf("waiting for job %s: %w", name, err)
 	}
 	if done.GetState() != aiplatformpb.JobState_JOB_STATE_SUCCEEDED {
-		return "", fmt.Errorf("job %s ended %s: %s (log %s)", job.GetName(), done.GetState(), done.GetError().GetMessage(), r.rep.JobLog)
+		return fmt.Errorf("job %s ended %s: %s (log %s)", name, done.GetState(), done.GetError().GetMessage(), r.rep.JobLog)
 	}
-	return base + "/model/", nil
+	return nil
 }
 
 // tailLog prints lines appended to path until stop is called.

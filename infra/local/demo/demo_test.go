@@ -117,35 +117,17 @@ func TestDemoWithProvidedModel(t *testing.T) {
 	}
 }
 
-// TestDemoSubmitSaysWhatIsMissing: the production training path must fail
-// loudly, never pretend, while SubmitTraining is missing (or its contract
-// is not settled).
-func TestDemoSubmitSaysWhatIsMissing(t *testing.T) {
-	o := options(t)
-	o.Train = TrainSubmit
-	o.Data, o.Photos = t.TempDir(), t.TempDir()
-	rep, err := Run(t.Context(), o)
-	if errors.Is(err, emulators.ErrNotInstalled) && !emulators.InCI() {
-		t.Skip(err)
-	}
-	if err == nil || !strings.Contains(err.Error(), "SubmitTraining") && !strings.Contains(err.Error(), "contract") ||
-		!strings.Contains(err.Error(), "-train=direct") {
-		t.Fatalf("err = %v", err)
-	}
-	if rep.OK() {
-		t.Error("report OK without training")
-	}
-}
-
-// TestDemoTrainsOnGeneratedData is the whole flow with training: the trainer
-// generates a tiny dataset, trains on the Vertex AI stand-in, the model
-// passes the gate, and every generated photo gets a prediction.
+// TestDemoTrainsOnGeneratedData is `make demo` on a tiny generated dataset:
+// a training request on the training topic reaches SubmitTraining through
+// the bridge, the Vertex AI stand-in runs the trainer, the model passes the
+// gate and becomes production, the running functions pick it up, and every
+// generated photo gets a prediction.
 func TestDemoTrainsOnGeneratedData(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a model (about a minute on 2 cores)")
 	}
 	o := options(t)
-	o.Train = TrainDirect
+	o.Train = TrainSubmit
 	o.PerClass = 2
 	o.TrainerSets = []string{"train.epochs=4", "train.early_stopping_patience=0", "report.enabled=false"}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
@@ -159,6 +141,16 @@ func TestDemoTrainsOnGeneratedData(t *testing.T) {
 	}
 	if !rep.OK() || len(rep.Rows) < 8 || rep.ModelVersion == "" || rep.JobLog == "" {
 		t.Fatalf("report %+v", rep)
+	}
+	if !strings.Contains(rep.ModelURI, "/models/orchard/versions/"+rep.ModelVersion) {
+		t.Errorf("model %s", rep.ModelURI)
+	}
+	var names []string
+	for _, s := range rep.Steps {
+		names = append(names, s.Name)
+	}
+	if steps := strings.Join(names, "\n"); !strings.Contains(steps, "SubmitTraining") {
+		t.Errorf("the training request did not go through SubmitTraining; steps:\n%s", steps)
 	}
 	// Tiny data and few epochs: only require clearly better than chance.
 	if acc := rep.Accuracy(); acc < 0.5 {

@@ -63,6 +63,7 @@ type Config struct {
 	NotificationsTopic string // gcs-uploads (fake-gcs-server publishes here)
 	TrainingTopic      string // training-requests
 	DeadLetterTopic    string // eventarc-dead-letter
+	ModelsTopic        string // model-published (the registry's events; subscription of the same name keeps them)
 	PubSub             string // PubSubAuto
 
 	// RepoRoot holds go.mod (default: found upwards from the working
@@ -70,9 +71,14 @@ type Config struct {
 	// $XDG_CACHE_HOME/orchard-local/bin).
 	RepoRoot, BinDir string
 
-	// ModelURI, if set, starts the functions server at Start with this
-	// MODEL_URI. Otherwise call StartFunctions later (e.g. after training).
+	// ModelURI, if set, makes the functions server serve this fixed model
+	// (MODEL_URI). Otherwise it serves the production alias of ModelName
+	// from the registry in ModelsBucket and follows it when it moves, as
+	// the deployed functions do (REGISTRY_URI, MODEL_NAME).
 	ModelURI string
+	// ModelName is the registry model served without ModelURI (default
+	// orchard).
+	ModelName string
 	// FunctionsEnv is added to the functions server's environment last.
 	FunctionsEnv []string
 	// FunctionsOutput receives the functions server's log (default: kept
@@ -110,7 +116,9 @@ func (c *Config) defaults() error {
 	def(&c.NotificationsTopic, "gcs-uploads")
 	def(&c.TrainingTopic, "training-requests")
 	def(&c.DeadLetterTopic, "eventarc-dead-letter")
+	def(&c.ModelsTopic, "model-published")
 	def(&c.PubSub, PubSubAuto)
+	def(&c.ModelName, "orchard")
 	if c.RepoRoot == "" {
 		root, err := FindRepoRoot("")
 		if err != nil {
@@ -185,15 +193,18 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 	if err := s.startPubSub(ctx); err != nil {
 		return s, err
 	}
-	for _, t := range []string{cfg.NotificationsTopic, cfg.TrainingTopic, cfg.DeadLetterTopic} {
+	for _, t := range []string{cfg.NotificationsTopic, cfg.TrainingTopic, cfg.DeadLetterTopic, cfg.ModelsTopic} {
 		if err := eventarc.EnsureTopic(ctx, s.PubSub, s.Topic(t)); err != nil {
 			return s, err
 		}
 	}
-	// A subscription on the dead-letter topic, so that dead letters are kept
-	// and can be inspected (gcloud pubsub subscriptions pull).
-	if err := eventarc.EnsureSubscription(ctx, s.PubSub, s.Subscription(cfg.DeadLetterTopic), s.Topic(cfg.DeadLetterTopic), eventarc.SubscriptionOptions{}); err != nil {
-		return s, err
+	// Subscriptions on the dead-letter and model-published topics, so that
+	// their messages are kept and can be inspected (gcloud pubsub
+	// subscriptions pull).
+	for _, t := range []string{cfg.DeadLetterTopic, cfg.ModelsTopic} {
+		if err := eventarc.EnsureSubscription(ctx, s.PubSub, s.Subscription(t), s.Topic(t), eventarc.SubscriptionOptions{}); err != nil {
+			return s, err
+		}
 	}
 	g, err := emulators.StartGCSWithOptions(ctx, emulators.GCSOptions{Notify: &emulators.GCSNotify{
 		PubSubHost: s.PubSubHost, Project: cfg.Project, Topic: cfg.NotificationsTopic,
@@ -228,6 +239,13 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 		"HOST=127.0.0.1",
 		"PORT=" + strconv.Itoa(s.funcPort),
 		"SHUTDOWN_TIMEOUT_SECONDS=3",
+		// SubmitTraining publishes trained models here; without MODEL_URI
+		// Predict serves MODEL_NAME's production alias from here too.
+		"REGISTRY_URI=" + s.RegistryURI(),
+		"MODEL_NAME=" + cfg.ModelName,
+		// Alias checks are one metadata read each; locally they can be
+		// frequent so that a promotion shows at once.
+		"MODEL_POLL_SECONDS=1",
 	}
 	for _, c := range cfg.Components {
 		if err := c.Start(ctx, s); err != nil {
@@ -242,13 +260,14 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 	if err := s.startBridge(ctx); err != nil {
 		return s, err
 	}
-	if cfg.ModelURI != "" {
-		if err := s.StartFunctions(ctx, cfg.ModelURI); err != nil {
-			return s, err
-		}
+	if err := s.StartFunctions(ctx, cfg.ModelURI); err != nil {
+		return s, err
 	}
 	return s, nil
 }
+
+// RegistryURI is the model registry's root: the models bucket.
+func (s *Stack) RegistryURI() string { return "gs://" + s.Config.ModelsBucket }
 
 func (s *Stack) onClose(name string, fn func() error) {
 	s.mu.Lock()
@@ -426,10 +445,13 @@ func runIn(ctx context.Context, dir string, env []string, argv ...string) error 
 var functionsEnvDrop = []string{
 	"STORAGE_EMULATOR_HOST=", "PUBSUB_EMULATOR_HOST=", "GOOGLE_CLOUD_PROJECT=", "GCP_PROJECT=", "MODEL_URI=",
 	"RESULTS_BUCKET=", "UPLOAD_BUCKET=", "UPLOAD_PREFIXES=", "PREDICTIONS_TOPIC=", "PORT=", "HOST=",
-	"FUNCTION_TARGET=", "K_SERVICE=", "SHUTDOWN_TIMEOUT_SECONDS=",
+	"FUNCTION_TARGET=", "K_SERVICE=", "SHUTDOWN_TIMEOUT_SECONDS=", "REGISTRY_URI=", "MODEL_NAME=", "MODEL_ALIAS=",
+	"MODEL_POLL_SECONDS=", "VERTEX_ENDPOINT=", "VERTEX_REGION=", "VERTEX_INSECURE=", "TRAINER_IMAGE=",
+	"TRAINING_OUTPUT_URI=", "ALLOW_LOCAL_DATA=",
 }
 
-// FunctionsEnv is the functions server's environment for modelURI.
+// FunctionsEnv is the functions server's environment: MODEL_URI=modelURI,
+// or, with modelURI empty, the registry's production alias.
 func (s *Stack) FunctionsEnv(modelURI string) []string {
 	var env []string
 outer:
@@ -442,11 +464,22 @@ outer:
 		env = append(env, kv)
 	}
 	env = append(env, s.funcEnv...)
-	return append(env, "MODEL_URI="+modelURI)
+	if modelURI == "" {
+		return env
+	}
+	// A fixed model: Predict must not also see the registry settings.
+	kept := env[:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "MODEL_NAME=") {
+			kept = append(kept, kv)
+		}
+	}
+	return append(kept, "MODEL_URI="+modelURI)
 }
 
-// StartFunctions (re)starts the functions server with MODEL_URI=modelURI
-// on the stack's functions port and waits until it answers HTTP.
+// StartFunctions (re)starts the functions server on the stack's functions
+// port, serving MODEL_URI=modelURI or (empty) the registry's production
+// alias of Config.ModelName, and waits until it answers HTTP.
 func (s *Stack) StartFunctions(ctx context.Context, modelURI string) error {
 	bin, err := s.FunctionsBinary(ctx)
 	if err != nil {
@@ -479,7 +512,7 @@ func (s *Stack) StartFunctions(ctx context.Context, modelURI string) error {
 			s.fail(fmt.Errorf("functions server exited (%v)\n%s", p.Err(), s.FunctionsLog(25)))
 		}
 	}()
-	s.log.Info("stack: functions server up", "url", s.FunctionsURL, "pid", p.PID(), "model_uri", modelURI)
+	s.log.Info("stack: functions server up", "url", s.FunctionsURL, "pid", p.PID(), "model_uri", modelURI, "model_name", s.Config.ModelName)
 	return nil
 }
 

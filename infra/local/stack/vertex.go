@@ -12,10 +12,12 @@ import (
 )
 
 // DefaultVertexEndpointEnv is the functions-server variable that gets the
-// Vertex AI stand-in's address (host:port, plaintext gRPC). SubmitTraining
-// must read the same name (see the report to the lead; change here if it
-// settles on another).
-const DefaultVertexEndpointEnv = "VERTEX_AI_ENDPOINT"
+// Vertex AI stand-in's address (host:port, plaintext gRPC), as
+// SubmitTraining reads it.
+const DefaultVertexEndpointEnv = "VERTEX_ENDPOINT"
+
+// VertexRegion is the location in the stand-in's job names.
+const VertexRegion = "local"
 
 // Vertex runs the Vertex AI JobService stand-in (infra/vertexlocal)
 // in-process on a loopback port, as a stack Component.
@@ -23,6 +25,11 @@ type Vertex struct {
 	// Images maps container image URIs to local commands (see
 	// vertexlocal.Config.Images).
 	Images map[string][]string
+	// TrainerImage, a key of Images, is the image SubmitTraining names in
+	// its jobs (TRAINER_IMAGE). With it set, Start configures
+	// SubmitTraining for the stand-in: endpoint, region, an output folder in
+	// the models bucket, and local dataset paths allowed.
+	TrainerImage string
 	// LogDir holds one log per job (default a temporary directory).
 	LogDir string
 	// WorkDir is the jobs' working directory (default the repository root,
@@ -53,6 +60,8 @@ func (v *Vertex) Start(_ context.Context, s *Stack) error {
 		Env: []string{
 			"STORAGE_EMULATOR_HOST=" + s.GCSHost, "PUBSUB_EMULATOR_HOST=" + s.PubSubHost,
 			"GOOGLE_CLOUD_PROJECT=" + s.Config.Project,
+			// trainer -publish announces new versions and promotions here.
+			"MODEL_PUBLISHED_TOPIC=" + s.Topic(s.Config.ModelsTopic),
 		},
 	})
 	if err != nil {
@@ -72,6 +81,13 @@ func (v *Vertex) Start(_ context.Context, s *Stack) error {
 		env = DefaultVertexEndpointEnv
 	}
 	s.AddFunctionsEnv(env + "=" + v.Addr)
+	if v.TrainerImage != "" {
+		if _, ok := v.Images[v.TrainerImage]; !ok {
+			return fmt.Errorf("vertex stand-in: trainer image %q is not one of its images", v.TrainerImage)
+		}
+		s.AddFunctionsEnv("VERTEX_REGION="+VertexRegion, "TRAINER_IMAGE="+v.TrainerImage,
+			"TRAINING_OUTPUT_URI=gs://"+s.Config.ModelsBucket+"/training", "ALLOW_LOCAL_DATA=true")
+	}
 	return nil
 }
 

@@ -84,7 +84,18 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *publish == "" {
 		return nil
 	}
-	reg, err := registry.Open(ctx, *publish, registry.Options{})
+	var ro registry.Options
+	if topic := os.Getenv("MODEL_PUBLISHED_TOPIC"); topic != "" {
+		// Running functions also poll the alias; the event makes them (and
+		// any other subscriber) hear of a promotion at once.
+		n, err := registry.DialPubSubNotifier(ctx, firstNonEmpty(os.Getenv("GOOGLE_CLOUD_PROJECT"), os.Getenv("CLOUD_ML_PROJECT_ID")), topic)
+		if err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		defer n.Stop()
+		ro.Notifier = n
+	}
+	reg, err := registry.Open(ctx, *publish, ro)
 	if err != nil {
 		return err
 	}

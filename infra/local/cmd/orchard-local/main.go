@@ -1,13 +1,14 @@
 // Command orchard-local runs Orchard on one machine with real emulators.
 //
-//	orchard-local up   [-model URI] [-pubsub auto|emulator|pstest] [-vertex] [-v]
+//	orchard-local up   [-model URI | -model-name NAME] [-pubsub auto|emulator|pstest] [-vertex] [-v]
 //	orchard-local demo [-train submit|direct|none] [-data DIR] [-photos DIR] [-per-class N]
 //	                   [-model DIR] [-set key=value ...] [-timeout D] [-train-timeout D] [-pubsub ...] [-v]
 //
 // up starts fake-gcs-server (with Pub/Sub notifications for the uploads
 // bucket), the Pub/Sub emulator (or pstest), the eventarc bridge, the
-// functions server (when -model is given) and, with -vertex, the Vertex AI
-// stand-in; prints the environment and commands that work against it; and
+// functions server (serving -model, or the registry's production alias of
+// -model-name, reloaded when it moves) and, with -vertex, the Vertex AI
+// stand-in that SubmitTraining submits to; prints the environment and commands that work against it; and
 // runs until Ctrl-C (SIGINT) or SIGTERM, then stops everything it started.
 //
 // demo runs the whole flow (see package infra/local/demo) and exits 0 only
@@ -104,7 +105,8 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var c common
 	c.register(fs)
-	model := fs.String("model", "", "MODEL_URI for the functions server (file:///dir, gs://bucket/prefix or a path); without it the functions server is not started")
+	model := fs.String("model", "", "a fixed MODEL_URI for the functions server (file:///dir, gs://bucket/prefix or a path); default: the registry's production alias of -model-name")
+	modelName := fs.String("model-name", "orchard", "registry model the functions serve and training requests should name")
 	vertex := fs.Bool("vertex", false, "also run the Vertex AI stand-in, with the trainer built from ./trainer/cmd/trainer as image "+demo.TrainerImage)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -125,7 +127,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		modelURI = "file://" + abs
 	}
-	cfg.ModelURI = modelURI
+	cfg.ModelURI, cfg.ModelName = modelURI, *modelName
 	var v *stack.Vertex
 	if *vertex {
 		root, err := stack.FindRepoRoot("")
@@ -142,7 +144,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		v = &stack.Vertex{Images: map[string][]string{demo.TrainerImage: {bin}}, Logger: log}
+		v = &stack.Vertex{Images: map[string][]string{demo.TrainerImage: {bin}}, TrainerImage: demo.TrainerImage, Logger: log}
 		cfg.Components = append(cfg.Components, v)
 	}
 	fmt.Fprintln(stdout, "starting the local stack (the first run builds the functions server) ...")
@@ -172,13 +174,15 @@ func printUp(w io.Writer, s *stack.Stack, v *stack.Vertex, took time.Duration) {
 	fmt.Fprintf(w, "\nOrchard local stack is up (%s). Ctrl-C stops everything.\n\n", took.Round(10*time.Millisecond))
 	fmt.Fprintf(w, "  Cloud Storage (fake-gcs-server)  %s   buckets: %s (uploads, notifications on), %s, %s\n", s.GCSHost, c.UploadsBucket, c.ResultsBucket, c.ModelsBucket)
 	fmt.Fprintf(w, "  Pub/Sub (%s)%s %s   topics: %s, %s, %s\n", s.PubSubBackend, strings.Repeat(" ", max(0, 23-len(s.PubSubBackend))), s.PubSubHost, c.NotificationsTopic, c.TrainingTopic, c.DeadLetterTopic)
-	if s.FunctionsPID() != 0 {
-		fmt.Fprintf(w, "  functions server                 %s   (pid %d)\n", s.FunctionsURL, s.FunctionsPID())
-	} else {
-		fmt.Fprintf(w, "  functions server                 not started (pass -model URI); the bridge targets %s and retries until it is\n", s.FunctionsURL)
+	serving := c.ModelURI
+	if serving == "" {
+		serving = "production alias of " + c.ModelName + " in " + s.RegistryURI() + " (503 until one is promoted)"
 	}
+	fmt.Fprintf(w, "  functions server                 %s   (pid %d) serving %s\n", s.FunctionsURL, s.FunctionsPID(), serving)
 	if v != nil {
 		fmt.Fprintf(w, "  Vertex AI stand-in (gRPC)        %s   image %s\n", v.Addr, demo.TrainerImage)
+	} else {
+		fmt.Fprintln(w, "  Vertex AI stand-in               not started (pass -vertex): SubmitTraining will refuse training requests")
 	}
 	fmt.Fprintf(w, "  eventarc bridge                  %s finalize → %s/PredictOnUpload\n", c.NotificationsTopic, s.FunctionsURL)
 	fmt.Fprintf(w, "                                   %s → %s/SubmitTraining   (dead letters: %s)\n", c.TrainingTopic, s.FunctionsURL, c.DeadLetterTopic)
@@ -197,16 +201,19 @@ func printUp(w io.Writer, s *stack.Stack, v *stack.Vertex, took time.Duration) {
   curl -sS -H 'Content-Type: image/jpeg' --data-binary @apple.jpg %[3]s/Predict
   # gcloud storage and gcloud pubsub use the overrides exported above (gsutil does not: use curl or gcloud storage)
   gcloud storage ls gs://%[2]s
-  gcloud pubsub topics publish %[5]s --message='{"epochs":2}'
+  # ask for a training run (needs -vertex; the dataset may be a local folder-per-class directory here)
+  gcloud pubsub topics publish %[5]s --message='{"dataset":"/abs/path/to/train","model":"%[7]s","overrides":["train.epochs=3"]}'
   # the same over the emulator's REST API
   curl -sS -X POST -H 'Content-Type: application/json' \
     "http://$PUBSUB_EMULATOR_HOST/v1/projects/%[4]s/topics/%[5]s:publish" \
-    -d '{"messages":[{"data":"'$(printf '{"epochs":2}' | base64)'"}]}'
+    -d '{"messages":[{"data":"'$(printf '{"dataset":"/abs/path/to/train","model":"%[7]s"}' | base64 -w0)'"}]}'
+  # the registry: versions, gate decisions, production alias
+  go run ./infra/cmd/orchard versions -registry %[8]s -name %[7]s
   # see what was dead-lettered
   curl -sS -X POST -H 'Content-Type: application/json' \
     "http://$PUBSUB_EMULATOR_HOST/v1/projects/%[4]s/subscriptions/%[6]s:pull" -d '{"maxMessages":10}'
   # Go programs: storage.NewClient and pubsub.NewClient pick the emulators up from the variables.
-`, c.UploadsBucket, c.ResultsBucket, s.FunctionsURL, c.Project, c.TrainingTopic, c.DeadLetterTopic)
+`, c.UploadsBucket, c.ResultsBucket, s.FunctionsURL, c.Project, c.TrainingTopic, c.DeadLetterTopic, c.ModelName, s.RegistryURI())
 	if s.PubSubBackend == stack.PubSubPstest {
 		fmt.Fprintln(w, "  (pstest speaks gRPC only: the Pub/Sub curl lines need the Cloud SDK emulator; Go clients work with both.)")
 	}
