@@ -75,44 +75,77 @@ func TestRegisteredFunctions(t *testing.T) {
 		t.Fatalf("POST /Predict: %d %+v", resp.StatusCode, pr)
 	}
 
-	w := sc.Bucket("uploads").Object("in/x.jpg").NewWriter(t.Context())
-	w.ContentType = "image/jpeg"
-	w.Write(img)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
+	// PredictOnUpload through the framework: a good image, the same event
+	// delivered again, and hostile objects that must be recorded as errors
+	// and acknowledged (never retried, never a crash).
+	put := func(name string, data []byte) int64 {
+		w := sc.Bucket("uploads").Object(name).NewWriter(t.Context())
+		w.ContentType = "image/jpeg"
+		w.Write(data)
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return w.Attrs().Generation
 	}
-	gen := w.Attrs().Generation
-	data, _ := json.Marshal(map[string]string{
-		"bucket": "uploads", "name": "in/x.jpg", "generation": strconv.FormatInt(gen, 10),
-		"size": strconv.Itoa(len(img)), "contentType": "image/jpeg", "metageneration": "1",
-	})
-	req, _ := http.NewRequest(http.MethodPost, base+"/PredictOnUpload", bytes.NewReader(data))
-	for k, v := range map[string]string{
-		"Content-Type": "application/json", "ce-specversion": "1.0", "ce-id": "e1",
-		"ce-type": predict.FinalizedType, "ce-source": "//storage.googleapis.com/projects/_/buckets/uploads",
-		"ce-subject": "objects/in/x.jpg", "ce-time": time.Now().UTC().Format(time.RFC3339),
-	} {
-		req.Header.Set(k, v)
+	deliver := func(id, name string, gen int64, size int) int {
+		data, _ := json.Marshal(map[string]string{
+			"bucket": "uploads", "name": name, "generation": strconv.FormatInt(gen, 10),
+			"size": strconv.Itoa(size), "contentType": "image/jpeg", "metageneration": "1",
+		})
+		req, _ := http.NewRequest(http.MethodPost, base+"/PredictOnUpload", bytes.NewReader(data))
+		for k, v := range map[string]string{
+			"Content-Type": "application/json", "ce-specversion": "1.0", "ce-id": id,
+			"ce-type": predict.FinalizedType, "ce-source": "//storage.googleapis.com/projects/_/buckets/uploads",
+			"ce-subject": "objects/" + name, "ce-time": time.Now().UTC().Format(time.RFC3339),
+		} {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
 	}
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	readResult := func(key string) (predict.UploadResult, int64) {
+		t.Helper()
+		r, err := sc.Bucket("results").Object(key).NewReader(t.Context())
+		if err != nil {
+			t.Fatalf("no result %s: %v", key, err)
+		}
+		defer r.Close()
+		var res predict.UploadResult
+		if err := json.NewDecoder(r).Decode(&res); err != nil {
+			t.Fatal(err)
+		}
+		return res, r.Attrs.Generation
 	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("POST /PredictOnUpload: HTTP %d", resp.StatusCode)
+	gen := put("in/x.jpg", img)
+	if code := deliver("e1", "in/x.jpg", gen, len(img)); code/100 != 2 {
+		t.Fatalf("POST /PredictOnUpload: HTTP %d", code)
 	}
-	r, err := sc.Bucket("results").Object("in/x.jpg.json").NewReader(t.Context())
-	if err != nil {
-		t.Fatalf("no result written: %v", err)
-	}
-	defer r.Close()
-	var res predict.UploadResult
-	if err := json.NewDecoder(r).Decode(&res); err != nil {
-		t.Fatal(err)
-	}
+	res, resultGen := readResult("in/x.jpg.json")
 	if res.Label != "red" || res.Generation != gen || res.Model.Version != "v9" {
 		t.Errorf("result %+v", res)
+	}
+	if code := deliver("e1", "in/x.jpg", gen, len(img)); code/100 != 2 {
+		t.Fatalf("duplicate delivery: HTTP %d, want 2xx (a no-op)", code)
+	}
+	if _, again := readResult("in/x.jpg.json"); again != resultGen {
+		t.Errorf("duplicate delivery rewrote the result (generation %d → %d)", resultGen, again)
+	}
+	for i, bad := range map[string][]byte{
+		"in/text.jpg":      []byte("this is not an image"),
+		"in/empty.jpg":     {},
+		"in/truncated.jpg": img[:len(img)/2],
+	} {
+		g := put(i, bad)
+		if code := deliver("bad-"+i, i, g, len(bad)); code/100 != 2 {
+			t.Errorf("%s: HTTP %d, want 2xx (recorded, not retried)", i, code)
+		}
+		if res, _ := readResult(i + predict.ErrorSuffix); res.Error == "" {
+			t.Errorf("%s: error record %+v has no reason", i, res)
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
