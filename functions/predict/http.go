@@ -291,7 +291,7 @@ type PredictResponse struct {
 }
 
 func (s *Server) raw(w http.ResponseWriter, r *http.Request, c *model.Classifier, k int, rl *requestLog) {
-	body, err := io.ReadAll(r.Body)
+	body, err := readAllSized(r.Body, r.ContentLength, s.Config.maxBody())
 	if err != nil {
 		s.bodyError(w, r, err, rl)
 		return

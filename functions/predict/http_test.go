@@ -435,38 +435,3 @@ func TestPredictScoresAreProbabilities(t *testing.T) {
 		t.Errorf("all scores sum to %v, want 1", sum)
 	}
 }
-
-func BenchmarkPredictHTTP(b *testing.B) {
-	s := newServer(b, testConfig(), nil, nil)
-	img := modeltest.JPEG(b, modeltest.Solid(modeltest.Red, 100, 100))
-	b.ReportAllocs()
-	b.SetBytes(int64(len(img)))
-	for b.Loop() {
-		r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(img))
-		r.Header.Set("Content-Type", "image/jpeg")
-		w := httptest.NewRecorder()
-		s.ServeHTTP(w, r)
-		if w.Code != 200 {
-			b.Fatalf("status %d: %s", w.Code, w.Body)
-		}
-	}
-}
-
-// BenchmarkPredictHTTPParallel is BenchmarkPredictHTTP from GOMAXPROCS
-// goroutines sharing one classifier.
-func BenchmarkPredictHTTPParallel(b *testing.B) {
-	s := newServer(b, testConfig(), nil, nil)
-	img := modeltest.JPEG(b, modeltest.Solid(modeltest.Red, 100, 100))
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(img))
-			r.Header.Set("Content-Type", "image/jpeg")
-			w := httptest.NewRecorder()
-			s.ServeHTTP(w, r)
-			if w.Code != 200 {
-				b.Fatalf("status %d", w.Code)
-			}
-		}
-	})
-}
