@@ -69,6 +69,12 @@ if [[ $mode == fast || $mode == all ]]; then
   expect_failure "terraform test: primitive role granted" 'a project grant uses a primitive role' \
     env TF_CHECK_WORKDIR="$tmp/tf-work-test" "$checks/terraform.sh" "$d"
 
+  d="$(tf_copy tf-pin)"
+  # shellcheck disable=SC2016 # a literal ${local...} is the planted error
+  plant "$d/main.tf" 's#^(  model_uri = ).*$#\1"${local.registry_uri}/models/${var.model_name}/versions/v1"#'
+  expect_failure "terraform test: predictors pinned by default (never follow promotions)" 'a service pins MODEL_URI by default' \
+    env TF_CHECK_WORKDIR="$tmp/tf-work-pin" "$checks/terraform.sh" "$d"
+
   echo "planted-errors: cloudbuild.yaml"
   cp "$repo/cloudbuild.yaml" "$tmp/unknown-field.yaml"
   plant "$tmp/unknown-field.yaml" "0,/^    waitFor: \['onnxruntime'\]$/s//    waitFor: ['onnxruntime']\n    timeoutz: 600s/"
@@ -96,6 +102,12 @@ if [[ $mode == fast || $mode == all ]]; then
   cp "$repo/infra/docker/deploy.sh" "$tmp/deploy-public.sh"
   plant "$tmp/deploy-public.sh" 's/--no-allow-unauthenticated/--allow-unauthenticated/'
   expect_failure "deploy.sh: a public function" 'FAIL predict: not public' "$checks/test-deploy.sh" "$tmp/deploy-public.sh"
+
+  cp "$repo/infra/docker/deploy.sh" "$tmp/deploy-pinned.sh"
+  # shellcheck disable=SC2016 # a literal ${MODEL_URI...} is the planted error
+  plant "$tmp/deploy-pinned.sh" 's#^MODEL_URI="\$\{MODEL_URI:-\}"$#MODEL_URI="${MODEL_URI:-gs://$BUCKET_PREFIX-models/models/fruits/versions/v1}"#'
+  expect_failure "deploy.sh: predictors pinned by default (never follow promotions)" 'FAIL predict: no MODEL_URI pin by default' \
+    "$checks/test-deploy.sh" "$tmp/deploy-pinned.sh"
 
   echo "planted-errors: Dockerfile lint"
   mkdir -p "$tmp/lint"

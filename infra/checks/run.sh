@@ -5,7 +5,7 @@
 #           and substitution/waitFor/pinning checks; deploy.sh through the
 #           real gcloud argument parser; terraform fmt, validate and test
 #           against hashicorp/google 8.0.0 built from source; and the
-#           planted-error tests of all of these. ~1 minute once the provider
+#           planted-error tests of all of these. ~1.5 minutes once the provider
 #           is cached (its first build takes 10-15 minutes on 2 cores).
 #   images  both Dockerfiles built with podman from local stand-in base
 #           images, the functions image answering Predict, the trainer image

@@ -4,11 +4,15 @@
 #     credentials: it must get as far as "no active account" (exit 1), never
 #     an argument error (exit 2);
 #   - the commands do what Orchard needs (image, one service account per
-#     function, never public, FUNCTION_TARGET, trigger filters, dead letters);
+#     function, never public, FUNCTION_TARGET, the predictors following the
+#     registry's production alias with no MODEL_URI pin unless one is given,
+#     trigger filters, dead letters);
 #   - the environment each function gets has the same keys as Terraform's
-#     (infra/terraform/run.tf, local.function_env).
+#     (infra/terraform/run.tf, local.function_env; MODEL_URI, which both
+#     leave out unless a pin is given, only when one is).
 # Lookups (describe) are answered by a fake, first as on a fresh project,
-# then as on one where Terraform already created the triggers.
+# then as on one where Terraform already created the triggers; then the two
+# predictors are deployed again with a MODEL_URI pin.
 #
 # Usage: infra/checks/test-deploy.sh [DEPLOY_SCRIPT]
 set -euo pipefail
@@ -49,6 +53,10 @@ FAKE
 chmod +x "$tmp/bin/gcloud"
 
 export PATH="$tmp/bin:$PATH" REAL_GCLOUD="$real_gcloud" FAKE_SDK_CONFIG="$tmp/sdk"
+# deploy.sh's optional inputs take their defaults here, whatever the caller's
+# shell exports (e.g. MODEL_URI for a local run of the functions).
+unset PREFIX BUCKET_PREFIX MODEL_NAME MODEL_ALIAS MODEL_URI VERTEX_REGION \
+  TRAINER_MACHINE_TYPE MAX_DELIVERY_ATTEMPTS UPLOAD_PREFIXES
 export PROJECT_ID=p-test REGION=europe-west1 \
   FUNCTIONS_IMAGE=europe-west1-docker.pkg.dev/p-test/orchard/functions:b1 \
   TRAINER_IMAGE=europe-west1-docker.pkg.dev/p-test/orchard/trainer:b1
@@ -67,10 +75,18 @@ for round in fresh existing; do
   echo "test-deploy: $round project"
   "$script" all || { echo "test-deploy: deploy.sh all failed" >&2; exit 1; }
 done
+pin=gs://p-test-orchard-models/models/fruits/versions/v3
+export FAKE_LOG="$tmp/pinned.log"
+: >"$FAKE_LOG"
+echo "test-deploy: predictors pinned to $pin"
+for fn in predict predict-on-upload; do
+  MODEL_URI=$pin "$script" "$fn" || { echo "test-deploy: MODEL_URI=$pin deploy.sh $fn failed" >&2; exit 1; }
+done
 
 log="$tmp/fresh.log"
 line() { grep -E -- "$1" "$log"; }
 has() { grep -qE -- "$1" "$log"; }
+lacks() { ! grep -qE -- "$1" <<<"$2"; } # lacks PATTERN TEXT
 for fn in predict:predict:Predict predict-on-upload:upload:PredictOnUpload submit-training:submit:SubmitTraining; do
   IFS=: read -r svc account target <<<"$fn"
   cmd="$(line "^run deploy orchard-$svc ")" || { echo "  FAIL no deploy of $svc" >&2; fail=1; continue; }
@@ -78,6 +94,14 @@ for fn in predict:predict:Predict predict-on-upload:upload:PredictOnUpload submi
   check "$svc: runs as its own service account" grep -q -- "--service-account=orchard-$account@p-test.iam.gserviceaccount.com" <<<"$cmd"
   check "$svc: not public" grep -q -- "--no-allow-unauthenticated" <<<"$cmd"
   check "$svc: FUNCTION_TARGET=$target" grep -qE -- "[|^]FUNCTION_TARGET=$target([| ]|$)" <<<"$cmd"
+done
+for svc in predict predict-on-upload; do
+  cmd="$(line "^run deploy orchard-$svc ")" || continue
+  for kv in REGISTRY_URI=gs://p-test-orchard-models MODEL_NAME=fruits MODEL_ALIAS=production; do
+    check "$svc: $kv (follows the registry alias)" grep -qE -- "[|^]$kv([| ]|$)" <<<"$cmd"
+  done
+  check "$svc: no MODEL_URI pin by default" lacks "[|^]MODEL_URI=" "$cmd"
+  check "$svc: MODEL_URI pins when given" grep -qE -- "^run deploy orchard-$svc .*[|]MODEL_URI=${pin}[| ]" "$tmp/pinned.log"
 done
 check "event-driven functions take internal traffic only" \
   bash -c "[[ \$(grep -cE -- '^run deploy orchard-(predict-on-upload|submit-training) .*--ingress=internal ' '$log') == 2 ]]"
@@ -91,26 +115,36 @@ check "existing triggers are updated, not recreated" \
   bash -c "! grep -q 'triggers create' '$tmp/existing.log' && [[ \$(grep -c 'triggers update' '$tmp/existing.log') == 2 ]]"
 
 # The environment keys must match Terraform's local.function_env (plus
-# GOOGLE_CLOUD_PROJECT, which Terraform adds to every service).
-python3 - "$repo/infra/terraform/run.tf" "$log" <<'PY' || fail=1
+# GOOGLE_CLOUD_PROJECT, which Terraform adds to every service). MODEL_URI is
+# left out by both unless a pin is given: optional in the default round,
+# required in the pinned one (which deploys only the two predictors).
+python3 - "$repo/infra/terraform/run.tf" "$log" "$tmp/pinned.log" <<'PY' || fail=1
 import re, sys
+OPTIONAL = {"MODEL_URI"}
 tf = open(sys.argv[1]).read()
 block = tf[tf.index("function_env = {"):]
 want = {}
 for name, body in re.findall(r"\n    (\w+) = \{\n(.*?)\n    \}", block[: block.index("\n  }\n")], re.S):
     want[name.replace("_", "-")] = {m for m in re.findall(r"^\s+([A-Z][A-Z0-9_]*)\s+=", body, re.M)} | {"GOOGLE_CLOUD_PROJECT"}
-got = {}
-for line in open(sys.argv[2]):
-    m = re.match(r"run deploy orchard-(\S+) .*--set-env-vars=\^\|\^(.*?) --quiet$", line.strip())
-    if m:
-        got[m.group(1)] = {kv.split("=", 1)[0] for kv in m.group(2).split("|")}
+def deployed(path):
+    got = {}
+    for line in open(path):
+        m = re.match(r"run deploy orchard-(\S+) .*--set-env-vars=\^\|\^(.*?) --quiet$", line.strip())
+        if m:
+            got[m.group(1)] = {kv.split("=", 1)[0] for kv in m.group(2).split("|")}
+    return got
 bad = False
-for fn in sorted(set(want) | set(got)):
-    if want.get(fn) != got.get(fn):
-        bad = True
-        print(f"  FAIL {fn}: environment differs from Terraform's: only in Terraform {sorted(want.get(fn, set()) - got.get(fn, set()))}, only in deploy.sh {sorted(got.get(fn, set()) - want.get(fn, set()))}", file=sys.stderr)
-    else:
-        print(f"  ok   {fn}: same environment keys as Terraform ({len(want[fn])})")
+for path, optional, every in ((sys.argv[2], OPTIONAL, True), (sys.argv[3], set(), False)):
+    got = deployed(path)
+    label = "" if every else " (MODEL_URI pinned)"
+    for fn in sorted((set(want) if every else set()) | set(got)):
+        w, g = want.get(fn, set()), got.get(fn, set())
+        missing, extra = w - g - optional, g - w
+        if fn not in got or fn not in want or missing or extra:
+            bad = True
+            print(f"  FAIL {fn}{label}: environment differs from Terraform's: only in Terraform {sorted(w - g)}, only in deploy.sh {sorted(extra)}", file=sys.stderr)
+        else:
+            print(f"  ok   {fn}{label}: same environment keys as Terraform ({len(g)} of {len(w)})")
 sys.exit(1 if bad else 0)
 PY
 
@@ -118,4 +152,4 @@ if ((fail)); then
   echo "test-deploy: FAILED" >&2
   exit 1
 fi
-echo "test-deploy: ok ($(wc -l <"$tmp/fresh.log") + $(wc -l <"$tmp/existing.log") gcloud commands parsed by the Cloud SDK)"
+echo "test-deploy: ok ($(wc -l <"$tmp/fresh.log") + $(wc -l <"$tmp/existing.log") + $(wc -l <"$tmp/pinned.log") gcloud commands parsed by the Cloud SDK)"

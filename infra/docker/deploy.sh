@@ -17,7 +17,10 @@
 #   BUCKET_PREFIX     bucket name prefix (default $PROJECT_ID-$PREFIX)
 #   FUNCTIONS_IMAGE   image to deploy (required for the functions)
 #   TRAINER_IMAGE     image Vertex AI jobs run (required for submit-training)
-#   MODEL_URI         served model (default gs://$BUCKET_PREFIX-models/models/fruits/versions/v1)
+#   MODEL_NAME        registry model Predict and PredictOnUpload serve (default fruits)
+#   MODEL_ALIAS       its alias they serve and follow, reloading when it moves (default production)
+#   MODEL_URI         optional pin: a fixed model directory served instead of the alias
+#                     (default empty: not set, the functions follow MODEL_ALIAS)
 #   VERTEX_REGION     Vertex AI region (default $REGION)
 #   TRAINER_MACHINE_TYPE    (default n2-standard-8)
 #   MAX_DELIVERY_ATTEMPTS   before dead-lettering (default 5)
@@ -33,7 +36,9 @@ set -euo pipefail
 : "${REGION:?REGION is required}"
 PREFIX="${PREFIX:-orchard}"
 BUCKET_PREFIX="${BUCKET_PREFIX:-$PROJECT_ID-$PREFIX}"
-MODEL_URI="${MODEL_URI:-gs://$BUCKET_PREFIX-models/models/fruits/versions/v1}"
+MODEL_NAME="${MODEL_NAME:-fruits}"
+MODEL_ALIAS="${MODEL_ALIAS:-production}"
+MODEL_URI="${MODEL_URI:-}"
 VERTEX_REGION="${VERTEX_REGION:-$REGION}"
 TRAINER_MACHINE_TYPE="${TRAINER_MACHINE_TYPE:-n2-standard-8}"
 MAX_DELIVERY_ATTEMPTS="${MAX_DELIVERY_ATTEMPTS:-5}"
@@ -42,6 +47,14 @@ UPLOAD_PREFIXES="${UPLOAD_PREFIXES:-}"
 sa() { echo "$PREFIX-$1@$PROJECT_ID.iam.gserviceaccount.com"; }
 topic() { echo "projects/$PROJECT_ID/topics/$PREFIX-$1"; }
 registry="gs://$BUCKET_PREFIX-models"
+
+# The served model: the registry alias, followed (hot reload on promotion),
+# unless MODEL_URI pins a fixed model. MODEL_URI is left out when empty, as
+# Terraform leaves it out when model_uri is null, so the two agree.
+model_env=("REGISTRY_URI=$registry" "MODEL_NAME=$MODEL_NAME" "MODEL_ALIAS=$MODEL_ALIAS")
+if [[ -n $MODEL_URI ]]; then
+  model_env+=("MODEL_URI=$MODEL_URI")
+fi
 
 # env KEY=VALUE...: one --set-env-vars argument. Values may contain commas,
 # so use gcloud's alternate delimiter syntax (^|^).
@@ -105,14 +118,14 @@ case "${1:-}" in
   predict)
     deploy predict predict all 2Gi 8 10 300s \
       FUNCTION_TARGET=Predict \
-      "MODEL_URI=$MODEL_URI" \
+      "${model_env[@]}" \
       INTRA_OP_THREADS=1 \
       "PREDICT_ALLOWED_BUCKETS=$BUCKET_PREFIX-uploads,$BUCKET_PREFIX-datasets"
     ;;
   predict-on-upload)
     deploy predict-on-upload upload internal 2Gi 8 10 300s \
       FUNCTION_TARGET=PredictOnUpload \
-      "MODEL_URI=$MODEL_URI" \
+      "${model_env[@]}" \
       INTRA_OP_THREADS=1 \
       "UPLOAD_BUCKET=$BUCKET_PREFIX-uploads" \
       "RESULTS_BUCKET=$BUCKET_PREFIX-results" \

@@ -29,7 +29,11 @@ locals {
   functions_image = coalesce(var.functions_image, "${local.repository_url}/functions:${var.image_tag}")
   trainer_image   = coalesce(var.trainer_image, "${local.repository_url}/trainer:${var.image_tag}")
 
-  model_uri = coalesce(var.model_uri, "gs://${google_storage_bucket.buckets["models"].name}/models/${var.model_name}/versions/${var.model_version}")
+  # The model registry's root (REGISTRY_URI).
+  registry_uri = "gs://${google_storage_bucket.buckets["models"].name}"
+  # MODEL_URI pins the predictors to a fixed model; null (not set in their
+  # environment) lets them follow var.model_alias in the registry.
+  model_uri = var.model_uri != "" ? var.model_uri : null
 
   apis = toset([
     "aiplatform.googleapis.com",

@@ -18,8 +18,18 @@ output "registry_uri" {
   value       = local.registry_uri
 }
 
+output "model_name" {
+  description = "MODEL_NAME: the registry model Predict and PredictOnUpload serve."
+  value       = var.model_name
+}
+
+output "model_alias" {
+  description = "MODEL_ALIAS: the alias of model_name they serve and follow (reloading when it moves), unless model_uri pins a model."
+  value       = var.model_alias
+}
+
 output "model_uri" {
-  description = "MODEL_URI given to Predict and PredictOnUpload."
+  description = "MODEL_URI pin given to Predict and PredictOnUpload (overrides the registry alias), or null when they follow model_alias."
   value       = local.model_uri
 }
 
@@ -100,7 +110,7 @@ output "predict_url" {
 
 output "function_env" {
   description = "Environment each function is deployed with (besides GOOGLE_CLOUD_PROJECT), for running them elsewhere or checking cloudbuild.yaml's copy."
-  value       = local.function_env
+  value       = local.service_env
 }
 
 output "eventarc_triggers" {

@@ -7,17 +7,28 @@
 # and the deploying client are ignored here after creation.
 
 locals {
-  registry_uri = "gs://${google_storage_bucket.buckets["models"].name}"
-
+  # Each function's environment (besides GOOGLE_CLOUD_PROJECT, added to
+  # every service). A null value is left out of the service's environment.
+  #
+  # Predict and PredictOnUpload serve the version the registry alias
+  # MODEL_ALIAS of MODEL_NAME names, and reload it when the alias moves
+  # (checked from requests at most every MODEL_POLL_SECONDS, default 10).
+  # MODEL_URI, when var.model_uri is set, pins a fixed model instead.
   function_env = {
     predict = {
       FUNCTION_TARGET         = "Predict"
+      REGISTRY_URI            = local.registry_uri
+      MODEL_NAME              = var.model_name
+      MODEL_ALIAS             = var.model_alias
       MODEL_URI               = local.model_uri
       INTRA_OP_THREADS        = "1"
       PREDICT_ALLOWED_BUCKETS = join(",", [google_storage_bucket.buckets["uploads"].name, google_storage_bucket.buckets["datasets"].name])
     }
     predict_on_upload = {
       FUNCTION_TARGET   = "PredictOnUpload"
+      REGISTRY_URI      = local.registry_uri
+      MODEL_NAME        = var.model_name
+      MODEL_ALIAS       = var.model_alias
       MODEL_URI         = local.model_uri
       INTRA_OP_THREADS  = "1"
       UPLOAD_BUCKET     = google_storage_bucket.buckets["uploads"].name
@@ -34,6 +45,11 @@ locals {
       TRAINING_OUTPUT_URI     = "${local.registry_uri}/training-runs"
       REGISTRY_URI            = local.registry_uri
     }
+  }
+
+  # What each service is given: function_env without its null values.
+  service_env = {
+    for f, env in local.function_env : f => { for k, v in env : k => v if v != null }
   }
 
   functions = {
@@ -95,7 +111,7 @@ resource "google_cloud_run_v2_service" "functions" {
       }
 
       dynamic "env" {
-        for_each = merge({ GOOGLE_CLOUD_PROJECT = var.project_id }, local.function_env[each.key])
+        for_each = merge({ GOOGLE_CLOUD_PROJECT = var.project_id }, local.service_env[each.key])
         content {
           name  = env.key
           value = env.value

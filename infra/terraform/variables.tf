@@ -148,7 +148,7 @@ variable "trainer_image" {
 }
 
 variable "model_name" {
-  description = "Registry model name the prediction functions serve (models/<model_name>/... in the models bucket)."
+  description = "Registry model Predict and PredictOnUpload serve (MODEL_NAME: models/<model_name>/... in the models bucket)."
   type        = string
   default     = "fruits"
 
@@ -158,25 +158,25 @@ variable "model_name" {
   }
 }
 
+variable "model_alias" {
+  description = "Registry alias of model_name that Predict and PredictOnUpload serve and follow (MODEL_ALIAS): when the alias moves (a promotion or rollback), running instances load the version it names."
+  type        = string
+  default     = "production"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,62}$", var.model_alias))
+    error_message = "model_alias must match the registry's name rule: ^[a-z][a-z0-9-]{0,62}$."
+  }
+}
+
 variable "model_uri" {
-  description = "MODEL_URI for Predict and PredictOnUpload: a model directory (gs://bucket/prefix). Null means gs://<models bucket>/models/<model_name>/versions/<model_version>."
+  description = "Optional pin (MODEL_URI): a fixed model directory (gs://bucket/prefix, e.g. gs://<models bucket>/models/fruits/versions/v3) that Predict and PredictOnUpload serve instead of following model_alias. Null (or empty) means no pin: MODEL_URI is not set."
   type        = string
   default     = null
 
   validation {
-    condition     = var.model_uri == null || can(regex("^gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/.*)?$", var.model_uri))
-    error_message = "model_uri must be null or a gs://bucket/prefix URI."
-  }
-}
-
-variable "model_version" {
-  description = "Registry version served when model_uri is null."
-  type        = string
-  default     = "v1"
-
-  validation {
-    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", var.model_version))
-    error_message = "model_version must match the registry's version rule: ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$."
+    condition     = var.model_uri == null || var.model_uri == "" || can(regex("^gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/.*)?$", var.model_uri))
+    error_message = "model_uri must be null, empty or a gs://bucket/prefix URI."
   }
 }
 

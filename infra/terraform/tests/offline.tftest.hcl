@@ -243,14 +243,101 @@ run "wiring_and_least_privilege" {
     condition     = output.function_env.predict_on_upload.RESULTS_BUCKET == "orchard-test-orchard-results"
     error_message = "unexpected RESULTS_BUCKET"
   }
+
+  # The predictors follow the registry's production alias of fruits (hot
+  # reload on promotion); no MODEL_URI pin unless model_uri is set.
   assert {
-    condition     = output.model_uri == "gs://orchard-test-orchard-models/models/fruits/versions/v1"
-    error_message = "unexpected default MODEL_URI"
+    condition = alltrue([
+      for k in ["predict", "predict_on_upload"] : length(setsubtract(
+        ["REGISTRY_URI=gs://orchard-test-orchard-models", "MODEL_NAME=fruits", "MODEL_ALIAS=production"],
+        [for e in google_cloud_run_v2_service.functions[k].template[0].containers[0].env : "${e.name}=${e.value}"]
+      )) == 0
+    ])
+    error_message = "Predict and PredictOnUpload must get REGISTRY_URI (the models bucket), MODEL_NAME=fruits and MODEL_ALIAS=production"
+  }
+  assert {
+    condition = alltrue([
+      for k, s in google_cloud_run_v2_service.functions : !contains([for e in s.template[0].containers[0].env : e.name], "MODEL_URI")
+    ]) && output.model_uri == null && !contains(keys(output.function_env.predict), "MODEL_URI")
+    error_message = "a service pins MODEL_URI by default: it would never follow promotions"
+  }
+  assert {
+    condition     = output.registry_uri == "gs://orchard-test-orchard-models" && output.function_env.submit_training.REGISTRY_URI == output.registry_uri
+    error_message = "SubmitTraining's trainer must publish to the registry the predictors serve from"
+  }
+
+  # The predictors may read the registry; the training jobs (run as the
+  # trainer account) may write to it and announce on model-published.
+  assert {
+    condition = alltrue([
+      for k in ["predict", "predict_on_upload"] :
+      google_storage_bucket_iam_member.grants["${k}/models/roles/storage.objectViewer"].bucket == google_storage_bucket.buckets["models"].name &&
+      google_storage_bucket_iam_member.grants["${k}/models/roles/storage.objectViewer"].member == google_service_account.sa[k].member
+    ])
+    error_message = "Predict and PredictOnUpload cannot read the models bucket"
+  }
+  assert {
+    condition = (
+      output.function_env.submit_training.TRAINER_SERVICE_ACCOUNT == google_service_account.sa["trainer"].email &&
+      google_storage_bucket_iam_member.grants["trainer/models/roles/storage.objectUser"].bucket == google_storage_bucket.buckets["models"].name &&
+      google_storage_bucket_iam_member.grants["trainer/models/roles/storage.objectUser"].member == google_service_account.sa["trainer"].member
+    )
+    error_message = "training jobs cannot write to the registry (objectUser on the models bucket for TRAINER_SERVICE_ACCOUNT)"
+  }
+  assert {
+    condition = (
+      google_pubsub_topic_iam_member.model_published_publisher.topic == google_pubsub_topic.topics["model_published"].name &&
+      google_pubsub_topic_iam_member.model_published_publisher.role == "roles/pubsub.publisher" &&
+      google_pubsub_topic_iam_member.model_published_publisher.member == google_service_account.sa["trainer"].member
+    )
+    error_message = "training jobs cannot publish to the model-published topic"
   }
   assert {
     condition     = output.trainer_image == "europe-west1-docker.pkg.dev/orchard-test/orchard/trainer:latest"
     error_message = "unexpected default trainer image"
   }
+}
+
+run "model_uri_pins_the_predictors" {
+  command = plan
+  variables {
+    model_uri = "gs://orchard-test-orchard-models/models/fruits/versions/v3"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["predict", "predict_on_upload"] :
+      contains([for e in google_cloud_run_v2_service.functions[k].template[0].containers[0].env : "${e.name}=${e.value}"], "MODEL_URI=gs://orchard-test-orchard-models/models/fruits/versions/v3")
+    ]) && output.model_uri == "gs://orchard-test-orchard-models/models/fruits/versions/v3"
+    error_message = "model_uri does not pin Predict and PredictOnUpload"
+  }
+  assert {
+    condition     = !contains([for e in google_cloud_run_v2_service.functions["submit_training"].template[0].containers[0].env : e.name], "MODEL_URI")
+    error_message = "SubmitTraining does not serve a model: it should not get MODEL_URI"
+  }
+}
+
+run "empty_model_uri_is_no_pin" {
+  command = plan
+  variables {
+    model_uri   = ""
+    model_alias = "staging"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["predict", "predict_on_upload"] :
+      !contains([for e in google_cloud_run_v2_service.functions[k].template[0].containers[0].env : e.name], "MODEL_URI") &&
+      contains([for e in google_cloud_run_v2_service.functions[k].template[0].containers[0].env : "${e.name}=${e.value}"], "MODEL_ALIAS=staging")
+    ])
+    error_message = "an empty model_uri must leave MODEL_URI unset (and model_alias must reach MODEL_ALIAS)"
+  }
+}
+
+run "model_alias_follows_registry_names" {
+  command = plan
+  variables {
+    model_alias = "Production"
+  }
+  expect_failures = [var.model_alias]
 }
 
 run "predict_is_never_public" {
