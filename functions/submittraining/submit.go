@@ -82,13 +82,17 @@ type Config struct {
 	// stand-in). VERTEX_INSECURE; defaults to true for a loopback
 	// VERTEX_ENDPOINT.
 	Insecure       bool
-	TrainerImage   string        // TRAINER_IMAGE (required)
-	MachineType    string        // TRAINER_MACHINE_TYPE, default n1-standard-4
-	ServiceAccount string        // TRAINER_SERVICE_ACCOUNT: the job's own identity
-	OutputURI      string        // TRAINING_OUTPUT_URI (required): gs://bucket/runs; each job gets <OutputURI>/<display name>
-	RegistryURI    string        // REGISTRY_URI (required): passed to the trainer's -publish
-	AllowLocalData bool          // ALLOW_LOCAL_DATA: accept local dataset paths (local runs only)
-	Timeout        time.Duration // TRAINING_TIMEOUT, default 2h: the job's scheduling timeout
+	TrainerImage   string // TRAINER_IMAGE (required)
+	MachineType    string // TRAINER_MACHINE_TYPE, default n1-standard-4
+	ServiceAccount string // TRAINER_SERVICE_ACCOUNT: the job's own identity
+	OutputURI      string // TRAINING_OUTPUT_URI (required): gs://bucket/runs; each job gets <OutputURI>/<display name>
+	RegistryURI    string // REGISTRY_URI (required): passed to the trainer's -publish
+	AllowLocalData bool   // ALLOW_LOCAL_DATA: accept local dataset paths (local runs only)
+	// ModelPublishedTopic is passed to the job as MODEL_PUBLISHED_TOPIC, so
+	// the trainer's -publish step announces new versions and promotions
+	// (MODEL_PUBLISHED_TOPIC: projects/P/topics/T; optional).
+	ModelPublishedTopic string
+	Timeout             time.Duration // TRAINING_TIMEOUT, default 2h: the job's scheduling timeout
 }
 
 // ConfigFromEnv reads the configuration from environment variables.
@@ -103,6 +107,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		OutputURI:      strings.TrimRight(getenv("TRAINING_OUTPUT_URI"), "/"),
 		RegistryURI:    getenv("REGISTRY_URI"),
 		Timeout:        2 * time.Hour,
+
+		ModelPublishedTopic: getenv("MODEL_PUBLISHED_TOPIC"),
 	}
 	var errs []error
 	boolVar := func(name string, def bool) bool {
@@ -314,6 +320,21 @@ func LabelValue(s string) string {
 	return v + "-" + h
 }
 
+// jobEnv is the trainer's environment besides Vertex AI's AIP_* variables.
+func (s *Submitter) jobEnv(msgID string, req *Request) []*aiplatformpb.EnvVar {
+	env := []*aiplatformpb.EnvVar{
+		{Name: "ORCHARD_MESSAGE_ID", Value: msgID},
+		{Name: "ORCHARD_REQUESTER", Value: req.Requester},
+	}
+	if s.cfg.ModelPublishedTopic != "" {
+		env = append(env, &aiplatformpb.EnvVar{Name: "MODEL_PUBLISHED_TOPIC", Value: s.cfg.ModelPublishedTopic})
+	}
+	if s.cfg.Project != "" {
+		env = append(env, &aiplatformpb.EnvVar{Name: "GOOGLE_CLOUD_PROJECT", Value: s.cfg.Project})
+	}
+	return env
+}
+
 // Args is the trainer command line for a request (see the package doc).
 func Args(req *Request, registryURI string) []string {
 	args := []string{"train", "-data", req.Dataset, "-set", "name=" + req.Model}
@@ -346,10 +367,7 @@ func (s *Submitter) Submit(ctx context.Context, msgID string, req *Request) (*Ou
 			Task: &aiplatformpb.WorkerPoolSpec_ContainerSpec{ContainerSpec: &aiplatformpb.ContainerSpec{
 				ImageUri: s.cfg.TrainerImage,
 				Args:     Args(req, s.cfg.RegistryURI),
-				Env: []*aiplatformpb.EnvVar{
-					{Name: "ORCHARD_MESSAGE_ID", Value: msgID},
-					{Name: "ORCHARD_REQUESTER", Value: req.Requester},
-				},
+				Env:      s.jobEnv(msgID, req),
 			}},
 		}},
 		ServiceAccount:      s.cfg.ServiceAccount,

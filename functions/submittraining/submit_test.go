@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -182,7 +183,8 @@ func startVertex(t *testing.T, images map[string][]string) *vertex {
 func testConfig(endpoint, image string) submittraining.Config {
 	return submittraining.Config{Project: "p", Region: "europe-west1", Endpoint: endpoint, Insecure: true,
 		TrainerImage: image, MachineType: "e2-standard-4", ServiceAccount: "trainer@p.iam.gserviceaccount.com",
-		OutputURI: "gs://orchard-runs/runs", RegistryURI: "gs://orchard-models/registry", Timeout: time.Hour}
+		OutputURI: "gs://orchard-runs/runs", RegistryURI: "gs://orchard-models/registry", Timeout: time.Hour,
+		ModelPublishedTopic: "projects/p/topics/model-published"}
 }
 
 // cloudEvent builds what the functions framework hands the function for a
@@ -201,6 +203,16 @@ func cloudEvent(t testing.TB, msgID string, data []byte) event.Event {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// jobEnv renders a container's environment as sorted KEY=VALUE words.
+func jobEnv(cs *aiplatformpb.ContainerSpec) string {
+	var kv []string
+	for _, e := range cs.GetEnv() {
+		kv = append(kv, e.GetName()+"="+e.GetValue())
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, " ")
 }
 
 func jobs(t *testing.T, v *vertex) []*aiplatformpb.CustomJob { t.Helper(); return v.srv.Jobs() }
@@ -239,6 +251,7 @@ func TestHandleEvent(t *testing.T) {
 		{"service account", j.GetJobSpec().GetServiceAccount(), "trainer@p.iam.gserviceaccount.com"},
 		{"machine", j.GetJobSpec().GetWorkerPoolSpecs()[0].GetMachineSpec().GetMachineType(), "e2-standard-4"},
 		{"timeout", j.GetJobSpec().GetScheduling().GetTimeout().AsDuration(), time.Hour},
+		{"env", jobEnv(cs), "GOOGLE_CLOUD_PROJECT=p MODEL_PUBLISHED_TOPIC=projects/p/topics/model-published ORCHARD_MESSAGE_ID=1001 ORCHARD_REQUESTER=Alice@Example.com"},
 	}
 	for _, c := range checks {
 		if fmt.Sprint(c.got) != fmt.Sprint(c.want) {

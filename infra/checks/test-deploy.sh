@@ -103,6 +103,8 @@ for svc in predict predict-on-upload; do
   check "$svc: no MODEL_URI pin by default" lacks "[|^]MODEL_URI=" "$cmd"
   check "$svc: MODEL_URI pins when given" grep -qE -- "^run deploy orchard-$svc .*[|]MODEL_URI=${pin}[| ]" "$tmp/pinned.log"
 done
+check "submit-training: MODEL_PUBLISHED_TOPIC for the jobs" has \
+  "^run deploy orchard-submit-training .*[|]MODEL_PUBLISHED_TOPIC=projects/p-test/topics/orchard-model-published([| ]|$)"
 check "event-driven functions take internal traffic only" \
   bash -c "[[ \$(grep -cE -- '^run deploy orchard-(predict-on-upload|submit-training) .*--ingress=internal ' '$log') == 2 ]]"
 check "upload trigger: finalize on the uploads bucket, as its identity" has \

@@ -141,7 +141,8 @@ case "${1:-}" in
       "TRAINER_MACHINE_TYPE=$TRAINER_MACHINE_TYPE" \
       "TRAINER_SERVICE_ACCOUNT=$(sa trainer)" \
       "TRAINING_OUTPUT_URI=$registry/training-runs" \
-      "REGISTRY_URI=$registry"
+      "REGISTRY_URI=$registry" \
+      "MODEL_PUBLISHED_TOPIC=$(topic model-published)"
     ;;
   triggers)
     # Direct Cloud Storage events: the trigger lives in the bucket's location.

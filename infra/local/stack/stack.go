@@ -246,6 +246,9 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 		// Alias checks are one metadata read each; locally they can be
 		// frequent so that a promotion shows at once.
 		"MODEL_POLL_SECONDS=1",
+		// SubmitTraining hands it to jobs: trainer -publish announces new
+		// versions and promotions there.
+		"MODEL_PUBLISHED_TOPIC=" + s.Topic(cfg.ModelsTopic),
 	}
 	for _, c := range cfg.Components {
 		if err := c.Start(ctx, s); err != nil {
@@ -447,7 +450,7 @@ var functionsEnvDrop = []string{
 	"RESULTS_BUCKET=", "UPLOAD_BUCKET=", "UPLOAD_PREFIXES=", "PREDICTIONS_TOPIC=", "PORT=", "HOST=",
 	"FUNCTION_TARGET=", "K_SERVICE=", "SHUTDOWN_TIMEOUT_SECONDS=", "REGISTRY_URI=", "MODEL_NAME=", "MODEL_ALIAS=",
 	"MODEL_POLL_SECONDS=", "VERTEX_ENDPOINT=", "VERTEX_REGION=", "VERTEX_INSECURE=", "TRAINER_IMAGE=",
-	"TRAINING_OUTPUT_URI=", "ALLOW_LOCAL_DATA=",
+	"TRAINING_OUTPUT_URI=", "ALLOW_LOCAL_DATA=", "MODEL_PUBLISHED_TOPIC=",
 }
 
 // FunctionsEnv is the functions server's environment: MODEL_URI=modelURI,

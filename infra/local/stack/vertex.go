@@ -60,8 +60,6 @@ func (v *Vertex) Start(_ context.Context, s *Stack) error {
 		Env: []string{
 			"STORAGE_EMULATOR_HOST=" + s.GCSHost, "PUBSUB_EMULATOR_HOST=" + s.PubSubHost,
 			"GOOGLE_CLOUD_PROJECT=" + s.Config.Project,
-			// trainer -publish announces new versions and promotions here.
-			"MODEL_PUBLISHED_TOPIC=" + s.Topic(s.Config.ModelsTopic),
 		},
 	})
 	if err != nil {
