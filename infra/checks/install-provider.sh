@@ -4,11 +4,11 @@
 # it in a filesystem mirror that `terraform init` can use offline.
 #
 # The build is ~9 minutes of CPU and a 184 MB binary, so it runs once: the
-# binary is kept under .cache/terraform/ and reused while `go version -m`
+# binary is kept under ~/.cache/orchard/terraform/ (outside the checkout) and reused while `go version -m`
 # reports the pinned module version.
 #
 # Usage: infra/checks/install-provider.sh [MIRROR_DIR]
-#   MIRROR_DIR defaults to <repo>/.cache/terraform/providers
+#   MIRROR_DIR defaults to ${ORCHARD_CACHE_DIR:-~/.cache/orchard}/terraform/providers
 # Prints nothing but progress; exits non-zero if the build fails.
 set -euo pipefail
 
@@ -18,8 +18,7 @@ readonly PROVIDER_MODULE="github.com/hashicorp/terraform-provider-google"
 readonly PROVIDER_PSEUDO="v1.20.1-0.20260828184646-f3721fb45fa3"
 readonly PROVIDER_VERSION="8.0.0"
 
-repo="$(cd "$(dirname "$0")/../.." && pwd)"
-mirror="${1:-$repo/.cache/terraform/providers}"
+mirror="${1:-${ORCHARD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/orchard}/terraform/providers}"
 os="$(go env GOOS)"
 arch="$(go env GOARCH)"
 dir="$mirror/registry.terraform.io/hashicorp/google/$PROVIDER_VERSION/${os}_$arch"

@@ -13,8 +13,10 @@
 #           Needs root. ~10 minutes cold, ~1-2 minutes warm.
 #   all     fast, then images.
 #
-# Everything heavy is cached under .cache/ (git-ignored): the provider
-# (.cache/terraform), the base images and Go build cache (.cache/podman).
+# Everything heavy is cached: the provider under ~/.cache/orchard/terraform
+# (outside the checkout, so fresh clones reuse it; ORCHARD_CACHE_DIR moves
+# it), the base images in podman's storage, the images' Go build cache under
+# .cache/podman.
 #
 # Usage: infra/checks/run.sh [fast|images|all]
 set -euo pipefail

@@ -6,18 +6,21 @@
 # provider, built from source into a filesystem mirror by install-provider.sh.
 #
 # Nothing is written into the configuration directory: it is copied to a
-# scratch directory under .cache/terraform/work/, where init writes
+# scratch directory under $ORCHARD_CACHE_DIR/terraform/work/, where init writes
 # .terraform/ and the lock file (which would pin the hash of a self-built
 # binary, so it never belongs in the repository).
 #
 # Usage: infra/checks/terraform.sh [CONFIG_DIR]
 # Environment: TF_CHECK_WORKDIR  scratch directory to use (default: one per
-#              CONFIG_DIR under .cache/terraform/work/)
+#              CONFIG_DIR under the cache's terraform/work/)
+#              ORCHARD_CACHE_DIR  default ${XDG_CACHE_HOME:-~/.cache}/orchard
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 dir="$(cd "${1:-$repo/infra/terraform}" && pwd)"
-cache="$repo/.cache/terraform"
+# Outside the checkout, so that a fresh clone on the same machine (CI) reuses
+# the provider build (~10 minutes).
+cache="${ORCHARD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/orchard}/terraform"
 
 command -v terraform >/dev/null || { echo "terraform.sh: terraform is not installed" >&2; exit 1; }
 
