@@ -95,6 +95,7 @@ type Augment struct {
 	NoiseProb      float64 `yaml:"noise_prob" json:"noise_prob"`
 	NoiseStdMax    float64 `yaml:"noise_std_max" json:"noise_std_max"`
 	BackgroundProb float64 `yaml:"background_prob" json:"background_prob"`
+	LetterboxProb  float64 `yaml:"letterbox_prob" json:"letterbox_prob"`
 }
 
 // Export configures the ONNX export and its verification.
@@ -301,6 +302,7 @@ func (c *Config) Validate() error {
 	add(c.Train.LabelSmoothing < 0 || c.Train.LabelSmoothing >= 1, "train.label_smoothing must be in [0,1)")
 	add(c.Train.EarlyStoppingPatience < 0, "train.early_stopping_patience must be >= 0")
 	add(c.Augment.ScaleMin <= 0 || c.Augment.ScaleMax < c.Augment.ScaleMin, "augment.scale_min/scale_max invalid")
+	add(c.Augment.LetterboxProb < 0 || c.Augment.LetterboxProb > 1, "augment.letterbox_prob must be in [0, 1]")
 	add(c.Export.Tolerance <= 0, "export.tolerance must be > 0")
 	add(c.Export.Opset < 13, "export.opset must be >= 13")
 	if err := errors.Join(errs...); err != nil {

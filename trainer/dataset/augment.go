@@ -57,6 +57,15 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 	cos, sin := math.Cos(theta)/scale, math.Sin(theta)/scale
 	ctr := float64(n-1) / 2
 	src := s.Canvas
+	// Serving pads a non-square photo with the spec's background after the
+	// camera exposed it: a dark photo arrives as a dark picture between
+	// white bars. Letterboxed samples keep the uncovered area at that
+	// background, out of reach of the lighting jitter below.
+	letterbox := c.LetterboxProb > 0 && r.Float64() < c.LetterboxProb
+	var outside []bool
+	if letterbox {
+		outside = make([]bool, plane)
+	}
 	for y := range n {
 		for x := range n {
 			dx, dy := float64(x)-ctr-tx, float64(y)-ctr-ty
@@ -69,6 +78,9 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 				sy = float64(n-1) - sy
 			}
 			rgb := bilinear(src, sx, sy, bg)
+			if letterbox && (sx < -0.5 || sy < -0.5 || sx > float64(n)-0.5 || sy > float64(n)-0.5) {
+				outside[y*n+x] = true
+			}
 			if replaceBG {
 				// Near-white source pixels are background: blend them to bg.
 				w := (min(rgb[0], rgb[1], rgb[2]) - 0.86) / 0.1
@@ -102,6 +114,16 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 		gg = ((gg-mean)*contrast + mean) * gain
 		bb = ((bb-mean)*contrast + mean) * gain
 		px[i], px[plane+i], px[2*plane+i] = rr, gg, bb
+	}
+
+	if letterbox {
+		for i, out := range outside {
+			if out {
+				for k := range 3 {
+					px[k*plane+i] = float32(a.Spec.Background[k]) / 255
+				}
+			}
+		}
 	}
 
 	if c.BlurProb > 0 && r.Float64() < c.BlurProb {
