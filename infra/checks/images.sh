@@ -10,7 +10,7 @@
 # pinned base images are replaced through the GO_IMAGE / RUNTIME_IMAGE build
 # args by local stand-ins (infra/docker/local-bases.sh, built once). The Go
 # module cache is mounted into the build (no network), and a Go build cache
-# under .cache/podman/go-build makes rebuilds incremental.
+# under ~/.cache/orchard/podman/go-build makes rebuilds incremental.
 #
 # Usage: infra/checks/images.sh [functions|trainer|all] [DOCKERFILE_DIR]
 #   DOCKERFILE_DIR: where functions.Dockerfile and trainer.Dockerfile are
@@ -59,7 +59,9 @@ echo "images: go mod download (host, to fill the module cache the build mounts)"
 go mod download
 
 tag="${IMAGE_TAG:-check}"
-gobuild_cache="$repo/.cache/podman/go-build"
+# Outside the checkout, so that a fresh clone on the same machine (CI) builds
+# incrementally.
+gobuild_cache="${ORCHARD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/orchard}/podman/go-build"
 mkdir -p "$gobuild_cache"
 
 build() { # build NAME: image localhost/orchard/NAME:$tag

@@ -13,10 +13,9 @@
 #           Needs root. ~10 minutes cold, ~1-2 minutes warm.
 #   all     fast, then images.
 #
-# Everything heavy is cached: the provider under ~/.cache/orchard/terraform
-# (outside the checkout, so fresh clones reuse it; ORCHARD_CACHE_DIR moves
-# it), the base images in podman's storage, the images' Go build cache under
-# .cache/podman.
+# Everything heavy is cached outside the checkout, so fresh clones reuse it:
+# the provider and the images' Go build cache under ~/.cache/orchard
+# (ORCHARD_CACHE_DIR moves it), the base images in podman's storage.
 #
 # Usage: infra/checks/run.sh [fast|images|all]
 set -euo pipefail
