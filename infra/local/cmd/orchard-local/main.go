@@ -173,7 +173,7 @@ func printUp(w io.Writer, s *stack.Stack, v *stack.Vertex, took time.Duration) {
 	c := s.Config
 	fmt.Fprintf(w, "\nOrchard local stack is up (%s). Ctrl-C stops everything.\n\n", took.Round(10*time.Millisecond))
 	fmt.Fprintf(w, "  Cloud Storage (fake-gcs-server)  %s   buckets: %s (uploads, notifications on), %s, %s\n", s.GCSHost, c.UploadsBucket, c.ResultsBucket, c.ModelsBucket)
-	fmt.Fprintf(w, "  Pub/Sub (%s)%s %s   topics: %s, %s, %s\n", s.PubSubBackend, strings.Repeat(" ", max(0, 23-len(s.PubSubBackend))), s.PubSubHost, c.NotificationsTopic, c.TrainingTopic, c.DeadLetterTopic)
+	fmt.Fprintf(w, "  Pub/Sub (%s)%s %s   topics: %s, %s, %s, %s\n", s.PubSubBackend, strings.Repeat(" ", max(0, 23-len(s.PubSubBackend))), s.PubSubHost, c.NotificationsTopic, c.TrainingTopic, c.ModelsTopic, c.DeadLetterTopic)
 	serving := c.ModelURI
 	if serving == "" {
 		serving = "production alias of " + c.ModelName + " in " + s.RegistryURI() + " (503 until one is promoted)"
@@ -209,11 +209,14 @@ func printUp(w io.Writer, s *stack.Stack, v *stack.Vertex, took time.Duration) {
     -d '{"messages":[{"data":"'$(printf '{"dataset":"/abs/path/to/train","model":"%[7]s"}' | base64 -w0)'"}]}'
   # the registry: versions, gate decisions, production alias
   go run ./infra/cmd/orchard versions -registry %[8]s -name %[7]s
+  # model-published events (kept on the subscription of the same name)
+  curl -sS -X POST -H 'Content-Type: application/json' \
+    "http://$PUBSUB_EMULATOR_HOST/v1/projects/%[4]s/subscriptions/%[9]s:pull" -d '{"maxMessages":10}'
   # see what was dead-lettered
   curl -sS -X POST -H 'Content-Type: application/json' \
     "http://$PUBSUB_EMULATOR_HOST/v1/projects/%[4]s/subscriptions/%[6]s:pull" -d '{"maxMessages":10}'
   # Go programs: storage.NewClient and pubsub.NewClient pick the emulators up from the variables.
-`, c.UploadsBucket, c.ResultsBucket, s.FunctionsURL, c.Project, c.TrainingTopic, c.DeadLetterTopic, c.ModelName, s.RegistryURI())
+`, c.UploadsBucket, c.ResultsBucket, s.FunctionsURL, c.Project, c.TrainingTopic, c.DeadLetterTopic, c.ModelName, s.RegistryURI(), c.ModelsTopic)
 	if s.PubSubBackend == stack.PubSubPstest {
 		fmt.Fprintln(w, "  (pstest speaks gRPC only: the Pub/Sub curl lines need the Cloud SDK emulator; Go clients work with both.)")
 	}
