@@ -64,7 +64,8 @@ type Config struct {
 	// that plays it; the job's container args are appended. A key ending
 	// in "*" matches any image with that prefix (e.g. "europe-docker.pkg.dev/p/r/trainer*").
 	Images map[string][]string
-	// LogDir holds one log file per job; default a new temporary directory.
+	// LogDir holds one log file per job; default a new temporary directory,
+	// removed by Close (pass a directory to keep the logs).
 	LogDir string
 	// WorkDir is the jobs' working directory; default LogDir.
 	WorkDir string
@@ -83,11 +84,12 @@ type Config struct {
 type Server struct {
 	aiplatformpb.UnimplementedJobServiceServer
 
-	cfg  Config
-	log  *slog.Logger
-	sem  chan struct{}
-	seq  atomic.Int64
-	base int64
+	cfg     Config
+	ownLogs bool // LogDir is a temporary directory of ours, removed by Close
+	log     *slog.Logger
+	sem     chan struct{}
+	seq     atomic.Int64
+	base    int64
 
 	mu     sync.Mutex
 	jobs   map[string]*job // by full name
@@ -111,7 +113,8 @@ type job struct {
 // NewServer checks the configuration and returns a server (not yet
 // listening; see Register and Serve).
 func NewServer(cfg Config) (*Server, error) {
-	if cfg.LogDir == "" {
+	ownLogs := cfg.LogDir == ""
+	if ownLogs {
 		d, err := os.MkdirTemp("", "vertexlocal-logs-")
 		if err != nil {
 			return nil, err
@@ -139,7 +142,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log, sem: make(chan struct{}, cfg.MaxConcurrent),
+	return &Server{cfg: cfg, ownLogs: ownLogs, log: log, sem: make(chan struct{}, cfg.MaxConcurrent),
 		base: time.Now().Unix() * 1_000_000, jobs: map[string]*job{}}, nil
 }
 
@@ -169,7 +172,8 @@ func Serve(ctx context.Context, lis net.Listener, cfg Config) error {
 	}
 }
 
-// Close cancels every running or pending job and waits for them to end.
+// Close cancels every running or pending job and waits for them to end,
+// then removes the log directory if it made it.
 // Later CreateCustomJob calls fail with Unavailable.
 func (s *Server) Close() {
 	s.mu.Lock()
@@ -183,6 +187,9 @@ func (s *Server) Close() {
 		s.requestCancel(j)
 	}
 	s.wg.Wait()
+	if s.ownLogs {
+		os.RemoveAll(s.cfg.LogDir)
+	}
 }
 
 // LogPath returns the log file of a job (its full resource name or ID).

@@ -855,7 +855,7 @@ func (r *runner) print() {
 			fmt.Fprintf(w, "  model:           %s (version %s, alias production)\n", rep.ModelURI, rep.ModelVersion)
 			fmt.Fprintf(w, "  training report: %s (report files beside model.json)\n", rep.ReportURI)
 		}
-		if rep.JobLog != "" {
+		if _, err := os.Stat(rep.JobLog); rep.JobLog != "" && err == nil {
 			fmt.Fprintf(w, "  training log:    %s\n", rep.JobLog)
 		}
 	}
