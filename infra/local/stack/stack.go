@@ -64,6 +64,7 @@ type Config struct {
 	TrainingTopic      string // training-requests
 	DeadLetterTopic    string // eventarc-dead-letter
 	ModelsTopic        string // model-published (the registry's events; subscription of the same name keeps them)
+	PredictionsTopic   string // predictions (PredictOnUpload publishes each result; subscription of the same name keeps them)
 	PubSub             string // PubSubAuto
 
 	// RepoRoot holds go.mod (default: found upwards from the working
@@ -117,6 +118,7 @@ func (c *Config) defaults() error {
 	def(&c.TrainingTopic, "training-requests")
 	def(&c.DeadLetterTopic, "eventarc-dead-letter")
 	def(&c.ModelsTopic, "model-published")
+	def(&c.PredictionsTopic, "predictions")
 	def(&c.PubSub, PubSubAuto)
 	def(&c.ModelName, "orchard")
 	if c.RepoRoot == "" {
@@ -193,15 +195,15 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 	if err := s.startPubSub(ctx); err != nil {
 		return s, err
 	}
-	for _, t := range []string{cfg.NotificationsTopic, cfg.TrainingTopic, cfg.DeadLetterTopic, cfg.ModelsTopic} {
+	for _, t := range []string{cfg.NotificationsTopic, cfg.TrainingTopic, cfg.DeadLetterTopic, cfg.ModelsTopic, cfg.PredictionsTopic} {
 		if err := eventarc.EnsureTopic(ctx, s.PubSub, s.Topic(t)); err != nil {
 			return s, err
 		}
 	}
-	// Subscriptions on the dead-letter and model-published topics, so that
-	// their messages are kept and can be inspected (gcloud pubsub
-	// subscriptions pull).
-	for _, t := range []string{cfg.DeadLetterTopic, cfg.ModelsTopic} {
+	// Subscriptions on the dead-letter, model-published and predictions
+	// topics, so that their messages are kept and can be inspected (gcloud
+	// pubsub subscriptions pull).
+	for _, t := range []string{cfg.DeadLetterTopic, cfg.ModelsTopic, cfg.PredictionsTopic} {
 		if err := eventarc.EnsureSubscription(ctx, s.PubSub, s.Subscription(t), s.Topic(t), eventarc.SubscriptionOptions{}); err != nil {
 			return s, err
 		}
@@ -236,6 +238,7 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 		"GOOGLE_CLOUD_PROJECT=" + cfg.Project,
 		"RESULTS_BUCKET=" + cfg.ResultsBucket,
 		"UPLOAD_BUCKET=" + cfg.UploadsBucket,
+		"PREDICTIONS_TOPIC=" + s.Topic(cfg.PredictionsTopic),
 		"HOST=127.0.0.1",
 		"PORT=" + strconv.Itoa(s.funcPort),
 		"SHUTDOWN_TIMEOUT_SECONDS=3",

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"cloud.google.com/go/pubsub/v2"
 
 	"github.com/orchard-mlops/orchard/infra/local/eventarc"
 	"github.com/orchard-mlops/orchard/shared/emulators"
@@ -184,6 +187,28 @@ func TestEndToEndPredictOnUpload(t *testing.T) {
 			st := s.Bridge.Stats()[RouteUploads]
 			if st.Delivered < int64(len(names)) || st.DeadLettered != 0 {
 				t.Errorf("bridge stats %+v", st)
+			}
+			// Each result was also published to the predictions topic.
+			published := map[string]string{}
+			var mu sync.Mutex
+			pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+			err = s.PubSub.Subscriber(s.Subscription(s.Config.PredictionsTopic)).Receive(pctx, func(_ context.Context, m *pubsub.Message) {
+				m.Ack()
+				var r Result
+				mu.Lock()
+				defer mu.Unlock()
+				if json.Unmarshal(m.Data, &r) == nil {
+					published[r.Name] = r.Label
+				}
+				if len(published) >= len(names) {
+					pcancel()
+				}
+			})
+			pcancel()
+			for _, n := range names {
+				if published[n] != res[n].Label {
+					t.Errorf("%s: published prediction %q, result %q (receive: %v)", n, published[n], res[n].Label, err)
+				}
 			}
 
 			// Close stops every child process group and frees every port.

@@ -173,7 +173,7 @@ func printUp(w io.Writer, s *stack.Stack, v *stack.Vertex, took time.Duration) {
 	c := s.Config
 	fmt.Fprintf(w, "\nOrchard local stack is up (%s). Ctrl-C stops everything.\n\n", took.Round(10*time.Millisecond))
 	fmt.Fprintf(w, "  Cloud Storage (fake-gcs-server)  %s   buckets: %s (uploads, notifications on), %s, %s\n", s.GCSHost, c.UploadsBucket, c.ResultsBucket, c.ModelsBucket)
-	fmt.Fprintf(w, "  Pub/Sub (%s)%s %s   topics: %s, %s, %s, %s\n", s.PubSubBackend, strings.Repeat(" ", max(0, 23-len(s.PubSubBackend))), s.PubSubHost, c.NotificationsTopic, c.TrainingTopic, c.ModelsTopic, c.DeadLetterTopic)
+	fmt.Fprintf(w, "  Pub/Sub (%s)%s %s   topics: %s, %s, %s, %s, %s\n", s.PubSubBackend, strings.Repeat(" ", max(0, 23-len(s.PubSubBackend))), s.PubSubHost, c.NotificationsTopic, c.TrainingTopic, c.PredictionsTopic, c.ModelsTopic, c.DeadLetterTopic)
 	serving := c.ModelURI
 	if serving == "" {
 		serving = "production alias of " + c.ModelName + " in " + s.RegistryURI() + " (503 until one is promoted)"
