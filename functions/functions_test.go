@@ -3,8 +3,10 @@ package functions
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"net"
 	"net/http"
 	"strconv"
@@ -134,11 +136,13 @@ func TestRegisteredFunctions(t *testing.T) {
 	if _, again := readResult("in/x.jpg.json"); again != resultGen {
 		t.Errorf("duplicate delivery rewrote the result (generation %d → %d)", resultGen, again)
 	}
-	for i, bad := range map[string][]byte{
+	hostile := map[string][]byte{
 		"in/text.jpg":      []byte("this is not an image"),
 		"in/empty.jpg":     {},
 		"in/truncated.jpg": img[:len(img)/2],
-	} {
+		"in/bomb.jpg":      pngHeader(20000, 20000), // 1.6 GB as RGBA; refused from its header
+	}
+	for i, bad := range hostile {
 		g := put(i, bad)
 		if code := deliver("bad-"+i, i, g, len(bad)); code/100 != 2 {
 			t.Errorf("%s: HTTP %d, want 2xx (recorded, not retried)", i, code)
@@ -148,9 +152,48 @@ func TestRegisteredFunctions(t *testing.T) {
 		}
 	}
 
+	// The same corpus posted to Predict: a 4xx with a reason each, and the
+	// server keeps serving.
+	for name, bad := range hostile {
+		resp, err := http.Post(base+"/Predict", "image/jpeg", bytes.NewReader(bad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct{ Error string }
+		json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 4 || e.Error == "" {
+			t.Errorf("POST /Predict %s: HTTP %d %+v, want 4xx with a reason", name, resp.StatusCode, e)
+		}
+	}
+	if resp, err := http.Get(base + "/Predict"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("Predict stopped serving after the hostile corpus: %v %v", resp, err)
+	}
+
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	if err := Shutdown(ctx); err != nil {
 		t.Errorf("Shutdown: %v", err)
 	}
+}
+
+// pngHeader is a PNG whose header declares w x h RGBA pixels, with no pixel
+// data to speak of: a decompression bomb's shape.
+func pngHeader(w, h uint32) []byte {
+	chunk := func(typ string, data []byte) []byte {
+		var b bytes.Buffer
+		binary.Write(&b, binary.BigEndian, uint32(len(data)))
+		b.WriteString(typ)
+		b.Write(data)
+		binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(append([]byte(typ), data...)))
+		return b.Bytes()
+	}
+	var ihdr [13]byte
+	binary.BigEndian.PutUint32(ihdr[0:], w)
+	binary.BigEndian.PutUint32(ihdr[4:], h)
+	ihdr[8], ihdr[9] = 8, 6
+	b := []byte("\x89PNG\r\n\x1a\n")
+	b = append(b, chunk("IHDR", ihdr[:])...)
+	b = append(b, chunk("IDAT", make([]byte, 64))...)
+	return append(b, chunk("IEND", nil)...)
 }
