@@ -3,10 +3,8 @@ package functions
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"hash/crc32"
 	"net"
 	"net/http"
 	"strconv"
@@ -19,6 +17,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/preprocess/preprocesstest"
 )
 
 // TestRegisteredFunctions serves the registered functions through the
@@ -140,7 +139,7 @@ func TestRegisteredFunctions(t *testing.T) {
 		"in/text.jpg":      []byte("this is not an image"),
 		"in/empty.jpg":     {},
 		"in/truncated.jpg": img[:len(img)/2],
-		"in/bomb.jpg":      pngHeader(20000, 20000), // 1.6 GB as RGBA; refused from its header
+		"in/bomb.jpg":      preprocesstest.HostilePNG(20000, 20000), // 1.6 GB as RGBA; refused from its header
 	}
 	for i, bad := range hostile {
 		g := put(i, bad)
@@ -175,25 +174,4 @@ func TestRegisteredFunctions(t *testing.T) {
 	if err := Shutdown(ctx); err != nil {
 		t.Errorf("Shutdown: %v", err)
 	}
-}
-
-// pngHeader is a PNG whose header declares w x h RGBA pixels, with no pixel
-// data to speak of: a decompression bomb's shape.
-func pngHeader(w, h uint32) []byte {
-	chunk := func(typ string, data []byte) []byte {
-		var b bytes.Buffer
-		binary.Write(&b, binary.BigEndian, uint32(len(data)))
-		b.WriteString(typ)
-		b.Write(data)
-		binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(append([]byte(typ), data...)))
-		return b.Bytes()
-	}
-	var ihdr [13]byte
-	binary.BigEndian.PutUint32(ihdr[0:], w)
-	binary.BigEndian.PutUint32(ihdr[4:], h)
-	ihdr[8], ihdr[9] = 8, 6
-	b := []byte("\x89PNG\r\n\x1a\n")
-	b = append(b, chunk("IHDR", ihdr[:])...)
-	b = append(b, chunk("IDAT", make([]byte, 64))...)
-	return append(b, chunk("IEND", nil)...)
 }

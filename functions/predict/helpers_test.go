@@ -1,10 +1,7 @@
 package predict
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
-	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -60,28 +57,6 @@ var (
 	greenJPEG = func(tb testing.TB) []byte { return modeltest.JPEG(tb, modeltest.Solid(modeltest.Green, 64, 48)) }
 	bluePNG   = func(tb testing.TB) []byte { return modeltest.PNG(tb, modeltest.Solid(modeltest.Blue, 30, 40)) }
 )
-
-// hostilePNG is a tiny PNG whose header declares w x h pixels.
-func hostilePNG(w, h uint32) []byte {
-	chunk := func(typ string, data []byte) []byte {
-		var b bytes.Buffer
-		binary.Write(&b, binary.BigEndian, uint32(len(data)))
-		b.WriteString(typ)
-		b.Write(data)
-		binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(append([]byte(typ), data...)))
-		return b.Bytes()
-	}
-	var ihdr [13]byte
-	binary.BigEndian.PutUint32(ihdr[0:], w)
-	binary.BigEndian.PutUint32(ihdr[4:], h)
-	ihdr[8], ihdr[9] = 8, 6
-	var b bytes.Buffer
-	b.WriteString("\x89PNG\r\n\x1a\n")
-	b.Write(chunk("IHDR", ihdr[:]))
-	b.Write(chunk("IDAT", make([]byte, 64)))
-	b.Write(chunk("IEND", nil))
-	return b.Bytes()
-}
 
 // gcsEnv is a fake-gcs-server with a client.
 type gcsEnv struct {

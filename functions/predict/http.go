@@ -139,12 +139,7 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request, rl *requestLog)
 	}
 	lease, err := s.Provider.Acquire(r.Context())
 	if err != nil {
-		retry := DefaultRetryAfter
-		var u *modelsource.UnavailableError
-		if errors.As(err, &u) && u.RetryAfter > 0 {
-			retry = u.RetryAfter
-		}
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(retry.Seconds(), 1)))))
+		setRetryAfter(w, err)
 		rl.errKind, rl.err = KindModelUnavailable, err
 		s.Metrics.Error(r.Context(), "http", KindModelUnavailable)
 		writeError(w, http.StatusServiceUnavailable, KindModelUnavailable, "no model loaded yet: "+err.Error())
@@ -192,12 +187,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request, rl *requestLog) {
 		lease, err = s.Provider.Acquire(r.Context())
 	}
 	if err != nil {
-		retry := DefaultRetryAfter
-		var u *modelsource.UnavailableError
-		if errors.As(err, &u) && u.RetryAfter > 0 {
-			retry = u.RetryAfter
-		}
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(retry.Seconds(), 1)))))
+		setRetryAfter(w, err)
 		rl.errKind, rl.err = KindModelUnavailable, err
 		writeJSON(w, http.StatusServiceUnavailable, InfoResponse{Ready: false, Error: "no model loaded yet: " + err.Error()})
 		return
@@ -691,3 +681,14 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// setRetryAfter tells a client when a model may be loaded: the provider's
+// own estimate, or DefaultRetryAfter; at least a second.
+func setRetryAfter(w http.ResponseWriter, err error) {
+	retry := DefaultRetryAfter
+	var u *modelsource.UnavailableError
+	if errors.As(err, &u) && u.RetryAfter > 0 {
+		retry = u.RetryAfter
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(retry.Seconds(), 1)))))
+}

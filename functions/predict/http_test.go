@@ -20,6 +20,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/preprocess/preprocesstest"
 )
 
 // do sends a request to h and decodes the JSON answer into a map.
@@ -105,7 +106,7 @@ func TestPredictHTTP(t *testing.T) {
 		{name: "garbage labelled jpeg", req: post("/", "image/jpeg", []byte("definitely not a picture")), wantStatus: 400, wantKind: KindUnsupported, wantErrSub: "not a JPEG, PNG or WebP"},
 		{name: "gif bytes labelled png", req: post("/", "image/png", []byte("GIF89a\x01\x00\x01\x00")), wantStatus: 400, wantKind: KindUnsupported, wantErrSub: "GIF"},
 		{name: "empty body", req: post("/", "image/jpeg", nil), wantStatus: 400, wantKind: KindCorrupt, wantErrSub: "empty"},
-		{name: "hostile 20000x20000 png", req: post("/", "image/png", hostilePNG(20000, 20000)), wantStatus: 413, wantKind: KindTooLarge, wantErrSub: "20000x20000"},
+		{name: "hostile 20000x20000 png", req: post("/", "image/png", preprocesstest.HostilePNG(20000, 20000)), wantStatus: 413, wantKind: KindTooLarge, wantErrSub: "20000x20000"},
 		{name: "body over the cap with length", req: post("/", "image/jpeg", big), wantStatus: 413, wantKind: KindTooLarge, wantErrSub: "limit"},
 		{name: "body over the cap, chunked", req: func() *http.Request {
 			r := post("/", "image/jpeg", nil)
@@ -286,7 +287,7 @@ func TestPredictMultipart(t *testing.T) {
 				{"file", "notes.txt", "text/plain", []byte("hello")},
 				{"file", "leaf.jpg", "application/octet-stream", greenJPEG(t)},
 				{"file", "broken.jpg", "image/jpeg", redJPEG(t)[:300]},
-				{"file", "huge.png", "image/png", hostilePNG(20000, 20000)},
+				{"file", "huge.png", "image/png", preprocesstest.HostilePNG(20000, 20000)},
 				{"file", "big.bin", "", bytes.Repeat([]byte{1}, 40<<10)},
 				{"file", "sky.png", "image/png", bluePNG(t)},
 			},

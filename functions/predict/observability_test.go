@@ -14,6 +14,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/functions/telemetry"
 	"github.com/orchard-mlops/orchard/shared/logging"
+	"github.com/orchard-mlops/orchard/shared/preprocess/preprocesstest"
 )
 
 // collect reads every metric from a ManualReader into name → data.
@@ -68,7 +69,7 @@ func TestMetrics(t *testing.T) {
 		post("/", "image/jpeg", redJPEG(t)),
 		post("/", "image/png", bluePNG(t)),
 		post("/", "image/jpeg", []byte{0xFF, 0xD8, 0xFF, 0, 0}),
-		post("/", "image/png", hostilePNG(20000, 20000)),
+		post("/", "image/png", preprocesstest.HostilePNG(20000, 20000)),
 		post("/", "text/plain", []byte("x")),
 	} {
 		do(t, s, r)

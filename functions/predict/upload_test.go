@@ -22,6 +22,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/preprocess/preprocesstest"
 )
 
 // ceHandler serves fn the way the Functions Framework does: the
@@ -273,7 +274,7 @@ func TestPredictOnUploadPermanentFailures(t *testing.T) {
 	genBig := e.put(t, "uploads", "big.jpg", "image/jpeg", big)
 	genLiar := e.put(t, "uploads", "liar.jpg", "image/jpeg", big)
 	genText := e.put(t, "uploads", "text.png", "image/png", []byte("this is text"))
-	genHostile := e.put(t, "uploads", "bomb.png", "image/png", hostilePNG(20000, 20000))
+	genHostile := e.put(t, "uploads", "bomb.png", "image/png", preprocesstest.HostilePNG(20000, 20000))
 
 	tests := []struct {
 		name, object string

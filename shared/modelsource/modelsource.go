@@ -332,8 +332,11 @@ func (l *Lazy) Loads() int {
 
 // Close empties the provider; the classifier is closed after the last
 // lease is released. Close waits for that or for ctx.
-func (l *Lazy) Close(ctx context.Context) error {
-	done := l.slot.Swap(nil)
+func (l *Lazy) Close(ctx context.Context) error { return WaitClosed(ctx, l.slot.Swap(nil)) }
+
+// WaitClosed waits until the classifier a Swap retired is closed (done,
+// from Swap; nil means there was none) or ctx ends.
+func WaitClosed(ctx context.Context, done <-chan struct{}) error {
 	if done == nil {
 		return nil
 	}

@@ -272,13 +272,5 @@ func (w *Watcher) Close(ctx context.Context) error {
 	w.version, w.gen = "", 0
 	w.current.Store(nil)
 	w.mu.Unlock()
-	if done == nil {
-		return nil
-	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return modelsource.WaitClosed(ctx, done)
 }
