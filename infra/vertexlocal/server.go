@@ -8,7 +8,9 @@
 // display_name, state, AND, NOT) and CancelCustomJob. A job's first worker
 // pool's container image is mapped to a local command (Config.Images); the
 // job runs that command with the container's args, as a subprocess in its
-// own process group, with the environment Vertex AI gives a container:
+// own process group (see shared/proc; on Linux the kernel kills it if the
+// server's process dies, since a restarted server would not know the job),
+// with the environment Vertex AI gives a container:
 //
 //	AIP_MODEL_DIR           = baseOutputDirectory + "/model/"
 //	AIP_CHECKPOINT_DIR      = baseOutputDirectory + "/checkpoints/"
@@ -28,7 +30,6 @@
 package vertexlocal
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -56,6 +57,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/orchard-mlops/orchard/shared/proc"
 )
 
 // Config configures the stand-in.
@@ -442,10 +445,8 @@ func (s *Server) run(j *job) {
 		}
 	}
 
-	cmd := exec.Command(j.argv[0], j.argv[1:]...)
-	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = j.env, s.cfg.WorkDir, logf, logf
-	setProcessGroup(cmd)
-	if err := cmd.Start(); err != nil {
+	p, err := proc.Start("job "+j.id, j.argv, j.env, s.cfg.WorkDir, logf)
+	if err != nil {
 		fmt.Fprintf(logf, "vertexlocal: start failed: %v\n", err)
 		finish(aiplatformpb.JobState_JOB_STATE_FAILED, &spb.Status{Code: int32(code.Code_INVALID_ARGUMENT),
 			Message: fmt.Sprintf("The replica workerpool0-0 could not start: %v. Log: %s", err, j.logPath)})
@@ -458,10 +459,8 @@ func (s *Server) run(j *job) {
 		j.pb.State = aiplatformpb.JobState_JOB_STATE_RUNNING
 	}
 	s.mu.Unlock()
-	s.log.Info("custom job running", "job", j.pb.GetName(), "pid", cmd.Process.Pid)
+	s.log.Info("custom job running", "job", j.pb.GetName(), "pid", p.PID())
 
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
 	var timeoutC <-chan time.Time
 	if j.timeout > 0 {
 		t := time.NewTimer(j.timeout)
@@ -469,17 +468,19 @@ func (s *Server) run(j *job) {
 		timeoutC = t.C
 	}
 	timedOut := false
-	var werr error
 	select {
-	case werr = <-waited:
+	case <-p.Done():
 	case <-j.cancelReq:
-		werr = s.stopGroup(cmd, waited)
 	case <-timeoutC:
 		timedOut = true
-		werr = s.stopGroup(cmd, waited)
 	}
-	// Whatever the trainer left behind in its group goes too.
-	killGroup(cmd, syscall.SIGKILL)
+	// Cancelled or timed out: SIGTERM to the job's process group, SIGKILL
+	// after the grace period. Ended on its own (a crash included): whatever
+	// the trainer left behind in its group goes too.
+	if err := p.Stop(s.cfg.KillGrace); err != nil {
+		s.log.Warn("custom job: stopping its process group", "job", j.pb.GetName(), "error", err.Error())
+	}
+	werr := p.Err()
 	fmt.Fprintf(logf, "vertexlocal: exit: %v\n", werr)
 
 	switch {
@@ -493,19 +494,6 @@ func (s *Server) run(j *job) {
 	default:
 		finish(aiplatformpb.JobState_JOB_STATE_FAILED, &spb.Status{Code: int32(code.Code_INVALID_ARGUMENT),
 			Message: fmt.Sprintf("The replica workerpool0-0 %s. Log: %s. Last lines:\n%s", describeExit(werr), j.logPath, tail(j.logPath, 20))})
-	}
-}
-
-// stopGroup sends SIGTERM to the job's process group, then SIGKILL after
-// the grace period, and returns the Wait result.
-func (s *Server) stopGroup(cmd *exec.Cmd, waited <-chan error) error {
-	killGroup(cmd, syscall.SIGTERM)
-	select {
-	case err := <-waited:
-		return err
-	case <-time.After(s.cfg.KillGrace):
-		killGroup(cmd, syscall.SIGKILL)
-		return <-waited
 	}
 }
 
@@ -531,11 +519,7 @@ func tail(path string, n int) string {
 		f.Seek(fi.Size()-64<<10, io.SeekStart)
 	}
 	b, _ := io.ReadAll(f)
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
+	return proc.LastLines(string(b), n)
 }
 
 // Jobs returns a snapshot of every job, oldest first (for tools and tests).

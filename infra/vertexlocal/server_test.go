@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/orchard-mlops/orchard/infra/vertexlocal"
+	"github.com/orchard-mlops/orchard/shared/proc/proctest"
 )
 
 const parent = "projects/p/locations/europe-west1"
@@ -262,7 +263,7 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 	// The grandchild is gone too (it may linger briefly as a zombie until reaped by init).
 	gone := false
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) || isZombie(pid) {
+		if !proctest.Alive(pid) {
 			gone = true
 			break
 		}
@@ -288,15 +289,6 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 	if d := time.Since(start); d < 250*time.Millisecond {
 		t.Errorf("stubborn job ended after %v, before the grace period", d)
 	}
-}
-
-func isZombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return errors.Is(err, os.ErrNotExist)
-	}
-	f := strings.Fields(string(b))
-	return len(f) > 2 && f[2] == "Z"
 }
 
 func TestSchedulingTimeout(t *testing.T) {

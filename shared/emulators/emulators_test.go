@@ -21,6 +21,8 @@ import (
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
+
+	"github.com/orchard-mlops/orchard/shared/proc/proctest"
 )
 
 func TestMain(m *testing.M) { os.Exit(RunTests(m)) }
@@ -222,8 +224,8 @@ func TestPubSubShared(t *testing.T) {
 	if a.Project != "project-a" || b.Project != "project-b" {
 		t.Errorf("projects = %q, %q", a.Project, b.Project)
 	}
-	if err := a.Close(); err != nil || a.proc.exited() {
-		t.Errorf("Close on a shared handle: err=%v exited=%v; want no-op", err, a.proc.exited())
+	if err := a.Close(); err != nil || a.proc.Exited() {
+		t.Errorf("Close on a shared handle: err=%v exited=%v; want no-op", err, a.proc.Exited())
 	}
 }
 
@@ -282,25 +284,20 @@ func TestGCSNotificationsReachPubSub(t *testing.T) {
 	}
 }
 
-// groupGone reports whether no process with the pid or in its group remains.
-func groupGone(pid int) bool {
-	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) && errors.Is(syscall.Kill(-pid, 0), syscall.ESRCH)
-}
-
 func TestCloseStopsProcessGroup(t *testing.T) {
 	t.Run("gcs", func(t *testing.T) {
 		g, err := StartGCS(t.Context())
 		if err != nil {
 			unavailable(t, err)
 		}
-		pid := g.proc.pid()
-		if groupGone(pid) {
+		pid := g.proc.PID()
+		if proctest.GroupGone(pid) {
 			t.Fatalf("process %d not running before Close", pid)
 		}
 		if err := g.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-		if !groupGone(pid) {
+		if !proctest.GroupGone(pid) {
 			t.Errorf("process group %d still exists after Close", pid)
 		}
 		if err := g.Close(); err != nil {
@@ -312,8 +309,8 @@ func TestCloseStopsProcessGroup(t *testing.T) {
 		if err != nil {
 			unavailable(t, err)
 		}
-		pid := ps.proc.pid()
-		dir := ps.proc.cmd.Dir
+		pid := ps.proc.PID()
+		dir := ps.proc.dir
 		// The JVM must really be the group's member: the start script execs it.
 		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.TrimSpace(string(comm)) != "java" {
 			t.Logf("emulator process %d is %q", pid, strings.TrimSpace(string(comm)))
@@ -321,7 +318,7 @@ func TestCloseStopsProcessGroup(t *testing.T) {
 		if err := ps.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-		if !groupGone(pid) {
+		if !proctest.GroupGone(pid) {
 			t.Errorf("process group %d still exists after Close", pid)
 		}
 		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
@@ -335,8 +332,8 @@ func TestCloseReportsEarlyDeath(t *testing.T) {
 	if err != nil {
 		unavailable(t, err)
 	}
-	syscall.Kill(g.proc.pid(), syscall.SIGKILL)
-	<-g.proc.done
+	syscall.Kill(g.proc.PID(), syscall.SIGKILL)
+	<-g.proc.Done()
 	if err := g.Close(); err == nil || !strings.Contains(err.Error(), "exited before Close") {
 		t.Errorf("Close after crash = %v, want an 'exited before Close' error", err)
 	}
@@ -480,18 +477,5 @@ func TestUniqueName(t *testing.T) {
 			}
 			seen[got] = true
 		})
-	}
-}
-
-func TestTailBufferIsBounded(t *testing.T) {
-	var b tailBuffer
-	for i := range 10000 {
-		fmt.Fprintf(&b, "line %d\n", i)
-	}
-	if n := len(b.String()); n > outputLimit {
-		t.Errorf("buffer holds %d bytes, limit %d", n, outputLimit)
-	}
-	if got := b.tail(2); got != "line 9998\nline 9999" {
-		t.Errorf("tail(2) = %q", got)
 	}
 }

@@ -17,6 +17,8 @@ import (
 
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/option"
+
+	"github.com/orchard-mlops/orchard/shared/proc"
 )
 
 // FakeGCSServerVersion is the fake-gcs-server release this package is tested
@@ -136,7 +138,7 @@ func startGCSOnPort(ctx context.Context, bin string, port int, opts GCSOptions) 
 		extra = append(extra, "PUBSUB_EMULATOR_HOST="+n.PubSubHost)
 	}
 
-	p, err := startProcess("fake-gcs-server", bin, args, childEnv(drop, extra...), os.TempDir())
+	p, err := startProcess("fake-gcs-server", bin, args, proc.Env(drop, extra...), os.TempDir())
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +149,7 @@ func startGCSOnPort(ctx context.Context, bin string, port int, opts GCSOptions) 
 		probe:       g.probe,
 	})
 	if err != nil {
-		p.stop()
+		p.close()
 		return nil, err
 	}
 	return g, nil
@@ -198,7 +200,7 @@ func (g *GCS) Output() string { return g.proc.out.String() }
 
 // Close stops the server and waits for it. It returns an error if the server
 // had died before Close. Calling it again returns the first result.
-func (g *GCS) Close() error { return g.proc.stop() }
+func (g *GCS) Close() error { return g.proc.close() }
 
 // findFakeGCSServer locates the fake-gcs-server binary and checks its version.
 func findFakeGCSServer() (string, error) {

@@ -1,17 +1,13 @@
 package emulators
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/orchard-mlops/orchard/shared/proc"
 )
 
 // ErrNotInstalled reports that an emulator (or something it needs, such as
@@ -41,55 +37,11 @@ const (
 
 const installHint = "install it with .ci/install-emulators.sh (or make emulators)"
 
-// tailBuffer keeps (at least) the last outputLimit bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	// Trim only at twice the limit, so that a chatty emulator costs an
-	// amortised copy per byte rather than a 64 KiB copy per line.
-	if len(b.buf) > 2*outputLimit {
-		b.buf = append([]byte(nil), b.buf[len(b.buf)-outputLimit:]...)
-	}
-	return len(p), nil
-}
-
-// String returns the last outputLimit bytes.
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf[max(0, len(b.buf)-outputLimit):])
-}
-
-func (b *tailBuffer) contains(s string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Contains(b.buf, []byte(s))
-}
-
-// tail returns the last n lines, for error messages.
-func (b *tailBuffer) tail(n int) string {
-	s := strings.TrimRight(b.String(), "\n")
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // process is one emulator subprocess, leader of its own process group.
 type process struct {
-	name string // for messages: "fake-gcs-server", "pubsub emulator"
-	cmd  *exec.Cmd
-	out  *tailBuffer
-
-	done    chan struct{} // closed once cmd.Wait has returned
-	waitErr error         // cmd.Wait's result, valid after done
+	*proc.Process
+	out *proc.Tail
+	dir string // working directory
 
 	stopOnce sync.Once
 	stopErr  error
@@ -99,41 +51,17 @@ type process struct {
 // startProcess starts bin in a new process group with the given environment
 // and working directory, capturing its output.
 func startProcess(name, bin string, args, env []string, dir string) (*process, error) {
-	out := &tailBuffer{}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Dir = dir
-	cmd.Stdout = out
-	cmd.Stderr = out
-	setProcAttrs(cmd)
-	// A grandchild that inherited the output pipe would otherwise keep Wait
-	// blocked after the emulator itself has exited.
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
+	out := proc.NewTail(outputLimit)
+	p, err := proc.Start(name, append([]string{bin}, args...), env, dir, out)
+	if err != nil {
+		return nil, err
 	}
-	p := &process{name: name, cmd: cmd, out: out, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *process) pid() int { return p.cmd.Process.Pid }
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+	return &process{Process: p, out: out, dir: dir}, nil
 }
 
 // outputTail formats the last lines of output for an error message.
 func (p *process) outputTail() string {
-	t := p.out.tail(tailLines)
+	t := p.out.Lines(tailLines)
 	if t == "" {
 		return "(no output)"
 	}
@@ -157,22 +85,27 @@ type readiness struct {
 func (p *process) waitReady(ctx context.Context, r readiness) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	bindFailed := func() error {
+		for _, s := range r.bindFailure {
+			if p.out.Contains(s) {
+				return fmt.Errorf("%s could not bind its port: %w\n%s", p.Name(), errBind, p.outputTail())
+			}
+		}
+		return nil
+	}
 	var lastProbeErr error
 	for {
-		for _, s := range r.bindFailure {
-			if p.out.contains(s) {
-				return fmt.Errorf("%s could not bind its port: %w\n%s", p.name, errBind, p.outputTail())
-			}
+		if err := bindFailed(); err != nil {
+			return err
 		}
-		if p.exited() {
-			for _, s := range r.bindFailure {
-				if p.out.contains(s) {
-					return fmt.Errorf("%s could not bind its port: %w\n%s", p.name, errBind, p.outputTail())
-				}
+		if p.Exited() {
+			// Its last output may have arrived since the check above.
+			if err := bindFailed(); err != nil {
+				return err
 			}
-			return fmt.Errorf("%s exited before it was ready (%v)\n%s", p.name, p.waitErr, p.outputTail())
+			return fmt.Errorf("%s exited before it was ready (%v)\n%s", p.Name(), p.Err(), p.outputTail())
 		}
-		if r.marker == "" || p.out.contains(r.marker) {
+		if r.marker == "" || p.out.Contains(r.marker) {
 			if lastProbeErr = r.probe(ctx); lastProbeErr == nil {
 				return nil
 			}
@@ -183,37 +116,26 @@ func (p *process) waitReady(ctx context.Context, r readiness) error {
 			if lastProbeErr != nil {
 				why = "last probe: " + lastProbeErr.Error()
 			}
-			return fmt.Errorf("%s not ready: %w (%s)\n%s", p.name, ctx.Err(), why, p.outputTail())
+			return fmt.Errorf("%s not ready: %w (%s)\n%s", p.Name(), ctx.Err(), why, p.outputTail())
 		case <-tick.C:
 		}
 	}
 }
 
-// stop ends the whole process group: SIGTERM, then SIGKILL after stopGrace.
+// close ends the whole process group: SIGTERM, then SIGKILL after stopGrace.
 // It reports an error if the emulator had already died on its own, since a
 // test that ran against a crashed emulator should not pass quietly.
-func (p *process) stop() error {
+func (p *process) close() error {
 	p.stopOnce.Do(func() {
 		var errs []error
-		if p.exited() {
-			errs = append(errs, fmt.Errorf("%s had exited before Close (%v)\n%s", p.name, p.waitErr, p.outputTail()))
+		if p.Exited() {
+			errs = append(errs, fmt.Errorf("%s had exited before Close (%v)\n%s", p.Name(), p.Err(), p.outputTail()))
 		}
-		pgid := p.pid()
-		if err := signalGroup(pgid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-			errs = append(errs, fmt.Errorf("stop %s: SIGTERM process group %d: %w", p.name, pgid, err))
-		}
-		select {
-		case <-p.done:
-		case <-time.After(stopGrace):
-			if err := signalGroup(pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-				errs = append(errs, fmt.Errorf("stop %s: SIGKILL process group %d: %w", p.name, pgid, err))
-			}
-			<-p.done
-		}
-		// Members that outlived the leader (say, a wrapper that forked Java
-		// instead of exec'ing it) still carry the group id.
-		if err := signalGroup(pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-			errs = append(errs, fmt.Errorf("stop %s: SIGKILL leftovers in process group %d: %w", p.name, pgid, err))
+		// Also when it had exited: members that outlived the leader (say, a
+		// wrapper that forked Java instead of exec'ing it) still carry the
+		// group id.
+		if err := p.Stop(stopGrace); err != nil {
+			errs = append(errs, err)
 		}
 		if p.cleanup != nil {
 			p.cleanup()
@@ -221,18 +143,6 @@ func (p *process) stop() error {
 		p.stopErr = errors.Join(errs...)
 	})
 	return p.stopErr
-}
-
-// freePort asks the kernel for a free loopback port. The port is released
-// before the emulator binds it, so another process may take it first; the
-// start functions detect that and retry with a new port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // withStartTimeout bounds startup when the caller gave no deadline, so a
@@ -244,22 +154,6 @@ func withStartTimeout(ctx context.Context, d time.Duration) (context.Context, co
 	return context.WithTimeout(ctx, d)
 }
 
-// childEnv returns the environment for an emulator: ours, minus variables
-// that would change its behaviour behind the flags we pass, plus extra.
-func childEnv(dropPrefixes []string, extra ...string) []string {
-	var env []string
-outer:
-	for _, kv := range os.Environ() {
-		for _, p := range dropPrefixes {
-			if strings.HasPrefix(kv, p) {
-				continue outer
-			}
-		}
-		env = append(env, kv)
-	}
-	return append(env, extra...)
-}
-
 // startWithRetry runs start with fresh ports until it succeeds, fails for a
 // reason other than a stolen port, or runs out of attempts.
 func startWithRetry[T any](ctx context.Context, start func(ctx context.Context, port int) (T, error)) (T, error) {
@@ -267,7 +161,7 @@ func startWithRetry[T any](ctx context.Context, start func(ctx context.Context, 
 	var err error
 	for attempt := 0; attempt < startAttempts; attempt++ {
 		var port int
-		if port, err = freePort(); err != nil {
+		if port, err = proc.FreePort(); err != nil {
 			return zero, err
 		}
 		var v T

@@ -17,6 +17,8 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/orchard-mlops/orchard/shared/proc"
 )
 
 // DefaultPubSubEmulatorBin is where Debian's google-cloud-cli-pubsub-emulator
@@ -84,7 +86,7 @@ func startPubSubOnPort(ctx context.Context, bin string, port int, project string
 	if os.Getenv("CLOUD_PUBSUB_EMULATOR_OPTS") == "" {
 		extra = append(extra, "CLOUD_PUBSUB_EMULATOR_OPTS="+defaultJVMOptions)
 	}
-	env := childEnv([]string{"CLOUDSDK_CONFIG=", "CLOUD_PUBSUB_EMULATOR_OPTS="}, extra...)
+	env := proc.Env([]string{"CLOUDSDK_CONFIG=", "CLOUD_PUBSUB_EMULATOR_OPTS="}, extra...)
 	args := []string{"--host=127.0.0.1", "--port=" + strconv.Itoa(port)}
 
 	p, err := startProcess("pubsub emulator", bin, args, env, dir)
@@ -101,7 +103,7 @@ func startPubSubOnPort(ctx context.Context, bin string, port int, project string
 		probe:       ps.probe,
 	})
 	if err != nil {
-		p.stop()
+		p.close()
 		return nil, err
 	}
 	return ps, nil
@@ -182,7 +184,7 @@ func (ps *PubSub) Close() error {
 	if ps.shared {
 		return nil
 	}
-	return ps.proc.stop()
+	return ps.proc.close()
 }
 
 // findPubSubEmulator locates the emulator's start script and checks for Java.

@@ -33,7 +33,7 @@ func GCSForTestWithOptions(t testing.TB, opts GCSOptions) *GCS {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("fake-gcs-server %s output:\n%s", g.Host, g.proc.out.tail(tailLines))
+			t.Logf("fake-gcs-server %s output:\n%s", g.Host, g.proc.out.Lines(tailLines))
 		}
 		if err := g.Close(); err != nil {
 			t.Errorf("close fake-gcs-server: %v", err)
@@ -79,8 +79,8 @@ func PubSubForTest(t testing.TB, project string) *PubSub {
 	}
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
-	if shared.ps != nil && shared.ps.proc.exited() {
-		t.Logf("shared Pub/Sub emulator had died, starting a new one: %v", shared.ps.proc.stop())
+	if shared.ps != nil && shared.ps.proc.Exited() {
+		t.Logf("shared Pub/Sub emulator had died, starting a new one: %v", shared.ps.proc.close())
 		shared.ps = nil
 	}
 	if shared.ps == nil {
@@ -97,7 +97,7 @@ func PubSubForTest(t testing.TB, project string) *PubSub {
 	h.shared = true
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("pubsub emulator %s output:\n%s", h.Host, h.proc.out.tail(tailLines))
+			t.Logf("pubsub emulator %s output:\n%s", h.Host, h.proc.out.Lines(tailLines))
 		}
 	})
 	return &h
@@ -114,7 +114,7 @@ func DedicatedPubSubForTest(t testing.TB, project string) *PubSub {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("pubsub emulator %s output:\n%s", ps.Host, ps.proc.out.tail(tailLines))
+			t.Logf("pubsub emulator %s output:\n%s", ps.Host, ps.proc.out.Lines(tailLines))
 		}
 		if err := ps.Close(); err != nil {
 			t.Errorf("close pubsub emulator: %v", err)
@@ -131,7 +131,7 @@ func CloseShared() error {
 	if shared.ps == nil {
 		return nil
 	}
-	err := shared.ps.proc.stop()
+	err := shared.ps.proc.close()
 	shared.ps = nil
 	return err
 }

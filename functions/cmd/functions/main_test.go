@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/proc"
 )
 
 // TestMainServesAndShutsDown runs this command as a child process (the
@@ -33,12 +33,10 @@ func TestMainServesAndShutsDown(t *testing.T) {
 		t.Skip(err)
 	}
 	dir := modeltest.Dir(t, modeltest.Options{Version: "v2"})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestMainServesAndShutsDown$")
 	cmd.Env = append(os.Environ(), "ORCHARD_RUN_MAIN=1", "MODEL_URI=file://"+dir, "ORT_LIB="+lib,

@@ -22,10 +22,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -40,12 +38,16 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/orchard-mlops/orchard/infra/local/eventarc"
-	"github.com/orchard-mlops/orchard/infra/local/internal/proc"
 	"github.com/orchard-mlops/orchard/shared/emulators"
+	"github.com/orchard-mlops/orchard/shared/proc"
 )
 
 // Module is the repository's module path, used to find its root.
 const Module = "github.com/orchard-mlops/orchard"
+
+// logLimit bounds the output kept of a child process (the functions
+// server, a build): enough for the lines errors and FunctionsLog quote.
+const logLimit = 256 << 10
 
 // Pub/Sub backends.
 const (
@@ -162,7 +164,7 @@ type Stack struct {
 	funcPort   int
 	funcEnv    []string
 	funcBin    string
-	funcOut    *tailBuffer
+	funcOut    *proc.Tail
 	bridgeStop context.CancelFunc
 	bridgeDone chan error
 
@@ -185,7 +187,7 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	s = &Stack{Config: cfg, log: cfg.Logger, failed: make(chan error, 1), funcOut: &tailBuffer{}}
+	s = &Stack{Config: cfg, log: cfg.Logger, failed: make(chan error, 1), funcOut: proc.NewTail(logLimit)}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -228,7 +230,7 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 	}
 	s.log.Info("stack: emulators up", "gcs", s.GCSHost, "pubsub", s.PubSubHost, "pubsub_backend", s.PubSubBackend)
 
-	if s.funcPort, err = freePort(); err != nil {
+	if s.funcPort, err = proc.FreePort(); err != nil {
 		return s, err
 	}
 	s.FunctionsURL = "http://127.0.0.1:" + strconv.Itoa(s.funcPort)
@@ -425,12 +427,12 @@ func RunCommand(ctx context.Context, argv ...string) error {
 }
 
 func runIn(ctx context.Context, dir string, env []string, argv ...string) error {
-	out := &tailBuffer{}
-	bin, err := exec.LookPath(argv[0])
-	if err != nil {
-		return err
+	if len(argv) == 0 {
+		return errors.New("run: empty command")
 	}
-	p, err := proc.Start(filepath.Base(argv[0]), append([]string{bin}, argv[1:]...), env, dir, out)
+	out := proc.NewTail(logLimit)
+	// exec.Command looks a bare name up in PATH.
+	p, err := proc.Start(filepath.Base(argv[0]), argv, env, dir, out)
 	if err != nil {
 		return err
 	}
@@ -438,12 +440,15 @@ func runIn(ctx context.Context, dir string, env []string, argv ...string) error 
 	case <-p.Done():
 	case <-ctx.Done():
 		p.Stop(5 * time.Second)
-		return ctx.Err()
+		return fmt.Errorf("%s: %w", strings.Join(argv, " "), ctx.Err())
 	}
+	// Also after a normal exit: nothing the command left running in its
+	// group may outlive it.
+	stopErr := p.Stop(5 * time.Second)
 	if err := p.Err(); err != nil {
-		return fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, out.tail(20))
+		return fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, out.Lines(20))
 	}
-	return nil
+	return stopErr
 }
 
 // functionsEnvDrop are variables of ours that must not leak into the
@@ -459,17 +464,7 @@ var functionsEnvDrop = []string{
 // FunctionsEnv is the functions server's environment: MODEL_URI=modelURI,
 // or, with modelURI empty, the registry's production alias.
 func (s *Stack) FunctionsEnv(modelURI string) []string {
-	var env []string
-outer:
-	for _, kv := range os.Environ() {
-		for _, p := range functionsEnvDrop {
-			if strings.HasPrefix(kv, p) {
-				continue outer
-			}
-		}
-		env = append(env, kv)
-	}
-	env = append(env, s.funcEnv...)
+	env := proc.Env(functionsEnvDrop, s.funcEnv...)
 	if modelURI == "" {
 		return env
 	}
@@ -544,7 +539,7 @@ func (s *Stack) stopFunctions() error {
 }
 
 // FunctionsLog returns the last n lines of the functions server's output.
-func (s *Stack) FunctionsLog(n int) string { return s.funcOut.tail(n) }
+func (s *Stack) FunctionsLog(n int) string { return s.funcOut.Lines(n) }
 
 // waitHTTP polls url until it answers (any status), p exits or the time is up.
 func waitHTTP(ctx context.Context, url string, p *proc.Process, d time.Duration) error {
@@ -626,42 +621,4 @@ func FindRepoRoot(dir string) (string, error) {
 		}
 		d = parent
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// tailBuffer keeps the last 256 KiB written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-const tailLimit = 256 << 10
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if len(b.buf) > 2*tailLimit {
-		b.buf = append([]byte(nil), b.buf[len(b.buf)-tailLimit:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) tail(n int) string {
-	b.mu.Lock()
-	s := strings.TrimRight(string(b.buf), "\n")
-	b.mu.Unlock()
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

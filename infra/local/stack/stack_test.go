@@ -6,8 +6,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/proc/proctest"
 )
 
 var (
@@ -87,42 +86,6 @@ func startStack(t *testing.T, cfg Config) *Stack {
 	return s
 }
 
-// children lists the processes whose parent is this test binary (Linux).
-func children(t *testing.T) []int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	me := os.Getpid()
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may contain spaces and parens.
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(me) {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	return len(f) > 0 && f[0] != "Z"
-}
-
 func listening(hostport string) bool {
 	c, err := net.DialTimeout("tcp", hostport, time.Second)
 	if err == nil {
@@ -139,7 +102,7 @@ func TestEndToEndPredictOnUpload(t *testing.T) {
 	for _, backend := range []string{PubSubEmulator, PubSubPstest} {
 		t.Run(backend, func(t *testing.T) {
 			before := map[int]bool{}
-			for _, p := range children(t) {
+			for _, p := range proctest.Children(t, os.Getpid()) {
 				before[p] = true
 			}
 			dir := modeltest.Dir(t, modeltest.Options{})
@@ -214,7 +177,7 @@ func TestEndToEndPredictOnUpload(t *testing.T) {
 			// Close stops every child process group and frees every port.
 			fpid := s.FunctionsPID()
 			var started []int
-			for _, p := range children(t) {
+			for _, p := range proctest.Children(t, os.Getpid()) {
 				if !before[p] {
 					started = append(started, p)
 				}
@@ -227,7 +190,7 @@ func TestEndToEndPredictOnUpload(t *testing.T) {
 				t.Errorf("Close: %v", err)
 			}
 			for _, p := range started {
-				if alive(p) {
+				if proctest.Alive(p) {
 					t.Errorf("child process %d is still running after Close", p)
 				}
 			}

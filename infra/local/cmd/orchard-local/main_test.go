@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +14,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/proc/proctest"
 )
 
 func TestUsage(t *testing.T) {
@@ -31,50 +30,6 @@ func TestUsage(t *testing.T) {
 	if code := run(context.Background(), []string{"demo", "-train=none"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "-model") {
 		t.Errorf("demo -train=none without -model: code %d, stderr %q", code, errb.String())
 	}
-}
-
-// descendants lists every process below pid (Linux /proc).
-func descendants(t *testing.T, pid int) []int {
-	t.Helper()
-	parent := map[int]int{}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		if len(f) > 1 {
-			pp, _ := strconv.Atoi(f[1])
-			parent[p] = pp
-		}
-	}
-	var out []int
-	for p := range parent {
-		for q := parent[p]; q > 1; q = parent[q] {
-			if q == pid {
-				out = append(out, p)
-				break
-			}
-		}
-	}
-	return out
-}
-
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	return len(f) > 0 && f[0] != "Z"
 }
 
 // TestUpStopsEverythingOnSIGINT runs the real binary: `up` with a model
@@ -145,7 +100,7 @@ wait:
 		}
 	}
 	time.Sleep(500 * time.Millisecond) // the export lines follow
-	kids := descendants(t, cmd.Process.Pid)
+	kids := proctest.Descendants(t, cmd.Process.Pid)
 	if len(kids) < 3 {
 		t.Fatalf("want fake-gcs-server, the emulator and the functions server below orchard-local; got %v", kids)
 	}
@@ -168,7 +123,7 @@ wait:
 		t.Fatal("did not exit within 30s of SIGINT")
 	}
 	for _, p := range kids {
-		if alive(p) {
+		if proctest.Alive(p) {
 			t.Errorf("process %d still running after orchard-local exited", p)
 		}
 	}
