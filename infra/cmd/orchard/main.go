@@ -99,7 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	switch cmd {
 	case "train":
-		topic := fs.String("topic", "training-requests", "topic SubmitTraining listens on")
+		topic := fs.String("topic", firstNonEmpty(os.Getenv("TRAINING_TOPIC"), "training-requests"), "topic SubmitTraining listens on: an ID in -project or projects/P/topics/T (default $TRAINING_TOPIC, else training-requests, the local stack's; Terraform names it <prefix>-training-requests)")
 		data := fs.String("data", "", "dataset URI (gs://bucket/prefix; local paths only for local runs)")
 		var sets multi
 		fs.Var(&sets, "set", "trainer config override k=v (repeatable)")
