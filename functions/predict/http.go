@@ -281,7 +281,9 @@ type PredictResponse struct {
 }
 
 func (s *Server) raw(w http.ResponseWriter, r *http.Request, c *model.Classifier, k int, rl *requestLog) {
-	body, err := readAllSized(r.Body, r.ContentLength, s.Config.maxBody())
+	// MaxBytesReader caps the body (a 413); the declared length only sizes
+	// the buffer, and only up to that cap, since a client may claim anything.
+	body, err := blob.ReadCapped(r.Body, min(r.ContentLength, s.Config.maxBody()), 0)
 	if err != nil {
 		s.bodyError(w, r, err, rl)
 		return

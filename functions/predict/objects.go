@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"path"
 	"strings"
@@ -69,19 +68,9 @@ func (g GCSObjects) Read(ctx context.Context, bucket, name string, generation, m
 	if r.Attrs.Generation != 0 {
 		info.Generation = r.Attrs.Generation
 	}
-	if maxBytes > 0 && info.Size > maxBytes {
-		return nil, info, fmt.Errorf("%s is %d bytes, limit %d: %w", info.URI(), info.Size, maxBytes, blob.ErrTooLarge)
-	}
-	lr := io.Reader(r)
-	if maxBytes > 0 {
-		lr = io.LimitReader(r, maxBytes+1)
-	}
-	b, err := readAllSized(lr, info.Size, maxBytes)
+	b, err := blob.ReadCapped(r, info.Size, maxBytes)
 	if err != nil {
 		return nil, info, wrapStorage("reading", info.URI(), err)
-	}
-	if maxBytes > 0 && int64(len(b)) > maxBytes {
-		return nil, info, fmt.Errorf("%s: more than %d bytes: %w", info.URI(), maxBytes, blob.ErrTooLarge)
 	}
 	return b, info, nil
 }
@@ -147,29 +136,4 @@ func looksLikeImage(o ObjectInfo) bool {
 		return true
 	}
 	return imageExtensions[strings.ToLower(path.Ext(o.Name))]
-}
-
-// readAllSized is io.ReadAll with the buffer sized from a trusted-enough
-// hint (Content-Length, an object's size) capped at limit, so a 3 MB photo
-// costs one 3 MB allocation instead of a doubling series. The reader must
-// itself be limited; the hint only sizes the first allocation.
-func readAllSized(r io.Reader, hint, limit int64) ([]byte, error) {
-	if hint <= 0 || (limit > 0 && hint > limit) {
-		return io.ReadAll(r)
-	}
-	// One spare byte so that reading EOF does not grow the buffer.
-	b := make([]byte, 0, hint+1)
-	for {
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err != nil {
-			if err == io.EOF {
-				err = nil
-			}
-			return b, err
-		}
-		if len(b) == cap(b) { // the hint was short: grow as io.ReadAll does
-			b = append(b, 0)[:len(b)]
-		}
-	}
 }

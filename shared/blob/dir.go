@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -96,19 +95,9 @@ func (d *Dir) Read(_ context.Context, key string, maxBytes int64) ([]byte, Attrs
 	if err != nil {
 		return nil, Attrs{}, err
 	}
-	if maxBytes > 0 && a.Size > maxBytes {
-		return nil, a, fmt.Errorf("reading %s: %d bytes, limit %d: %w", d.URI(key), a.Size, maxBytes, ErrTooLarge)
-	}
-	r := io.Reader(f)
-	if maxBytes > 0 {
-		r = io.LimitReader(f, maxBytes+1)
-	}
-	b, err := io.ReadAll(r)
+	b, err := ReadCapped(f, a.Size, maxBytes)
 	if err != nil {
 		return nil, a, fmt.Errorf("reading %s: %w", d.URI(key), err)
-	}
-	if maxBytes > 0 && int64(len(b)) > maxBytes {
-		return nil, a, fmt.Errorf("reading %s: grew past %d bytes: %w", d.URI(key), maxBytes, ErrTooLarge)
 	}
 	return b, a, nil
 }

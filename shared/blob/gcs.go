@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -44,20 +43,9 @@ func (g *GCS) Read(ctx context.Context, key string, maxBytes int64) ([]byte, Att
 	}
 	defer r.Close()
 	a := Attrs{Key: key, Size: r.Attrs.Size, Generation: r.Attrs.Generation, ContentType: r.Attrs.ContentType, Updated: r.Attrs.LastModified}
-	if maxBytes > 0 && a.Size > maxBytes {
-		return nil, a, fmt.Errorf("reading %s: %d bytes, limit %d: %w", g.URI(key), a.Size, maxBytes, ErrTooLarge)
-	}
-	// Never trust the declared size alone: read at most one byte past the cap.
-	lr := io.Reader(r)
-	if maxBytes > 0 {
-		lr = io.LimitReader(r, maxBytes+1)
-	}
-	b, err := io.ReadAll(lr)
+	b, err := ReadCapped(r, a.Size, maxBytes)
 	if err != nil {
 		return nil, a, g.wrap("reading", key, err)
-	}
-	if maxBytes > 0 && int64(len(b)) > maxBytes {
-		return nil, a, fmt.Errorf("reading %s: more than %d bytes: %w", g.URI(key), maxBytes, ErrTooLarge)
 	}
 	return b, a, nil
 }

@@ -468,14 +468,9 @@ func (s *Stack) FunctionsEnv(modelURI string) []string {
 	if modelURI == "" {
 		return env
 	}
-	// A fixed model: Predict must not also see the registry settings.
-	kept := env[:0]
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, "MODEL_NAME=") {
-			kept = append(kept, kv)
-		}
-	}
-	return append(kept, "MODEL_URI="+modelURI)
+	// MODEL_URI takes precedence over REGISTRY_URI and MODEL_NAME in the
+	// functions' configuration; those stay for SubmitTraining.
+	return append(env, "MODEL_URI="+modelURI)
 }
 
 // StartFunctions (re)starts the functions server on the stack's functions
