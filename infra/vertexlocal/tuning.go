@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -291,6 +292,11 @@ func (s *Server) runTrial(t *tuningJob, tr sweep.Trial) aiplatformpb.Trial_State
 	trial := &aiplatformpb.Trial{Name: t.pb.GetName() + "/trials/" + id, Id: id, State: aiplatformpb.Trial_ACTIVE,
 		Parameters: vertexspec.TrialParameters(t.spec, tr), StartTime: timestamppb.Now()}
 	t.pb.Trials = append(t.pb.Trials, trial)
+	slices.SortFunc(t.pb.Trials, func(a, b *aiplatformpb.Trial) int {
+		x, _ := strconv.Atoi(a.GetId())
+		y, _ := strconv.Atoi(b.GetId())
+		return x - y
+	})
 	spec := proto.Clone(t.pb.GetTrialJobSpec()).(*aiplatformpb.CustomJobSpec)
 	display := t.pb.GetDisplayName()
 	s.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"text/tabwriter"
 	"time"
 
 	"github.com/orchard-mlops/orchard/shared/model"
@@ -176,7 +177,8 @@ func Best(s *Spec, results []Result) (Result, bool) {
 	var best *Result
 	for i := range results {
 		r := &results[i]
-		if r.Err == nil && (best == nil || s.Better(r.Metric, best.Metric)) {
+		if r.Err == nil && (best == nil || s.Better(r.Metric, best.Metric) ||
+			r.Metric == best.Metric && r.Trial.ID < best.Trial.ID) {
 			best = r
 		}
 	}
@@ -259,4 +261,39 @@ func CheckMetric(ctx context.Context, s *Spec, r Result) error {
 		return fmt.Errorf("sweep: trial %d reported %s %v, its model.json says %v", r.Trial.ID, s.Metric, r.Metric, v)
 	}
 	return nil
+}
+
+// PrintResults writes one line per trial: parameters, metric (or why the
+// trial failed), seconds and model directory.
+func PrintResults(w io.Writer, s *Spec, results []Result) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "TRIAL\tPARAMETERS\t%s\tSECONDS\tRUN\n", strings.ToUpper(s.Metric))
+	for _, r := range results {
+		m := fmt.Sprintf("%.4f", r.Metric)
+		if r.Err != nil {
+			m = "failed: " + r.Err.Error()
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f\t%s\n", r.Trial.ID, r.Trial, m, r.Seconds, r.RunURI)
+	}
+	tw.Flush()
+}
+
+// PrintSummary writes the best trial, the comparison page and the gate's
+// decision.
+func PrintSummary(w io.Writer, s *Spec, sum *Summary, compareOut string) {
+	fmt.Fprintf(w, "best: trial %d (%s) %s %.4f -> %s\n", sum.Best.Trial.ID, sum.Best.Trial, s.Metric, sum.Best.Metric, sum.Best.RunURI)
+	if compareOut != "" {
+		fmt.Fprintf(w, "comparison: %s/index.html\n", strings.TrimRight(compareOut, "/"))
+	}
+	if p := sum.Published; p != nil {
+		verdict := "not promoted"
+		if p.Promoted() {
+			verdict = "promoted to production"
+		}
+		reason := ""
+		if p.Decision != nil {
+			reason = ": " + p.Decision.Reason
+		}
+		fmt.Fprintf(w, "published %s %s, %s%s\n", p.Name, p.Version, verdict, reason)
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/orchard-mlops/orchard/shared/registry"
@@ -65,7 +64,7 @@ func cmdSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		*version, spec.Algorithm, len(spec.Expand()), spec.Parallel, spec.Metric, spec.Goal, logDir)
 	results, runErr := sweep.RunLocal(ctx, spec, sweep.LocalOptions{Trainer: argv, Data: *data, Out: *out,
 		Version: *version, LogDir: logDir, Stdout: stdout})
-	printTrials(stdout, spec, results)
+	sweep.PrintResults(stdout, spec, results)
 	if runErr != nil {
 		return runErr
 	}
@@ -80,36 +79,7 @@ func cmdSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	return printSummary(stdout, spec, sum, fo.CompareOut)
-}
-
-func printTrials(w io.Writer, spec *sweep.Spec, results []sweep.Result) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "TRIAL\tPARAMETERS\t%s\tSECONDS\tRUN\n", strings.ToUpper(spec.Metric))
-	for _, r := range results {
-		m := fmt.Sprintf("%.4f", r.Metric)
-		if r.Err != nil {
-			m = "failed: " + r.Err.Error()
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f\t%s\n", r.Trial.ID, r.Trial, m, r.Seconds, r.RunURI)
-	}
-	tw.Flush()
-}
-
-func printSummary(w io.Writer, spec *sweep.Spec, sum *sweep.Summary, compareOut string) error {
-	fmt.Fprintf(w, "best: trial %d (%s) %s %.4f -> %s\n", sum.Best.Trial.ID, sum.Best.Trial, spec.Metric, sum.Best.Metric, sum.Best.RunURI)
-	fmt.Fprintf(w, "comparison: %s/index.html\n", compareOut)
-	if p := sum.Published; p != nil {
-		verdict := "not promoted"
-		if p.Promoted() {
-			verdict = "promoted to production"
-		}
-		reason := ""
-		if p.Decision != nil {
-			reason = ": " + p.Decision.Reason
-		}
-		fmt.Fprintf(w, "published %s %s, %s%s\n", p.Name, p.Version, verdict, reason)
-	}
+	sweep.PrintSummary(stdout, spec, sum, fo.CompareOut)
 	return nil
 }
 
