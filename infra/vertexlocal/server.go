@@ -361,22 +361,9 @@ func (s *Server) GetCustomJob(_ context.Context, req *aiplatformpb.GetCustomJobR
 // ListCustomJobs implements the RPC: jobs under the parent that match the
 // filter, newest first, paginated.
 func (s *Server) ListCustomJobs(_ context.Context, req *aiplatformpb.ListCustomJobsRequest) (*aiplatformpb.ListCustomJobsResponse, error) {
-	if !parentRE.MatchString(req.GetParent()) {
-		return nil, status.Errorf(codes.InvalidArgument, "parent %q must be projects/P/locations/L", req.GetParent())
-	}
-	f, err := parseFilter(req.GetFilter())
+	f, offset, size, err := listRequest(req.GetParent(), req.GetFilter(), req.GetPageToken(), req.GetPageSize())
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	offset := 0
-	if t := req.GetPageToken(); t != "" {
-		if offset, err = strconv.Atoi(t); err != nil || offset < 0 {
-			return nil, status.Errorf(codes.InvalidArgument, "bad page_token %q", t)
-		}
-	}
-	size := int(req.GetPageSize())
-	if size <= 0 || size > 1000 {
-		size = 100
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -388,13 +375,43 @@ func (s *Server) ListCustomJobs(_ context.Context, req *aiplatformpb.ListCustomJ
 		}
 	}
 	resp := &aiplatformpb.ListCustomJobsResponse{}
+	resp.CustomJobs, resp.NextPageToken = page(all, offset, size)
+	return resp, nil
+}
+
+// listRequest checks a List call's parent, filter and page and returns the
+// parsed filter, the offset and the page size.
+func listRequest(parent, filterText, token string, pageSize int32) (filter, int, int, error) {
+	if !parentRE.MatchString(parent) {
+		return nil, 0, 0, status.Errorf(codes.InvalidArgument, "parent %q must be projects/P/locations/L", parent)
+	}
+	f, err := parseFilter(filterText)
+	if err != nil {
+		return nil, 0, 0, status.Error(codes.InvalidArgument, err.Error())
+	}
+	offset := 0
+	if token != "" {
+		if offset, err = strconv.Atoi(token); err != nil || offset < 0 {
+			return nil, 0, 0, status.Errorf(codes.InvalidArgument, "bad page_token %q", token)
+		}
+	}
+	size := int(pageSize)
+	if size <= 0 || size > 1000 {
+		size = 100
+	}
+	return f, offset, size, nil
+}
+
+// page returns copies of all[offset:offset+size] and the next page's token.
+func page[T proto.Message](all []T, offset, size int) ([]T, string) {
+	var out []T
 	for i := offset; i < len(all) && i < offset+size; i++ {
-		resp.CustomJobs = append(resp.CustomJobs, proto.Clone(all[i]).(*aiplatformpb.CustomJob))
+		out = append(out, proto.Clone(all[i]).(T))
 	}
 	if offset+size < len(all) {
-		resp.NextPageToken = strconv.Itoa(offset + size)
+		return out, strconv.Itoa(offset + size)
 	}
-	return resp, nil
+	return out, ""
 }
 
 // CancelCustomJob implements the RPC: the job goes CANCELLING, its process

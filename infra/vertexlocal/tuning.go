@@ -140,22 +140,9 @@ func (s *Server) GetHyperparameterTuningJob(_ context.Context, req *aiplatformpb
 // ListHyperparameterTuningJobs implements the RPC: newest first, with the
 // CustomJob filter subset (labels, display_name, state), paginated.
 func (s *Server) ListHyperparameterTuningJobs(_ context.Context, req *aiplatformpb.ListHyperparameterTuningJobsRequest) (*aiplatformpb.ListHyperparameterTuningJobsResponse, error) {
-	if !parentRE.MatchString(req.GetParent()) {
-		return nil, status.Errorf(codes.InvalidArgument, "parent %q must be projects/P/locations/L", req.GetParent())
-	}
-	f, err := parseFilter(req.GetFilter())
+	f, offset, size, err := listRequest(req.GetParent(), req.GetFilter(), req.GetPageToken(), req.GetPageSize())
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	offset := 0
-	if tok := req.GetPageToken(); tok != "" {
-		if offset, err = strconv.Atoi(tok); err != nil || offset < 0 {
-			return nil, status.Errorf(codes.InvalidArgument, "bad page_token %q", tok)
-		}
-	}
-	size := int(req.GetPageSize())
-	if size <= 0 || size > 1000 {
-		size = 100
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -169,12 +156,7 @@ func (s *Server) ListHyperparameterTuningJobs(_ context.Context, req *aiplatform
 		}
 	}
 	resp := &aiplatformpb.ListHyperparameterTuningJobsResponse{}
-	for i := offset; i < len(all) && i < offset+size; i++ {
-		resp.HyperparameterTuningJobs = append(resp.HyperparameterTuningJobs, proto.Clone(all[i]).(*aiplatformpb.HyperparameterTuningJob))
-	}
-	if offset+size < len(all) {
-		resp.NextPageToken = strconv.Itoa(offset + size)
-	}
+	resp.HyperparameterTuningJobs, resp.NextPageToken = page(all, offset, size)
 	return resp, nil
 }
 

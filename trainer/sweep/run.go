@@ -191,9 +191,10 @@ func Best(s *Spec, results []Result) (Result, bool) {
 // FinishOptions configure Finish.
 type FinishOptions struct {
 	CompareOut string // directory for the comparison page ("" skips it)
-	// Registry, when set, receives the best trial through registry.Publish
-	// with promotion: the quality gate decides whether it becomes production.
-	Registry       *registry.Registry
+	// Registry, when set (a registry URI), receives the best trial through
+	// registry.Publish with promotion: the quality gate decides whether it
+	// becomes production.
+	Registry       string
 	Margin         float64
 	AllowNewLabels bool
 	By, Reason     string
@@ -231,11 +232,15 @@ func Finish(ctx context.Context, s *Spec, results []Result, o FinishOptions) (*S
 			return sum, err
 		}
 	}
-	if o.Registry != nil {
+	if o.Registry != "" {
 		if err := CheckMetric(ctx, s, best); err != nil {
 			return sum, err
 		}
-		pub, err := registry.Publish(ctx, o.Registry, best.RunURI, registry.PublishOptions{Name: s.Name, Promote: true,
+		reg, err := registry.Open(ctx, o.Registry, registry.Options{})
+		if err != nil {
+			return sum, err
+		}
+		pub, err := registry.Publish(ctx, reg, best.RunURI, registry.PublishOptions{Name: s.Name, Promote: true,
 			AllowNewLabels: o.AllowNewLabels, Margin: o.Margin, By: o.By, Reason: o.Reason})
 		if err != nil {
 			return sum, err

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/orchard-mlops/orchard/functions/submittraining"
-	"github.com/orchard-mlops/orchard/shared/registry"
 	"github.com/orchard-mlops/orchard/trainer/sweep"
 	"github.com/orchard-mlops/orchard/trainer/sweep/vertexspec"
 )
@@ -122,13 +121,8 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if job.GetState() != aiplatformpb.JobState_JOB_STATE_SUCCEEDED {
 		return fmt.Errorf("%s ended %s: %s", job.GetName(), job.GetState(), job.GetError().GetMessage())
 	}
-	fo := sweep.FinishOptions{CompareOut: base + "/compare", Margin: *margin, AllowNewLabels: *allowNew,
+	fo := sweep.FinishOptions{Registry: *publish, CompareOut: base + "/compare", Margin: *margin, AllowNewLabels: *allowNew,
 		By: *by, Reason: "orchard sweep " + job.GetName()}
-	if *publish != "" {
-		if fo.Registry, err = registry.Open(ctx, *publish, registry.Options{}); err != nil {
-			return err
-		}
-	}
 	sum, err := sweep.Finish(ctx, spec, results, fo)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -8,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"google.golang.org/grpc"
 
 	"github.com/orchard-mlops/orchard/infra/vertexlocal"
 	"github.com/orchard-mlops/orchard/shared/model"
@@ -38,19 +37,17 @@ func TestSweepThroughVertexStandIn(t *testing.T) {
 	}
 	t.Setenv("ORT_LIB", ort.Path())
 	t.Setenv("GOMAXPROCS", "1") // two trials at once on a small machine
-	srv, err := vertexlocal.NewServer(vertexlocal.Config{LogDir: t.TempDir(), MaxConcurrent: 2,
-		Images: map[string][]string{"europe-docker.pkg.dev/p/orchard/trainer*": {bin}}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
-	srv.Register(g)
-	go g.Serve(lis)
-	t.Cleanup(func() { g.Stop(); srv.Close() })
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- vertexlocal.Serve(ctx, lis, vertexlocal.Config{LogDir: t.TempDir(), MaxConcurrent: 2,
+			Images: map[string][]string{"europe-docker.pkg.dev/p/orchard/trainer*": {bin}}})
+	}()
+	t.Cleanup(func() { stop(); <-served })
 
 	dir := t.TempDir()
 	spec := filepath.Join(dir, "sweep.yaml")

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/orchard-mlops/orchard/shared/registry"
 	"github.com/orchard-mlops/orchard/trainer/config"
 	"github.com/orchard-mlops/orchard/trainer/sweep"
 	"github.com/orchard-mlops/orchard/trainer/train"
@@ -68,13 +67,8 @@ func cmdSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if runErr != nil {
 		return runErr
 	}
-	fo := sweep.FinishOptions{CompareOut: strings.TrimRight(*out, "/") + "/compare", Margin: *margin,
+	fo := sweep.FinishOptions{Registry: *publish, CompareOut: strings.TrimRight(*out, "/") + "/compare", Margin: *margin,
 		AllowNewLabels: *allowNew, By: "trainer sweep", Reason: "sweep " + *version}
-	if *publish != "" {
-		if fo.Registry, err = registry.Open(ctx, *publish, registry.Options{}); err != nil {
-			return err
-		}
-	}
 	sum, err := sweep.Finish(ctx, spec, results, fo)
 	if err != nil {
 		return err
