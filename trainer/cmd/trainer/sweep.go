@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/trainer/config"
 	"github.com/orchard-mlops/orchard/trainer/sweep"
 	"github.com/orchard-mlops/orchard/trainer/train"
@@ -53,8 +54,14 @@ func cmdSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	logDir := filepath.Join(*out, "logs")
-	if strings.HasPrefix(*out, "gs://") {
+	// Trial logs and metric files are local files: beside the trials for a
+	// local sweep directory, in a temporary directory for gs:// ones.
+	_, local, isGCS, err := blob.Parse(*out)
+	if err != nil {
+		return err
+	}
+	logDir := filepath.Join(local, "logs")
+	if isGCS {
 		if logDir, err = os.MkdirTemp("", "orchard-sweep-"); err != nil {
 			return err
 		}
