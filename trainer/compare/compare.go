@@ -332,6 +332,10 @@ func flatten(prefix string, v any, out map[string]string) {
 		}
 		return
 	}
+	if str, ok := v.(string); ok {
+		out[prefix] = str
+		return
+	}
 	b, _ := json.Marshal(v)
 	out[prefix] = string(b)
 }
