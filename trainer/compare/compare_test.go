@@ -3,14 +3,19 @@ package compare_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/trainer/compare"
 )
+
+func TestMain(m *testing.M) { os.Exit(emulators.RunTests(m)) }
 
 func writeRun(t *testing.T, version, digest, cfg string, confusion bool) string {
 	t.Helper()
@@ -77,5 +82,53 @@ func TestPage(t *testing.T) {
 	}
 	if u, err := compare.Resolve(ctx, a, ""); err != nil || u != a {
 		t.Errorf("a directory resolves to itself: %q %v", u, err)
+	}
+}
+
+// TestGCSRuns reads runs from gs:// and writes the page there
+// (fake-gcs-server).
+func TestGCSRuns(t *testing.T) {
+	g := emulators.GCSForTest(t)
+	g.Setenv(t)
+	ctx := context.Background()
+	if err := g.ClientForTest(t).Bucket("runs").Create(ctx, "test", nil); err != nil {
+		t.Fatal(err)
+	}
+	var runs []*compare.Run
+	for i, cfg := range []string{`{"train":{"epochs":2}}`, `{"train":{"epochs":3}}`} {
+		dir := writeRun(t, fmt.Sprintf("v%d", i+1), "sha256:same", cfg, true)
+		uri := fmt.Sprintf("gs://runs/job-%d/model", i)
+		dst, err := blob.Open(ctx, uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{model.MetadataFile, compare.MetricsFile, compare.ConfusionFile} {
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := dst.Write(ctx, name, b, blob.WriteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, err := compare.Load(ctx, uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs = append(runs, r)
+	}
+	if err := compare.Write(ctx, "gs://runs/cmp", "gcs", runs); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := blob.Open(ctx, "gs://runs/cmp")
+	b, attrs, err := st.Read(ctx, "index.html", 0)
+	if err != nil || !strings.HasPrefix(attrs.ContentType, "text/html") {
+		t.Fatalf("index.html: %v %+v", err, attrs)
+	}
+	if page := string(b); !strings.Contains(page, `id="same-data"`) || !strings.Contains(page, "<td>train.epochs</td><td>2</td><td>3</td>") {
+		t.Error("gs:// page lacks the verdict or the difference")
+	}
+	if _, err := st.Attributes(ctx, "val_accuracy.png"); err != nil {
+		t.Error(err)
 	}
 }
