@@ -5,7 +5,9 @@
 //
 // It implements CreateCustomJob, GetCustomJob, ListCustomJobs (with the
 // filter subset documented on parseFilter: labels.k=v, labels.k:*,
-// display_name, state, AND, NOT) and CancelCustomJob. A job's first worker
+// display_name, state, AND, NOT) and CancelCustomJob, and the same four
+// calls for HyperparameterTuningJobs, whose trials it runs as CustomJobs
+// (see tuning.go). A job's first worker
 // pool's container image is mapped to a local command (Config.Images); the
 // job runs that command with the container's args, as a subprocess in its
 // own process group (see shared/proc; on Linux the kernel kills it if the
@@ -97,6 +99,7 @@ type Server struct {
 	mu     sync.Mutex
 	jobs   map[string]*job // by full name
 	order  []string        // creation order
+	tuning tuningJobs      // HyperparameterTuningJobs (tuning.go)
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -185,7 +188,11 @@ func (s *Server) Close() {
 	for _, j := range s.jobs {
 		js = append(js, j)
 	}
+	tjs := s.tuning.all()
 	s.mu.Unlock()
+	for _, t := range tjs {
+		t.requestCancel()
+	}
 	for _, j := range js {
 		s.requestCancel(j)
 	}
@@ -234,36 +241,14 @@ func (s *Server) CreateCustomJob(ctx context.Context, req *aiplatformpb.CreateCu
 	if in == nil {
 		return nil, status.Error(codes.InvalidArgument, "custom_job is required")
 	}
-	if n := len(in.GetDisplayName()); n == 0 || n > 128 {
-		return nil, status.Errorf(codes.InvalidArgument, "display_name must be 1-128 characters, got %d", n)
+	if err := checkNameLabels(in.GetDisplayName(), in.GetLabels()); err != nil {
+		return nil, err
 	}
-	if len(in.GetLabels()) > 64 {
-		return nil, status.Errorf(codes.InvalidArgument, "at most 64 labels, got %d", len(in.GetLabels()))
+	prefix, err := s.checkJobSpec(in.GetJobSpec(), "job_spec")
+	if err != nil {
+		return nil, err
 	}
-	for k, v := range in.GetLabels() {
-		if !labelKeyRE.MatchString(k) || !labelValRE.MatchString(v) {
-			return nil, status.Errorf(codes.InvalidArgument,
-				"label %q=%q: keys and values must be lowercase letters, digits, '_' or '-', at most 63 characters, keys starting with a letter", k, v)
-		}
-	}
-	pools := in.GetJobSpec().GetWorkerPoolSpecs()
-	if len(pools) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "job_spec.worker_pool_specs must not be empty")
-	}
-	cs := pools[0].GetContainerSpec()
-	if cs == nil || cs.GetImageUri() == "" {
-		return nil, status.Error(codes.InvalidArgument, "worker_pool_specs[0] needs a container_spec with image_uri (python_package_spec is not supported by vertexlocal)")
-	}
-	if pools[0].GetReplicaCount() != 1 {
-		return nil, status.Errorf(codes.InvalidArgument, "worker_pool_specs[0].replica_count must be 1 for the chief, got %d", pools[0].GetReplicaCount())
-	}
-	prefix, ok := s.command(cs.GetImageUri())
-	if !ok {
-		return nil, status.Errorf(codes.InvalidArgument, "image %q is not mapped to a local command (vertexlocal Config.Images / -image)", cs.GetImageUri())
-	}
-	if len(cs.GetCommand()) > 0 {
-		return nil, status.Error(codes.InvalidArgument, "container_spec.command overrides are not supported by vertexlocal; use args")
-	}
+	cs := in.GetJobSpec().GetWorkerPoolSpecs()[0].GetContainerSpec()
 	var timeout time.Duration
 	if t := in.GetJobSpec().GetScheduling().GetTimeout(); t != nil {
 		timeout = t.AsDuration()
@@ -321,6 +306,47 @@ func (s *Server) command(image string) ([]string, bool) {
 	return s.cfg.Images[best], true
 }
 
+// checkNameLabels applies Vertex AI's display name and label rules.
+func checkNameLabels(display string, labels map[string]string) error {
+	if n := len(display); n == 0 || n > 128 {
+		return status.Errorf(codes.InvalidArgument, "display_name must be 1-128 characters, got %d", n)
+	}
+	if len(labels) > 64 {
+		return status.Errorf(codes.InvalidArgument, "at most 64 labels, got %d", len(labels))
+	}
+	for k, v := range labels {
+		if !labelKeyRE.MatchString(k) || !labelValRE.MatchString(v) {
+			return status.Errorf(codes.InvalidArgument,
+				"label %q=%q: keys and values must be lowercase letters, digits, '_' or '-', at most 63 characters, keys starting with a letter", k, v)
+		}
+	}
+	return nil
+}
+
+// checkJobSpec checks what the stand-in can run of a CustomJobSpec (field
+// names the spec's path in errors) and returns the local command of its image.
+func (s *Server) checkJobSpec(spec *aiplatformpb.CustomJobSpec, field string) ([]string, error) {
+	pools := spec.GetWorkerPoolSpecs()
+	if len(pools) == 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "%s.worker_pool_specs must not be empty", field)
+	}
+	cs := pools[0].GetContainerSpec()
+	if cs == nil || cs.GetImageUri() == "" {
+		return nil, status.Errorf(codes.InvalidArgument, "%s.worker_pool_specs[0] needs a container_spec with image_uri (python_package_spec is not supported by vertexlocal)", field)
+	}
+	if pools[0].GetReplicaCount() != 1 {
+		return nil, status.Errorf(codes.InvalidArgument, "%s.worker_pool_specs[0].replica_count must be 1 for the chief, got %d", field, pools[0].GetReplicaCount())
+	}
+	prefix, ok := s.command(cs.GetImageUri())
+	if !ok {
+		return nil, status.Errorf(codes.InvalidArgument, "image %q is not mapped to a local command (vertexlocal Config.Images / -image)", cs.GetImageUri())
+	}
+	if len(cs.GetCommand()) > 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "%s: container_spec.command overrides are not supported by vertexlocal; use args", field)
+	}
+	return prefix, nil
+}
+
 // GetCustomJob implements the RPC.
 func (s *Server) GetCustomJob(_ context.Context, req *aiplatformpb.GetCustomJobRequest) (*aiplatformpb.CustomJob, error) {
 	s.mu.Lock()
@@ -335,22 +361,9 @@ func (s *Server) GetCustomJob(_ context.Context, req *aiplatformpb.GetCustomJobR
 // ListCustomJobs implements the RPC: jobs under the parent that match the
 // filter, newest first, paginated.
 func (s *Server) ListCustomJobs(_ context.Context, req *aiplatformpb.ListCustomJobsRequest) (*aiplatformpb.ListCustomJobsResponse, error) {
-	if !parentRE.MatchString(req.GetParent()) {
-		return nil, status.Errorf(codes.InvalidArgument, "parent %q must be projects/P/locations/L", req.GetParent())
-	}
-	f, err := parseFilter(req.GetFilter())
+	f, offset, size, err := listRequest(req.GetParent(), req.GetFilter(), req.GetPageToken(), req.GetPageSize())
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	offset := 0
-	if t := req.GetPageToken(); t != "" {
-		if offset, err = strconv.Atoi(t); err != nil || offset < 0 {
-			return nil, status.Errorf(codes.InvalidArgument, "bad page_token %q", t)
-		}
-	}
-	size := int(req.GetPageSize())
-	if size <= 0 || size > 1000 {
-		size = 100
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -362,13 +375,43 @@ func (s *Server) ListCustomJobs(_ context.Context, req *aiplatformpb.ListCustomJ
 		}
 	}
 	resp := &aiplatformpb.ListCustomJobsResponse{}
+	resp.CustomJobs, resp.NextPageToken = page(all, offset, size)
+	return resp, nil
+}
+
+// listRequest checks a List call's parent, filter and page and returns the
+// parsed filter, the offset and the page size.
+func listRequest(parent, filterText, token string, pageSize int32) (filter, int, int, error) {
+	if !parentRE.MatchString(parent) {
+		return nil, 0, 0, status.Errorf(codes.InvalidArgument, "parent %q must be projects/P/locations/L", parent)
+	}
+	f, err := parseFilter(filterText)
+	if err != nil {
+		return nil, 0, 0, status.Error(codes.InvalidArgument, err.Error())
+	}
+	offset := 0
+	if token != "" {
+		if offset, err = strconv.Atoi(token); err != nil || offset < 0 {
+			return nil, 0, 0, status.Errorf(codes.InvalidArgument, "bad page_token %q", token)
+		}
+	}
+	size := int(pageSize)
+	if size <= 0 || size > 1000 {
+		size = 100
+	}
+	return f, offset, size, nil
+}
+
+// page returns copies of all[offset:offset+size] and the next page's token.
+func page[T proto.Message](all []T, offset, size int) ([]T, string) {
+	var out []T
 	for i := offset; i < len(all) && i < offset+size; i++ {
-		resp.CustomJobs = append(resp.CustomJobs, proto.Clone(all[i]).(*aiplatformpb.CustomJob))
+		out = append(out, proto.Clone(all[i]).(T))
 	}
 	if offset+size < len(all) {
-		resp.NextPageToken = strconv.Itoa(offset + size)
+		return out, strconv.Itoa(offset + size)
 	}
-	return resp, nil
+	return out, ""
 }
 
 // CancelCustomJob implements the RPC: the job goes CANCELLING, its process

@@ -360,6 +360,9 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if _, err := modelStore.Write(ctx, ManifestFile, ds.Manifest.JSONL(), blob.WriteOptions{ContentType: "application/x-ndjson"}); err != nil {
 		return nil, err
 	}
+	if err := writeConfusion(ctx, modelStore, ds.Labels, Confusion(ortLogits, valY, len(ds.Labels))); err != nil {
+		return nil, err
+	}
 	res := &Result{Metadata: meta, History: st.History, Verification: ver, BestEpoch: st.BestEpoch, Dataset: ds,
 		GoLogits: goLogits, ORTLogits: ortLogits, ONNX: onnxBytes}
 	if cfg.Report.Enabled {

@@ -94,7 +94,7 @@ func TestEndToEnd(t *testing.T) {
 	if res.Verification.MaxAbsDiff > cfg.Export.Tolerance || res.Verification.Images != len(res.Dataset.Validation) {
 		t.Fatalf("verification %+v", res.Verification)
 	}
-	for _, f := range []string{model.ONNXFile, model.MetadataFile, MetricsFile, ConfigFile, ManifestFile,
+	for _, f := range []string{model.ONNXFile, model.MetadataFile, MetricsFile, ConfigFile, ManifestFile, ConfusionFile,
 		ReportDir + "/index.html", "checkpoints/" + CheckpointFile} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("missing %s: %v", f, err)

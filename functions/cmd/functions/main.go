@@ -13,6 +13,9 @@
 // On SIGTERM or SIGINT it waits up to SHUTDOWN_TIMEOUT_SECONDS (default 8)
 // for running requests, flushes metrics and exits. The Functions Framework
 // does not expose its server, so the listener stays open while draining.
+//
+// ORCHARD_PPROF_ADDR=127.0.0.1:6060 adds net/http/pprof on a separate
+// loopback-only listener (off by default; see pprof.go).
 package main
 
 import (
@@ -58,6 +61,9 @@ func run(log *slog.Logger) error {
 		drain = time.Duration(n) * time.Second
 	}
 
+	if err := startPprof(log); err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	served := make(chan error, 1)

@@ -6,6 +6,7 @@
 //	orchard promote  -registry URI -name N -version V [-margin M] [-allow-new-labels] [-force] [-alias A] [-reason TEXT]
 //	orchard rollback -registry URI -name N [-to V] [-alias A] [-reason TEXT]
 //	orchard alias show -registry URI -name N [-alias A]
+//	orchard sweep    -spec FILE -data URI -image IMG -output gs://... -region R [-publish REGISTRY] [-wait=false]
 //
 // train publishes a training request to the Pub/Sub topic SubmitTraining
 // listens on (PUBSUB_EMULATOR_HOST selects the emulator; the project comes
@@ -61,6 +62,7 @@ commands:
   promote    move production (or -alias) to a version through the quality gate
   rollback   move production (or -alias) back to an earlier version
   alias show show an alias, who moved it, when, why, and its history
+  sweep      submit a sweep spec as a Vertex AI HyperparameterTuningJob, compare the trials, publish the best
 
 run "orchard <command> -h" for a command's flags.
 `
@@ -76,6 +78,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{errors.New("no command")}
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "sweep" {
+		return runSweep(ctx, args, stdout, stderr)
+	}
 	if cmd == "-h" || cmd == "-help" || cmd == "--help" || cmd == "help" {
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -155,7 +160,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			enc.SetIndent("", "  ")
 			return enc.Encode(vs)
 		}
-		return printVersions(stdout, vs)
+		return printVersions(stdout, vs, reportLinks(ctx, vs))
 
 	case "promote":
 		version := fs.String("version", "", "version to promote")
@@ -262,10 +267,10 @@ func openRegistry(ctx context.Context, uri, name, project, topic string) (*regis
 	return registry.Open(ctx, uri, o)
 }
 
-func printVersions(w io.Writer, vs []registry.VersionInfo) error {
+func printVersions(w io.Writer, vs []registry.VersionInfo, reports []string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VERSION\tCREATED\tVAL_ACC\tVAL_LOSS\tEPOCHS\tVAL_IMAGES\tLABELS\tALIASES\tGATE")
-	for _, v := range vs {
+	fmt.Fprintln(tw, "VERSION\tCREATED\tVAL_ACC\tVAL_LOSS\tEPOCHS\tVAL_IMAGES\tLABELS\tALIASES\tGATE\tREPORT")
+	for i, v := range vs {
 		m := v.Metadata.Metrics
 		gate := "-"
 		if d := v.Decision; d != nil {
@@ -280,8 +285,8 @@ func printVersions(w io.Writer, vs []registry.VersionInfo) error {
 		}
 		aliases := append([]string(nil), v.Aliases...)
 		sort.Strings(aliases)
-		fmt.Fprintf(tw, "%s\t%s\t%.4f\t%.4f\t%d\t%d\t%s\t%s\t%s\n", v.Version, v.Metadata.CreatedAt.Format(time.RFC3339),
-			m.ValidationAccuracy, m.ValidationLoss, m.Epochs, m.ValidationImages, labels, dash(strings.Join(aliases, ",")), gate)
+		fmt.Fprintf(tw, "%s\t%s\t%.4f\t%.4f\t%d\t%d\t%s\t%s\t%s\t%s\n", v.Version, v.Metadata.CreatedAt.Format(time.RFC3339),
+			m.ValidationAccuracy, m.ValidationLoss, m.Epochs, m.ValidationImages, labels, dash(strings.Join(aliases, ",")), gate, dash(reports[i]))
 	}
 	return tw.Flush()
 }

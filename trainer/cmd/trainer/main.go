@@ -8,6 +8,8 @@
 //	trainer gen-data -out DIR [-classes N -per-class M -size S -seed N]
 //	trainer bench [-size S -batch B -steps N]
 //	trainer config [-config FILE] [-set key=value ...]   (print the resolved config)
+//	trainer compare -out DIR [-registry URI] RUN_OR_VERSION...
+//	trainer sweep -spec FILE -data URI -out DIR [-parallel N] [-publish REGISTRY]
 //
 // On Vertex AI, AIP_MODEL_DIR, AIP_CHECKPOINT_DIR and AIP_TENSORBOARD_LOG_DIR
 // are used when the matching flags are not given. Failures exit non-zero
@@ -51,6 +53,8 @@ commands:
   gen-data  write a small synthetic folder-per-class dataset
   bench     training throughput, im2col vs native convolution
   config    print the resolved configuration
+  compare   one HTML page putting runs (directories, gs:// or registry NAME@VERSION) side by side
+  sweep     hyperparameter sweep (grid or random) as local trainer processes, best trial to the registry
 
 run "trainer <command> -h" for the command's flags`
 
@@ -70,6 +74,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdBench(ctx, args[1:], stdout, stderr)
 	case "config":
 		return cmdConfig(args[1:], stdout, stderr)
+	case "compare":
+		return cmdCompare(ctx, args[1:], stdout, stderr)
+	case "sweep":
+		return cmdSweep(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil

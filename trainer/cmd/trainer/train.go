@@ -37,11 +37,16 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	name := fs.String("name", "", "model name (same as -set name=N; with -publish, the registry model name)")
 	allowNew := fs.Bool("allow-new-labels", false, "with -publish: let the gate promote a model whose labels differ from production's")
 	margin := fs.Float64("margin", 0, "with -publish: accuracy margin of the quality gate (see shared/registry)")
+	hpMetric := fs.String("hypertune-metric", "", "after the run, report this model.json metric (e.g. validation_accuracy) in the cloudml-hypertune file Vertex AI tuning reads ($CLOUD_ML_HP_METRIC_FILE)")
+	var prof profiles
+	prof.register(fs)
 	var sets multiFlag
-	fs.Var(&sets, "set", "override a config key, e.g. -set train.epochs=20 (repeatable)")
+	fs.Var(&sets, "set", "override a config key, e.g. -set train.epochs=20 (repeatable); a tuning trial's --key=value arguments are read as -set")
+	args, hpSets := hyperparameterArgs(fs, args)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	sets = append(sets, hpSets...)
 	if fs.NArg() > 0 {
 		return fmt.Errorf("train: unexpected arguments %v", fs.Args())
 	}
@@ -52,6 +57,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	asTrial(cfg, *hpMetric)
 	modelDir := firstNonEmpty(*out, os.Getenv("AIP_MODEL_DIR"))
 	if modelDir == "" {
 		return fmt.Errorf("train: no output: pass -out DIR or set AIP_MODEL_DIR")
@@ -66,6 +72,10 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if terminal {
 		progress = stdout
 	}
+	stopProfiles, err := prof.start()
+	if err != nil {
+		return err
+	}
 	res, err := train.Run(ctx, train.Options{
 		Config:        cfg,
 		ModelURI:      modelDir,
@@ -74,8 +84,16 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Logger:        log,
 		Progress:      progress,
 	})
+	if perr := stopProfiles(ctx, modelDir); err == nil {
+		err = perr
+	}
 	if err != nil {
 		return err
+	}
+	if *hpMetric != "" {
+		if err := reportMetric(res, *hpMetric); err != nil {
+			return err
+		}
 	}
 	m := res.Metadata
 	fmt.Fprintf(stdout, "model %s %s: validation accuracy %.4f (onnxruntime, %d images), %d epochs (best %d), max |logit diff| %.2g -> %s\n",

@@ -7,7 +7,8 @@
 //	    -env STORAGE_EMULATOR_HOST=127.0.0.1:4443 -log-dir /tmp/vertex-logs
 //
 // Clients point at it with VERTEX_ENDPOINT=127.0.0.1:8089 (plaintext, no
-// credentials). Each job's output goes to LOG_DIR/<job ID>.log.
+// credentials). Each job's output goes to LOG_DIR/<job ID>.log. Tuning
+// jobs (orchard sweep -endpoint 127.0.0.1:8089) run each trial as such a job.
 package main
 
 import (
