@@ -162,8 +162,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		margin := fs.Float64("margin", 0, "accept up to this much lower validation accuracy than the current version")
 		allowNew := fs.Bool("allow-new-labels", false, "accept a different label set")
 		force := fs.Bool("force", false, "skip the quality gate (recorded)")
+		evalURI := fs.String("eval", os.Getenv("EVAL_URI"), "the operator's evaluation set (folder per class) the gate scores both models on (default $EVAL_URI)")
 		if err := parse(fs, args); err != nil {
 			return err
+		}
+		var eval *registry.EvalSet
+		if *evalURI != "" {
+			var err error
+			if eval, err = registry.OpenEvalSet(ctx, *evalURI); err != nil {
+				return err
+			}
 		}
 		if *version == "" {
 			return usageError{errors.New("-version is required")}
@@ -174,7 +182,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		d, err := reg.Promote(ctx, *name, *version, registry.PromoteOptions{
 			GateOptions: registry.GateOptions{Margin: *margin, AllowNewLabels: *allowNew},
-			Alias:       *alias, By: *by, Reason: *reason, Force: *force,
+			Alias:       *alias, By: *by, Reason: *reason, Force: *force, Eval: eval,
 		})
 		if err != nil {
 			return err
