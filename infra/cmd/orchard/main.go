@@ -6,6 +6,8 @@
 //	orchard promote  -registry URI -name N -version V [-margin M] [-allow-new-labels] [-force] [-alias A] [-reason TEXT]
 //	orchard rollback -registry URI -name N [-to V] [-alias A] [-reason TEXT]
 //	orchard alias show -registry URI -name N [-alias A]
+//	orchard deadletters -subscription S [-project P]
+//	orchard redrive  -subscription S [-project P] [-topic T] [-dry-run]
 //
 // train publishes a training request to the Pub/Sub topic SubmitTraining
 // listens on (PUBSUB_EMULATOR_HOST selects the emulator; the project comes
@@ -61,6 +63,8 @@ commands:
   promote    move production (or -alias) to a version through the quality gate
   rollback   move production (or -alias) back to an earlier version
   alias show show an alias, who moved it, when, why, and its history
+  deadletters list dead-lettered events (object or request, attempts, last error)
+  redrive    replay dead-lettered events to their function (after the cause is fixed)
 
 run "orchard <command> -h" for a command's flags.
 `
@@ -86,6 +90,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return usageError{errors.New(`"alias" needs a subcommand: show`)}
 		}
 		cmd, args = "alias show", args[1:]
+	}
+	switch cmd {
+	case "deadletters":
+		return runDeadLetters(ctx, args, stdout, stderr)
+	case "redrive":
+		return runRedrive(ctx, args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("orchard "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
