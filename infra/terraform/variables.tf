@@ -291,3 +291,9 @@ variable "training_override_limits" {
   type        = string
   default     = ""
 }
+
+variable "alert_notification_channels" {
+  description = "Monitoring notification channels (projects/P/notificationChannels/ID) told when dead letters wait."
+  type        = list(string)
+  default     = []
+}

@@ -225,6 +225,15 @@ run "wiring_and_least_privilege" {
     condition     = alltrue([for s in google_pubsub_subscription.pull : s.dead_letter_policy[0].max_delivery_attempts == 5])
     error_message = "a pull subscription has no dead-letter policy"
   }
+  # Every dead-letter topic keeps its messages on a subscription that never
+  # expires, and its backlog raises an alert.
+  assert {
+    condition = length(google_pubsub_subscription.dead_letter) == length(google_pubsub_topic.dead_letter) && alltrue([for k, s in google_pubsub_subscription.dead_letter :
+      s.expiration_policy[0].ttl == "" &&
+      strcontains(google_monitoring_alert_policy.dead_letters.conditions[0].condition_threshold[0].filter, "\"${s.name}\"")
+    ])
+    error_message = "a dead-letter topic lacks a kept subscription or the backlog alert"
+  }
   assert {
     condition = alltrue([
       for t in google_pubsub_topic_iam_member.dead_letter_publisher : t.member == "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
