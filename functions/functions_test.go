@@ -4,14 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
 
 	"github.com/orchard-mlops/orchard/functions/predict"
 	"github.com/orchard-mlops/orchard/shared/emulators"
@@ -39,16 +35,9 @@ func TestRegisteredFunctions(t *testing.T) {
 	t.Setenv("FUNCTION_TARGET", "")
 	t.Setenv("OTEL_METRICS_EXPORTER", "none")
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	// The framework's server cannot be stopped; it ends with the test binary.
-	go funcframework.StartHostPort("127.0.0.1", strconv.Itoa(port))
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	base := serveForTest(t, DefaultTimeouts())
 	var resp *http.Response
+	var err error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if resp, err = http.Get(base + "/Predict"); err == nil {
 			break

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,7 +39,7 @@ type Config struct {
 	MaxImagePixels int64         // MAX_IMAGE_PIXELS: cap on width*height (default 40 MP)
 	MaxObjects     int           // MAX_OBJECTS: images per multipart, uris or prefix request (default 256)
 	Workers        int           // WORKERS: concurrent reads+classifications per request (default 2*GOMAXPROCS)
-	AllowedBuckets []string      // PREDICT_ALLOWED_BUCKETS: buckets JSON requests may read (default any)
+	AllowedBuckets []string      // PREDICT_ALLOWED_BUCKETS: buckets JSON requests may read (default none: gs:// requests are refused)
 	ModelRetry     time.Duration // MODEL_RETRY_MAX_SECONDS: longest wait between failed model loads (default 30s)
 	StorageTimeout time.Duration // STORAGE_TIMEOUT_SECONDS: bound on one storage call (read, list, stat, write), retries included (default 30s)
 
@@ -208,14 +209,9 @@ func (c Config) maxImage() int64 {
 	return preprocess.DefaultMaxBytes
 }
 
+// bucketAllowed fails closed: with no allow-list, no bucket may be read
+// through a JSON request (the function's account can read the registry,
+// which callers must not browse).
 func (c Config) bucketAllowed(b string) bool {
-	if len(c.AllowedBuckets) == 0 {
-		return true
-	}
-	for _, a := range c.AllowedBuckets {
-		if a == b {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(c.AllowedBuckets, b)
 }

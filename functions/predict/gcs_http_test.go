@@ -190,7 +190,9 @@ func ptr[T any](v T) *T { return &v }
 func TestPredictJSONStorageDown(t *testing.T) {
 	g := newGCS(t, "imgs")
 	g.put(t, "imgs", "a.jpg", "image/jpeg", redJPEG(t))
-	s := newServer(t, testConfig(), GCSObjects{Client: g.client}, nil)
+	cfg := testConfig()
+	cfg.AllowedBuckets = []string{"imgs"}
+	s := newServer(t, cfg, GCSObjects{Client: g.client}, nil)
 	if err := g.srv.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -204,5 +206,21 @@ func TestPredictJSONStorageDown(t *testing.T) {
 	w, body = do(t, s, post("/", "application/json", []byte(`{"prefix":"gs://imgs/"}`)))
 	if w.Code != http.StatusBadGateway || body["kind"] != KindStorage {
 		t.Errorf("listing with storage down: %d %s, want 502", w.Code, w.Body)
+	}
+}
+
+// TestPredictAllowListFailsClosed: with PREDICT_ALLOWED_BUCKETS unset, no
+// bucket can be read through a JSON request (the account can read the
+// registry; callers must not browse it).
+func TestPredictAllowListFailsClosed(t *testing.T) {
+	g := newGCS(t, "imgs")
+	g.put(t, "imgs", "a.jpg", "image/jpeg", redJPEG(t))
+	s := newServer(t, testConfig(), GCSObjects{Client: g.client}, nil)
+	w, body := do(t, s, post("/", "application/json", []byte(`{"uris":["gs://imgs/a.jpg"]}`)))
+	if res := body["results"].([]any)[0].(map[string]any); w.Code != 200 || res["kind"] != "forbidden" {
+		t.Errorf("status %d, result %v: want the object refused as forbidden", w.Code, res)
+	}
+	if w, _ := do(t, s, post("/", "application/json", []byte(`{"prefix":"gs://imgs/"}`))); w.Code != http.StatusForbidden {
+		t.Errorf("listing without an allow-list: %d, want 403", w.Code)
 	}
 }

@@ -60,7 +60,8 @@ func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 //	train -data DIR -set name=N [-set k=v ...] -publish REGISTRY -name N [-allow-new-labels]
 //
 // without training: the "dataset" holds a ready model under seed/, which is
-// written to AIP_MODEL_DIR (with the name and version from -set) and then
+// written to AIP_MODEL_DIR (with the name from -set and the version
+// "m<message ID>", as requests may not choose versions) and then
 // published with registry.Publish, as the real trainer's -publish step
 // should. With ORCHARD_REAL_TRAINER set it execs that binary instead.
 func fakeTrainer(args []string) int {
@@ -94,13 +95,12 @@ func fakeTrainer(args []string) int {
 		switch k {
 		case "name":
 			m.Metadata.Name = v
-		case "version":
-			m.Metadata.Version = v
 		case "train.epochs":
 		default:
 			return fail(fmt.Errorf("unknown config key %q", k))
 		}
 	}
+	m.Metadata.Version = "m" + os.Getenv("ORCHARD_MESSAGE_ID")
 	out := os.Getenv("AIP_MODEL_DIR")
 	if out == "" || *publish == "" {
 		return fail(errors.New("AIP_MODEL_DIR and -publish are required"))
@@ -374,30 +374,32 @@ func (p *pipeline) runFake(t *testing.T) {
 
 	// 1. First training: becomes production; the predictor starts serving it.
 	id1 := p.publish(t, submittraining.Request{Dataset: seedDataset(t, []string{"red", "green", "blue"}, 0.9), Model: "colours",
-		Overrides: []string{"version=v1", "train.epochs=1"}, Requester: "alice"})
+		Overrides: []string{"train.epochs=1"}, Requester: "alice"})
+	v1 := "m" + id1
 	j1 := p.jobFor(t, id1, 60*time.Second)
 	if got := j1.GetJobSpec().GetBaseOutputDirectory().GetOutputUriPrefix(); got != "gs://orchard-runs/runs/orchard-train-colours-"+submittraining.LabelValue(id1) {
 		t.Errorf("base output directory %s", got)
 	}
-	waitServing(t, w, red, "v1", "red")
+	waitServing(t, w, red, v1, "red")
 
 	// 2. Second training (labels permuted, slightly better): the running
 	// predictor swaps to it without a restart.
 	ds2 := seedDataset(t, []string{"green", "blue", "red"}, 0.92)
-	req2 := submittraining.Request{Dataset: ds2, Model: "colours", Overrides: []string{"version=v2"}}
+	req2 := submittraining.Request{Dataset: ds2, Model: "colours"}
 	id2 := p.publish(t, req2)
+	v2 := "m" + id2
 	p.jobFor(t, id2, 60*time.Second)
-	waitServing(t, w, red, "v2", "green")
+	waitServing(t, w, red, v2, "green")
 
 	// 3. A worse model is trained, stored, rejected by the gate and never served.
-	id3 := p.publish(t, submittraining.Request{Dataset: seedDataset(t, []string{"blue", "red", "green"}, 0.5), Model: "colours", Overrides: []string{"version=v3"}})
+	id3 := p.publish(t, submittraining.Request{Dataset: seedDataset(t, []string{"blue", "red", "green"}, 0.5), Model: "colours"})
 	p.jobFor(t, id3, 60*time.Second)
-	d, err := p.reg.Decision(ctx, "colours", "v3")
-	if err != nil || d.Accepted || !strings.Contains(d.Reason, "below production v2") {
-		t.Errorf("v3 decision = %+v, %v", d, err)
+	d, err := p.reg.Decision(ctx, "colours", "m"+id3)
+	if err != nil || d.Accepted || !strings.Contains(d.Reason, "below production "+v2) {
+		t.Errorf("third version's decision = %+v, %v", d, err)
 	}
-	if a, _ := p.reg.Alias(ctx, "colours", registry.Production); a == nil || a.Version != "v2" {
-		t.Errorf("production = %+v, want v2", a)
+	if a, _ := p.reg.Alias(ctx, "colours", registry.Production); a == nil || a.Version != v2 {
+		t.Errorf("production = %+v, want %s", a, v2)
 	}
 
 	// 4. A second identical delivery of message 2 (same ID and body, as
@@ -424,6 +426,8 @@ func (p *pipeline) runFake(t *testing.T) {
 		p.publishRaw(t, []byte("please train colours")),
 		p.publishRaw(t, []byte(`{"dataset":"s3://elsewhere/x","model":"colours"}`)),
 		p.publishRaw(t, []byte(`{"dataset":"gs://b/x","model":"colours","overrides":["-publish=evil"]}`)),
+		p.publishRaw(t, []byte(`{"dataset":"gs://b/x","model":"colours","overrides":["data.validation_fraction=0.01"]}`)),
+		p.publishRaw(t, []byte(`{"dataset":"gs://b/x","model":"colours","overrides":["train.epochz=3"]}`)),
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for _, id := range poison {
@@ -481,11 +485,11 @@ func (p *pipeline) runReal(t *testing.T) {
 	t.Setenv("ORT_LIB", ort.Path()) // jobs run in another directory
 	t.Setenv("GOMAXPROCS", "2")
 	id := p.publish(t, submittraining.Request{Dataset: data, Model: "shapes", Overrides: []string{
-		"train.epochs=3", "model.input_size=16", "model.widths=[8,16]", "report.enabled=false", "version=r1",
+		"train.epochs=3", "model.input_size=16", "model.widths=[8,16]", "report.enabled=false",
 	}})
 	p.jobFor(t, id, 8*time.Minute)
 	a, err := p.reg.Alias(t.Context(), "shapes", registry.Production)
-	if err != nil || a.Version != "r1" {
+	if err != nil || a.Version == "" {
 		t.Fatalf("production of shapes = %+v, %v", a, err)
 	}
 	w := registry.NewWatcher(p.reg, "shapes", registry.WatcherOptions{})
@@ -493,7 +497,7 @@ func (p *pipeline) runReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close(context.Background())
-	if _, version, err := predict(t, w, modeltest.JPEG(t, modeltest.Solid(modeltest.Red, 64, 64))); err != nil || version != "r1" {
+	if _, version, err := predict(t, w, modeltest.JPEG(t, modeltest.Solid(modeltest.Red, 64, 64))); err != nil || version != a.Version {
 		t.Errorf("predict with the trained model: version %q, %v", version, err)
 	}
 }

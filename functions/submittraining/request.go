@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+
+	"github.com/orchard-mlops/orchard/trainer/config"
 )
 
 // Request is the JSON body of a training request message.
@@ -46,10 +48,14 @@ var (
 	bucketRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$`)
 )
 
-// reservedKeys are config keys the request sets itself.
-var reservedKeys = map[string]string{
-	"name":     "the model name comes from the request's model field",
-	"data.uri": "the dataset comes from the request's dataset field",
+// Policy is what the operator lets requests do.
+type Policy struct {
+	// AllowLocalData permits local dataset paths (local runs only).
+	AllowLocalData bool
+	// Limits are the overridable keys and their bounds; nil means
+	// config.DefaultLimits (TRAINING_OVERRIDE_LIMITS sets them, see
+	// config.ParseLimits).
+	Limits config.Limits
 }
 
 // ErrInvalidRequest marks a request that can never succeed; it is
@@ -57,8 +63,8 @@ var reservedKeys = map[string]string{
 var ErrInvalidRequest = errors.New("invalid training request")
 
 // ParseRequest decodes a request strictly (unknown fields and trailing data
-// are errors) and validates it. allowLocalData permits local dataset paths.
-func ParseRequest(b []byte, allowLocalData bool) (*Request, error) {
+// are errors) and validates it against the operator's policy.
+func ParseRequest(b []byte, p Policy) (*Request, error) {
 	if len(b) > MaxRequestBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidRequest, len(b), MaxRequestBytes)
 	}
@@ -71,14 +77,23 @@ func ParseRequest(b []byte, allowLocalData bool) (*Request, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidRequest)
 	}
-	if err := r.Validate(allowLocalData); err != nil {
+	if err := r.ValidatePolicy(p); err != nil {
 		return nil, err
 	}
 	return &r, nil
 }
 
-// Validate checks every field, reporting all problems at once.
+// Validate checks every field against the default limits (what `orchard
+// train` checks before publishing; the function applies the operator's).
 func (r *Request) Validate(allowLocalData bool) error {
+	return r.ValidatePolicy(Policy{AllowLocalData: allowLocalData})
+}
+
+// ValidatePolicy checks every field, and the overrides against the
+// policy's allow-list and bounds (config.CheckRequest), reporting all
+// problems at once.
+func (r *Request) ValidatePolicy(p Policy) error {
+	allowLocalData := p.AllowLocalData
 	var errs []error
 	if !modelRE.MatchString(r.Model) {
 		errs = append(errs, fmt.Errorf("model %q must match %s", r.Model, modelRE))
@@ -89,14 +104,20 @@ func (r *Request) Validate(allowLocalData bool) error {
 	if len(r.Overrides) > MaxOverrides {
 		errs = append(errs, fmt.Errorf("%d overrides, limit %d", len(r.Overrides), MaxOverrides))
 	}
+	syntaxOK := true
 	for _, o := range r.Overrides {
 		if len(o) > MaxOverrideBytes || !overrideRE.MatchString(o) {
 			errs = append(errs, fmt.Errorf("override %q must match %s (at most %d bytes)", o, overrideRE, MaxOverrideBytes))
-			continue
+			syntaxOK = false
 		}
-		k, _, _ := strings.Cut(o, "=")
-		if why, ok := reservedKeys[k]; ok {
-			errs = append(errs, fmt.Errorf("override %q is not allowed: %s", o, why))
+	}
+	if syntaxOK && len(r.Overrides) <= MaxOverrides {
+		lim := p.Limits
+		if lim == nil {
+			lim = config.DefaultLimits()
+		}
+		if err := config.CheckRequest(r.Overrides, lim); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if len(r.Requester) > MaxRequester || hasControl(r.Requester) {

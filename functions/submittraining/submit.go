@@ -61,6 +61,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/orchard-mlops/orchard/shared/logging"
+	"github.com/orchard-mlops/orchard/trainer/config"
 )
 
 // Labels set on every job.
@@ -93,6 +94,14 @@ type Config struct {
 	// (MODEL_PUBLISHED_TOPIC: projects/P/topics/T; optional).
 	ModelPublishedTopic string
 	Timeout             time.Duration // TRAINING_TIMEOUT, default 2h: the job's scheduling timeout
+	// OverrideLimits are the keys requests may override and their upper
+	// bounds (TRAINING_OVERRIDE_LIMITS, see config.ParseLimits; default
+	// config.DefaultLimits).
+	OverrideLimits config.Limits
+	// EvalURI is the operator's evaluation set (EVAL_URI: a gs:// or local
+	// folder-per-class prefix), passed to the job so the quality gate scores
+	// the candidate and production on data no request chooses.
+	EvalURI string
 }
 
 // ConfigFromEnv reads the configuration from environment variables.
@@ -124,6 +133,12 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	c.Insecure = boolVar("VERTEX_INSECURE", c.Endpoint != "" && isLoopback(c.Endpoint))
 	c.AllowLocalData = boolVar("ALLOW_LOCAL_DATA", false)
+	c.EvalURI = getenv("EVAL_URI")
+	lim, err := config.ParseLimits(getenv("TRAINING_OVERRIDE_LIMITS"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("TRAINING_OVERRIDE_LIMITS: %w", err))
+	}
+	c.OverrideLimits = lim
 	if v := getenv("TRAINING_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -246,7 +261,7 @@ func (s *Submitter) HandleEvent(ctx context.Context, e event.Event) error {
 		log.ErrorContext(ctx, "SubmitTraining: dropping a message without an ID (cannot be deduplicated)")
 		return nil
 	}
-	req, err := ParseRequest(d.Message.Data, s.cfg.AllowLocalData)
+	req, err := ParseRequest(d.Message.Data, Policy{AllowLocalData: s.cfg.AllowLocalData, Limits: s.cfg.OverrideLimits})
 	if err != nil {
 		log.ErrorContext(ctx, "SubmitTraining: rejected invalid training request; acknowledged, no job submitted",
 			"err", err.Error(), "data_bytes", len(d.Message.Data), "data_prefix", printablePrefix(d.Message.Data, 200))
@@ -328,6 +343,9 @@ func (s *Submitter) jobEnv(msgID string, req *Request) []*aiplatformpb.EnvVar {
 	}
 	if s.cfg.ModelPublishedTopic != "" {
 		env = append(env, &aiplatformpb.EnvVar{Name: "MODEL_PUBLISHED_TOPIC", Value: s.cfg.ModelPublishedTopic})
+	}
+	if s.cfg.EvalURI != "" {
+		env = append(env, &aiplatformpb.EnvVar{Name: "EVAL_URI", Value: s.cfg.EvalURI})
 	}
 	if s.cfg.Project != "" {
 		env = append(env, &aiplatformpb.EnvVar{Name: "GOOGLE_CLOUD_PROJECT", Value: s.cfg.Project})

@@ -53,14 +53,23 @@ func TestParseRequest(t *testing.T) {
 		{"override no value", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["train.epochs="]}`, false, "override"},
 		{"override newline", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["train.epochs=3\n-publish"]}`, false, "override"},
 		{"override flag injection", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["-publish=x"]}`, false, "override"},
-		{"reserved name", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["name=other"]}`, false, "not allowed"},
-		{"reserved data", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["data.uri=gs://x/y"]}`, false, "not allowed"},
+		{"reserved name", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["name=other"]}`, false, "model name comes from"},
+		{"reserved data", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["data.uri=gs://x/y"]}`, false, "dataset comes from"},
+		{"tiny validation split", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["data.validation_fraction=0.01"]}`, false, "validation split is the operator's"},
+		{"test dir", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["data.test_dir=Easy"]}`, false, "validation split is the operator's"},
+		{"version", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["version=v9"]}`, false, "assigned by the trainer"},
+		{"pixel cap", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["data.max_image_pixels=999999999999"]}`, false, "decoding limits"},
+		{"misspelt key", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["train.epochz=3"]}`, false, "unknown key"},
+		{"epochs over bound", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["train.epochs=100000"]}`, false, "above the operator's bound 50"},
+		{"width over bound", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["model.widths=[8,4096]"]}`, false, "above the operator's bound"},
+		{"input over bound", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["model.input_size=1024"]}`, false, "model.input_size=1024"},
+		{"epochs below range", `{"dataset":"gs://bucket/x","model":"fruits","overrides":["train.epochs=0"]}`, false, "train.epochs must be >= 1"},
 		{"wrong type", `{"dataset":"gs://bucket/x","model":"fruits","overrides":"train.epochs=3"}`, false, "decoding JSON"},
 		{"all problems at once", `{"dataset":"x","model":"X","overrides":["bad"]}`, false, "model \"X\""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := submittraining.ParseRequest([]byte(tt.body), tt.allowLocal)
+			r, err := submittraining.ParseRequest([]byte(tt.body), submittraining.Policy{AllowLocalData: tt.allowLocal})
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("valid request refused: %v", err)

@@ -75,6 +75,12 @@ if [[ $mode == fast || $mode == all ]]; then
   expect_failure "terraform test: predictors pinned by default (never follow promotions)" 'a service pins MODEL_URI by default' \
     env TF_CHECK_WORKDIR="$tmp/tf-work-pin" "$checks/terraform.sh" "$d"
 
+  d="$(tf_copy tf-iam)"
+  # The pre-fix grant: objectCreator cannot replace a result.
+  plant "$d/iam.tf" 's#\["predict_on_upload", "results", "roles/storage.objectUser"\]#["predict_on_upload", "results", "roles/storage.objectCreator"]#'
+  expect_failure "IAM check: a storage call the grants do not cover" 'needs storage.objects.delete on results' \
+    env TF_CHECK_WORKDIR="$tmp/tf-work-iam" "$checks/terraform.sh" "$d"
+
   echo "planted-errors: cloudbuild.yaml"
   cp "$repo/cloudbuild.yaml" "$tmp/unknown-field.yaml"
   plant "$tmp/unknown-field.yaml" "0,/^    waitFor: \['onnxruntime'\]$/s//    waitFor: ['onnxruntime']\n    timeoutz: 600s/"

@@ -55,7 +55,7 @@ chmod +x "$tmp/bin/gcloud"
 export PATH="$tmp/bin:$PATH" REAL_GCLOUD="$real_gcloud" FAKE_SDK_CONFIG="$tmp/sdk"
 # deploy.sh's optional inputs take their defaults here, whatever the caller's
 # shell exports (e.g. MODEL_URI for a local run of the functions).
-unset PREFIX BUCKET_PREFIX MODEL_NAME MODEL_ALIAS MODEL_URI VERTEX_REGION \
+unset PREFIX BUCKET_PREFIX MODEL_NAME MODEL_ALIAS MODEL_URI EVAL_URI TRAINING_OVERRIDE_LIMITS VERTEX_REGION \
   TRAINER_MACHINE_TYPE MAX_DELIVERY_ATTEMPTS UPLOAD_PREFIXES
 export PROJECT_ID=p-test REGION=europe-west1 \
   FUNCTIONS_IMAGE=europe-west1-docker.pkg.dev/p-test/orchard/functions:b1 \
@@ -122,7 +122,7 @@ check "existing triggers are updated, not recreated" \
 # required in the pinned one (which deploys only the two predictors).
 python3 - "$repo/infra/terraform/run.tf" "$log" "$tmp/pinned.log" <<'PY' || fail=1
 import re, sys
-OPTIONAL = {"MODEL_URI"}
+OPTIONAL = {"MODEL_URI", "EVAL_URI", "TRAINING_OVERRIDE_LIMITS"}
 tf = open(sys.argv[1]).read()
 block = tf[tf.index("function_env = {"):]
 want = {}

@@ -43,6 +43,8 @@ VERTEX_REGION="${VERTEX_REGION:-$REGION}"
 TRAINER_MACHINE_TYPE="${TRAINER_MACHINE_TYPE:-n2-standard-8}"
 MAX_DELIVERY_ATTEMPTS="${MAX_DELIVERY_ATTEMPTS:-5}"
 UPLOAD_PREFIXES="${UPLOAD_PREFIXES:-}"
+EVAL_URI="${EVAL_URI:-}"                                 # the quality gate's evaluation set (optional)
+TRAINING_OVERRIDE_LIMITS="${TRAINING_OVERRIDE_LIMITS:-}" # bounds on request overrides (optional)
 
 sa() { echo "$PREFIX-$1@$PROJECT_ID.iam.gserviceaccount.com"; }
 topic() { echo "projects/$PROJECT_ID/topics/$PREFIX-$1"; }
@@ -134,6 +136,10 @@ case "${1:-}" in
     ;;
   submit-training)
     : "${TRAINER_IMAGE:?TRAINER_IMAGE is required}"
+    # Left out when empty, as Terraform leaves out its null values.
+    gate_env=()
+    [[ -z $EVAL_URI ]] || gate_env+=("EVAL_URI=$EVAL_URI")
+    [[ -z $TRAINING_OVERRIDE_LIMITS ]] || gate_env+=("TRAINING_OVERRIDE_LIMITS=$TRAINING_OVERRIDE_LIMITS")
     deploy submit-training submit internal 512Mi 16 2 60s \
       FUNCTION_TARGET=SubmitTraining \
       "VERTEX_REGION=$VERTEX_REGION" \
@@ -142,7 +148,8 @@ case "${1:-}" in
       "TRAINER_SERVICE_ACCOUNT=$(sa trainer)" \
       "TRAINING_OUTPUT_URI=$registry/training-runs" \
       "REGISTRY_URI=$registry" \
-      "MODEL_PUBLISHED_TOPIC=$(topic model-published)"
+      "MODEL_PUBLISHED_TOPIC=$(topic model-published)" \
+      "${gate_env[@]}"
     ;;
   triggers)
     # Direct Cloud Storage events: the trigger lives in the bucket's location.

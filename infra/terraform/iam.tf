@@ -30,27 +30,67 @@ locals {
     }
   }
 
-  # Bucket-level grants: [service account key, bucket key, role].
+  # Bucket-level grants: [service account key, bucket key, role]. What each
+  # account's code does with storage is tabled in storage_calls.csv (kept
+  # true by Go tests that record the calls); the precondition on
+  # google_storage_bucket_iam_member.grants fails the plan when a call is
+  # not covered by these grants.
   bucket_grants = [
     # Predict reads the served model, and gs:// images named in JSON requests
     # from the uploads and datasets buckets (PREDICT_ALLOWED_BUCKETS).
     ["predict", "models", "roles/storage.objectViewer"],
     ["predict", "uploads", "roles/storage.objectViewer"],
     ["predict", "datasets", "roles/storage.objectViewer"],
-    # PredictOnUpload reads uploads and the model, writes results with a
-    # does-not-exist precondition and reads them back on a conflict.
+    # PredictOnUpload reads uploads and the model, and writes results: a
+    # re-uploaded name replaces its result, and replacing an object needs
+    # storage.objects.delete as well as create (objectCreator cannot), so
+    # objectUser.
     ["predict_on_upload", "models", "roles/storage.objectViewer"],
     ["predict_on_upload", "uploads", "roles/storage.objectViewer"],
-    ["predict_on_upload", "results", "roles/storage.objectCreator"],
-    ["predict_on_upload", "results", "roles/storage.objectViewer"],
+    ["predict_on_upload", "results", "roles/storage.objectUser"],
     # SubmitTraining checks the dataset and the registry before creating a job.
     ["submit_training", "datasets", "roles/storage.objectViewer"],
     ["submit_training", "models", "roles/storage.objectViewer"],
-    # The training job reads datasets, writes its output under training-runs/
-    # and publishes versions and moves aliases in the registry (alias moves
-    # overwrite objects, which needs delete: objectUser, not objectCreator).
+    # The training job reads datasets (and the evaluation set) and the whole
+    # registry (the gate loads production); its writes are the conditional
+    # grants below.
     ["trainer", "datasets", "roles/storage.objectViewer"],
-    ["trainer", "models", "roles/storage.objectUser"],
+    ["trainer", "models", "roles/storage.objectViewer"],
+  ]
+
+  # Bucket-level grants limited by IAM Conditions to object-name prefixes:
+  # [service account key, bucket key, role, [prefixes]]. The trainer may
+  # create (never replace: that needs delete) versions of the models it
+  # trains, and replace only their aliases and gate decisions and its own
+  # job output; another model's versions and aliases are out of its reach.
+  conditional_bucket_grants = [
+    ["trainer", "models", "roles/storage.objectCreator", [for m in local.trainer_models : "models/${m}/versions/"]],
+    ["trainer", "models", "roles/storage.objectUser", concat(["training-runs/"],
+    flatten([for m in local.trainer_models : ["models/${m}/aliases/", "models/${m}/decisions/"]]))],
+  ]
+  trainer_models = coalesce(var.trainer_models, [var.model_name])
+
+  # The storage permissions of the predefined roles granted here (from
+  # https://cloud.google.com/storage/docs/access-control/iam-roles).
+  role_permissions = {
+    "roles/storage.objectViewer"  = ["storage.objects.get", "storage.objects.list"]
+    "roles/storage.objectCreator" = ["storage.objects.create"]
+    "roles/storage.objectUser"    = ["storage.objects.create", "storage.objects.delete", "storage.objects.get", "storage.objects.list", "storage.objects.update"]
+  }
+  storage_grants = concat(
+    [for g in local.bucket_grants : { account = g[0], bucket = g[1], role = g[2], prefixes = [""] }],
+    [for g in local.conditional_bucket_grants : { account = g[0], bucket = g[1], role = g[2], prefixes = g[3] }],
+  )
+  # Rows of storage_calls.csv whose prefix contains <model> stand for every
+  # model the trainer trains.
+  storage_calls = flatten([for c in csvdecode(file("${path.module}/storage_calls.csv")) :
+    [for m in(strcontains(c.prefix, "<model>") ? local.trainer_models : [""]) : merge(c, { prefix = replace(c.prefix, "<model>", m) })]
+  ])
+  # Calls no grant covers: the account, bucket, permission and prefix match
+  # (an IAM Condition's prefix must be a prefix of the call's).
+  missing_storage_permissions = [for c in local.storage_calls : "${c.account} needs ${c.permission} on ${c.bucket}/${c.prefix}* (${c.why})"
+    if !anytrue([for g in local.storage_grants : g.account == c.account && g.bucket == c.bucket &&
+    contains(local.role_permissions[g.role], c.permission) && anytrue([for p in g.prefixes : startswith(c.prefix, p)])])
   ]
 
   # Project-level grants (roles that have no narrower resource to bind to).
@@ -81,6 +121,28 @@ resource "google_storage_bucket_iam_member" "grants" {
   bucket = google_storage_bucket.buckets[each.value[1]].name
   role   = each.value[2]
   member = google_service_account.sa[each.value[0]].member
+
+  lifecycle {
+    precondition {
+      condition     = length(local.missing_storage_permissions) == 0
+      error_message = "IAM does not grant what the code does (storage_calls.csv): ${join("; ", local.missing_storage_permissions)}"
+    }
+  }
+}
+
+resource "google_storage_bucket_iam_member" "conditional_grants" {
+  for_each = { for g in local.conditional_bucket_grants : "${g[0]}/${g[1]}/${g[2]}" => g }
+
+  bucket = google_storage_bucket.buckets[each.value[1]].name
+  role   = each.value[2]
+  member = google_service_account.sa[each.value[0]].member
+
+  condition {
+    title       = "prefixes"
+    description = "Only objects under ${join(", ", each.value[3])}"
+    expression = join(" || ", [for p in each.value[3] :
+    "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.buckets[each.value[1]].name}/objects/${p}\")"])
+  }
 }
 
 resource "google_project_iam_member" "grants" {

@@ -131,3 +131,39 @@ resource "google_pubsub_subscription_iam_member" "eventarc_dead_letter_subscribe
   role         = "roles/pubsub.subscriber"
   member       = "serviceAccount:${local.pubsub_service_agent}"
 }
+
+# Dead letters need a person: alert as soon as any dead-letter subscription
+# holds a message for five minutes (inspect with `orchard deadletters`, replay
+# with `orchard redrive` once the cause is fixed; see docs/deploy.md).
+resource "google_monitoring_alert_policy" "dead_letters" {
+  project      = var.project_id
+  display_name = "Orchard: dead-lettered events waiting"
+  combiner     = "OR"
+
+  conditions {
+    display_name = "undelivered messages on an Orchard dead-letter subscription"
+    condition_threshold {
+      filter = join(" AND ", [
+        "resource.type = \"pubsub_subscription\"",
+        "metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\"",
+        "resource.label.subscription_id = one_of(${join(", ", [for s in google_pubsub_subscription.dead_letter : "\"${s.name}\""])})",
+      ])
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "300s"
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  notification_channels = var.alert_notification_channels
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "Events were dead-lettered after ${var.max_delivery_attempts} failed deliveries. List them with `orchard deadletters -subscription SUB -project ${var.project_id}`, fix the cause (function logs by message ID), then `orchard redrive -subscription SUB -project ${var.project_id}`."
+  }
+
+  depends_on = [google_project_service.apis]
+}

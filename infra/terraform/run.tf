@@ -44,6 +44,9 @@ locals {
       TRAINER_SERVICE_ACCOUNT = google_service_account.sa["trainer"].email
       TRAINING_OUTPUT_URI     = "${local.registry_uri}/training-runs"
       REGISTRY_URI            = local.registry_uri
+      # Passed to the jobs: the gate's evaluation set, never the request's.
+      EVAL_URI                 = var.eval_uri
+      TRAINING_OVERRIDE_LIMITS = var.training_override_limits == "" ? null : var.training_override_limits
       # Handed to the training jobs: trainer -publish announces new
       # versions and promotions there.
       MODEL_PUBLISHED_TOPIC = google_pubsub_topic.topics["model_published"].id

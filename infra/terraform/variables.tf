@@ -273,3 +273,27 @@ variable "create_deployer_service_account" {
   type        = bool
   default     = true
 }
+
+variable "trainer_models" {
+  description = "Registry models the training job may publish (its writes are limited to their versions/, aliases/ and decisions/ by IAM Conditions). Default: [model_name]."
+  type        = list(string)
+  default     = null
+}
+
+variable "eval_uri" {
+  description = "The operator's evaluation set for the quality gate: a folder-per-class prefix (gs://bucket/prefix) the trainer can read, e.g. in the datasets bucket. The gate scores the candidate and production on it. Null: the gate compares the models' self-reported validation accuracy."
+  type        = string
+  default     = null
+}
+
+variable "training_override_limits" {
+  description = "Upper bounds on what training requests may override, over the defaults (\"train.epochs=20,model.input_size=64\"; \"key=off\" removes a key). See trainer/config.ParseLimits."
+  type        = string
+  default     = ""
+}
+
+variable "alert_notification_channels" {
+  description = "Monitoring notification channels (projects/P/notificationChannels/ID) told when dead letters wait."
+  type        = list(string)
+  default     = []
+}

@@ -21,7 +21,10 @@ const (
 type Model struct {
 	Metadata Metadata
 	ONNX     []byte
-	URI      string // where it was loaded from
+	// Verification is the export-time check batch (verification.json), nil
+	// if the version has none.
+	Verification *Verification
+	URI          string // where it was loaded from
 }
 
 // Load reads model.json and model.onnx from a directory URI (gs://bucket/
@@ -49,7 +52,33 @@ func LoadFrom(ctx context.Context, st blob.Store) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading model %s: %w", uri, err)
 	}
-	return &Model{Metadata: *meta, ONNX: onnxBytes, URI: uri}, nil
+	m := &Model{Metadata: *meta, ONNX: onnxBytes, URI: uri}
+	if meta.ONNXSHA256 != "" {
+		if err := checkSum(ONNXFile, onnxBytes, meta.ONNXSHA256); err != nil {
+			return nil, fmt.Errorf("loading model %s: %w", uri, err)
+		}
+	}
+	if meta.VerificationSHA256 != "" {
+		if m.Verification, err = loadVerification(ctx, st, meta.VerificationSHA256); err != nil {
+			return nil, fmt.Errorf("loading model %s: %w", uri, err)
+		}
+	}
+	return m, nil
+}
+
+func loadVerification(ctx context.Context, st blob.Store, sum string) (*Verification, error) {
+	b, _, err := st.Read(ctx, VerificationFile, MaxVerificationBytes)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSum(VerificationFile, b, sum); err != nil {
+		return nil, err
+	}
+	var v Verification
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("%w: parsing %s: %w", ErrIntegrity, VerificationFile, err)
+	}
+	return &v, nil
 }
 
 // ParseMetadata decodes model.json strictly (unknown fields are an error, so
@@ -67,11 +96,24 @@ func ParseMetadata(b []byte) (*Metadata, error) {
 	return &m, nil
 }
 
-// Save writes the model's two files into a store: the graph first, so a
-// reader that finds model.json always finds the graph it describes.
+// Save writes the model's files into a store: the graph and the
+// verification batch first, so a reader that finds model.json always finds
+// what it describes. model.json records their sha256.
 func (m *Model) Save(ctx context.Context, st blob.Store) error {
 	if err := m.Metadata.Validate(); err != nil {
 		return fmt.Errorf("saving model: %w", err)
+	}
+	m.Metadata.ONNXSHA256 = SHA256(m.ONNX)
+	m.Metadata.VerificationSHA256 = ""
+	if m.Verification != nil {
+		vb, err := json.Marshal(m.Verification)
+		if err != nil {
+			return fmt.Errorf("saving model: encoding %s: %w", VerificationFile, err)
+		}
+		if _, err := st.Write(ctx, VerificationFile, vb, blob.WriteOptions{ContentType: "application/json"}); err != nil {
+			return fmt.Errorf("saving model: %w", err)
+		}
+		m.Metadata.VerificationSHA256 = SHA256(vb)
 	}
 	mj, err := json.MarshalIndent(&m.Metadata, "", "  ")
 	if err != nil {

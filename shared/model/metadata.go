@@ -40,6 +40,10 @@ type Metadata struct {
 	TrainingConfig json.RawMessage `json:"training_config,omitempty"` // the resolved trainer config
 	CreatedAt      time.Time       `json:"created_at"`
 	SourceRevision string          `json:"source_revision,omitempty"` // VCS revision of the trainer
+	// ONNXSHA256 is the hex sha256 of model.onnx, checked on every load
+	// (Save fills it in). VerificationSHA256 is that of verification.json.
+	ONNXSHA256         string `json:"onnx_sha256,omitempty"`
+	VerificationSHA256 string `json:"verification_sha256,omitempty"`
 }
 
 // TensorSpec names a graph input or output. A dimension of -1 is dynamic

@@ -35,15 +35,30 @@ type GateOptions struct {
 // them), and the label set (order may differ: answers are label names).
 // The reason is a human-readable sentence either way.
 func Gate(cand, prod *model.Metadata, o GateOptions) (bool, string) {
+	base := 0.0
+	if prod != nil {
+		base = prod.Metrics.ValidationAccuracy
+	}
+	return gate(cand, prod, score{"validation accuracy", cand.Metrics.ValidationAccuracy, base}, o)
+}
+
+// score is what the gate compares: the candidate's and production's
+// accuracy, measured the same way.
+type score struct {
+	what       string // "validation accuracy" (self-reported) or the evaluation set's
+	cand, prod float64
+}
+
+func gate(cand, prod *model.Metadata, s score, o GateOptions) (bool, string) {
 	if o.Margin < 0 {
 		return false, fmt.Sprintf("negative margin %g", o.Margin)
 	}
-	acc := cand.Metrics.ValidationAccuracy
+	acc := s.cand
 	if acc <= 0 || acc > 1 {
-		return false, fmt.Sprintf("validation accuracy %g is not in (0, 1]: the model has no ORT-verified metric", acc)
+		return false, fmt.Sprintf("%s %g is not in (0, 1]: the model has no ORT-verified metric", s.what, acc)
 	}
 	if prod == nil {
-		return true, fmt.Sprintf("no production version yet; validation accuracy %.4f", acc)
+		return true, fmt.Sprintf("no production version yet; %s %.4f", s.what, acc)
 	}
 	var problems []string
 	if !slices.Equal(cand.Input.Shape, prod.Input.Shape) {
@@ -60,15 +75,15 @@ func Gate(cand, prod *model.Metadata, o GateOptions) (bool, string) {
 				cand.Labels, prod.Labels))
 		}
 	}
-	base := prod.Metrics.ValidationAccuracy
+	base := s.prod
 	if acc+accuracyEpsilon < base-o.Margin {
-		problems = append(problems, fmt.Sprintf("validation accuracy %.4f is below production %s's %.4f minus margin %g",
-			acc, prod.Version, base, o.Margin))
+		problems = append(problems, fmt.Sprintf("%s %.4f is below production %s's %.4f minus margin %g",
+			s.what, acc, prod.Version, base, o.Margin))
 	}
 	if len(problems) > 0 {
 		return false, strings.Join(problems, "; ")
 	}
-	reason := fmt.Sprintf("validation accuracy %.4f >= production %s's %.4f minus margin %g", acc, prod.Version, base, o.Margin)
+	reason := fmt.Sprintf("%s %.4f >= production %s's %.4f minus margin %g", s.what, acc, prod.Version, base, o.Margin)
 	if !sameSet(cand.Labels, prod.Labels) {
 		reason += "; new label set accepted (allow_new_labels)"
 	}
@@ -88,19 +103,25 @@ func sameSet(a, b []string) bool {
 // Decision is the content of decisions/<version>.json: the gate's last
 // verdict on a version.
 type Decision struct {
-	Model            string    `json:"model"`
-	Version          string    `json:"version"`
-	Alias            string    `json:"alias"`
-	Accepted         bool      `json:"accepted"`
-	Reason           string    `json:"reason"`
-	Accuracy         float64   `json:"validation_accuracy"`
-	Baseline         string    `json:"baseline_version,omitempty"`
-	BaselineAccuracy float64   `json:"baseline_validation_accuracy,omitempty"`
-	Margin           float64   `json:"margin"`
-	AllowNewLabels   bool      `json:"allow_new_labels,omitempty"`
-	Forced           bool      `json:"forced,omitempty"`
-	By               string    `json:"by,omitempty"`
-	At               time.Time `json:"at"`
+	Model            string  `json:"model"`
+	Version          string  `json:"version"`
+	Alias            string  `json:"alias"`
+	Accepted         bool    `json:"accepted"`
+	Reason           string  `json:"reason"`
+	Accuracy         float64 `json:"validation_accuracy"`
+	Baseline         string  `json:"baseline_version,omitempty"`
+	BaselineAccuracy float64 `json:"baseline_validation_accuracy,omitempty"`
+	Margin           float64 `json:"margin"`
+	AllowNewLabels   bool    `json:"allow_new_labels,omitempty"`
+	Forced           bool    `json:"forced,omitempty"`
+	// The operator's evaluation set, when the gate had one: both models'
+	// accuracy on it (what was compared).
+	EvalURI              string    `json:"eval_uri,omitempty"`
+	EvalImages           int       `json:"eval_images,omitempty"`
+	EvalAccuracy         float64   `json:"eval_accuracy,omitempty"`
+	BaselineEvalAccuracy float64   `json:"baseline_eval_accuracy,omitempty"`
+	By                   string    `json:"by,omitempty"`
+	At                   time.Time `json:"at"`
 }
 
 // Decision reads a version's last gate decision.
@@ -139,12 +160,23 @@ type PromoteOptions struct {
 	Alias  string // default Production
 	By     string
 	Reason string // why, recorded with the alias move
-	// Force skips the gate (the decision is recorded as forced).
+	// Force skips the quality comparison (the decision is recorded as
+	// forced); the integrity check still runs.
 	Force bool
+	// Eval, if set, is the operator's evaluation set: candidate and
+	// production are compared on it instead of on their self-reported
+	// validation accuracy.
+	Eval *EvalSet
+	// Classifier options for the models the gate runs.
+	Classifier model.Options
 }
 
 // Promote moves an alias (production by default) to version if the gate
-// accepts it against the version the alias names at that moment. The
+// accepts it against the version the alias names at that moment. First the
+// candidate's integrity is checked (model.Model.VerifiedClassifier: sha256
+// of the graph, onnxruntime loads it and it matches model.json, the
+// verification logits are reproduced); a failure is a recorded rejection
+// and the alias is not touched. The
 // comparison and the move are one compare-and-swap: if the alias moves in
 // between, the candidate is judged again against the new target. The
 // decision is recorded either way and returned; a rejection is not an
@@ -158,11 +190,21 @@ func (r *Registry) Promote(ctx context.Context, name, version string, o PromoteO
 	if err != nil {
 		return nil, err
 	}
+	d0 := &Decision{Model: name, Version: version, Alias: o.Alias, Accuracy: cand.Metrics.ValidationAccuracy,
+		Margin: o.Margin, AllowNewLabels: o.AllowNewLabels, Forced: o.Force, By: o.By, At: r.now().UTC()}
+	candEval, err := r.checkCandidate(ctx, name, version, o, d0)
+	if err != nil {
+		return nil, err
+	}
+	if d0.Reason != "" { // refused: integrity or evaluation failed
+		return d0, r.recordDecision(ctx, d0)
+	}
 	var d *Decision
 	prodCache := map[string]*model.Metadata{}
+	prodEval := map[string]float64{}
 	_, err = r.moveAliasReason(ctx, name, o.Alias, 0, func(cur *Alias) (string, string, string, error) {
-		d = &Decision{Model: name, Version: version, Alias: o.Alias, Accuracy: cand.Metrics.ValidationAccuracy,
-			Margin: o.Margin, AllowNewLabels: o.AllowNewLabels, Forced: o.Force, By: o.By, At: r.now().UTC()}
+		dd := *d0
+		d = &dd
 		var prod *model.Metadata
 		if cur != nil {
 			d.Baseline = cur.Version
@@ -181,10 +223,27 @@ func (r *Registry) Promote(ctx context.Context, name, version string, o PromoteO
 			}
 			d.BaselineAccuracy = prod.Metrics.ValidationAccuracy
 		}
+		s := score{"validation accuracy", cand.Metrics.ValidationAccuracy, d.BaselineAccuracy}
+		if o.Eval != nil {
+			s = score{"accuracy on the evaluation set " + o.Eval.URI(), candEval, 0}
+			if cur != nil && !o.Force {
+				acc, ok := prodEval[cur.Version]
+				if !ok {
+					var err error
+					if acc, err = r.scoreVersion(ctx, o.Eval, name, cur.Version, o.Classifier); err != nil {
+						// A production that cannot even be scored is no bar.
+						r.log.ErrorContext(ctx, "quality gate: production cannot be scored on the evaluation set",
+							"model", name, "version", cur.Version, "err", err)
+					}
+					prodEval[cur.Version] = acc
+				}
+				s.prod, d.BaselineEvalAccuracy = acc, acc
+			}
+		}
 		if o.Force {
 			d.Accepted, d.Reason = true, "forced past the gate"
 		} else {
-			d.Accepted, d.Reason = Gate(cand, prod, o.GateOptions)
+			d.Accepted, d.Reason = gate(cand, prod, s, o.GateOptions)
 		}
 		if !d.Accepted {
 			return "", "", "", nil
@@ -198,20 +257,61 @@ func (r *Registry) Promote(ctx context.Context, name, version string, o PromoteO
 	if err != nil {
 		return nil, err
 	}
-	if werr := r.writeDecision(ctx, d); werr != nil {
+	if werr := r.recordDecision(ctx, d); werr != nil {
 		return d, werr
 	}
-	level := "promoted"
-	if !d.Accepted {
-		level = "rejected"
-	}
-	r.log.InfoContext(ctx, "quality gate "+level, "model", name, "version", version, "alias", o.Alias,
-		"accepted", d.Accepted, "reason", d.Reason, "baseline", d.Baseline)
 	if d.Accepted && d.Baseline != version {
 		r.notify(ctx, Event{Type: EventAliasMoved, Model: name, Version: version, Alias: o.Alias,
 			URI: r.VersionURI(name, version), Promoted: true, Reason: d.Reason})
 	}
 	return d, nil
+}
+
+// checkCandidate runs the candidate's integrity check and, with an
+// evaluation set, scores it. A refusal is written into d (Reason set,
+// Accepted false); an error means the check could not run (storage).
+func (r *Registry) checkCandidate(ctx context.Context, name, version string, o PromoteOptions, d *Decision) (float64, error) {
+	m, err := r.LoadModel(ctx, name, version)
+	if err != nil && !errors.Is(err, model.ErrIntegrity) {
+		return 0, err
+	}
+	var c *model.Classifier
+	if err == nil {
+		c, err = m.VerifiedClassifier(o.Classifier)
+	}
+	if err != nil {
+		d.Reason = "integrity check failed: " + err.Error()
+		return 0, nil
+	}
+	defer c.Close()
+	if o.Eval == nil {
+		return 0, nil
+	}
+	acc, n, err := o.Eval.Score(ctx, c)
+	if err != nil {
+		d.Reason = "scoring on the evaluation set failed: " + err.Error()
+		return 0, nil
+	}
+	d.EvalURI, d.EvalImages, d.EvalAccuracy = o.Eval.URI(), n, acc
+	return acc, nil
+}
+
+// recordDecision writes and logs a decision.
+func (r *Registry) recordDecision(ctx context.Context, d *Decision) error {
+	if err := r.writeDecision(ctx, d); err != nil {
+		return err
+	}
+	level, log := "promoted", r.log.InfoContext
+	if !d.Accepted {
+		level = "rejected"
+		if strings.HasPrefix(d.Reason, "integrity") {
+			log = r.log.ErrorContext
+		}
+	}
+	log(ctx, "quality gate "+level, "model", d.Model, "version", d.Version, "alias", d.Alias,
+		"accepted", d.Accepted, "reason", d.Reason, "baseline", d.Baseline,
+		"eval_accuracy", d.EvalAccuracy, "baseline_eval_accuracy", d.BaselineEvalAccuracy)
+	return nil
 }
 
 // RollbackOptions configure Rollback.

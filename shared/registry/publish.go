@@ -23,6 +23,9 @@ type PublishOptions struct {
 	// Margin and AllowNewLabels tune the gate (see GateOptions).
 	Margin         float64
 	AllowNewLabels bool
+	// Eval is the operator's evaluation set for the gate (see
+	// PromoteOptions.Eval); nil compares self-reported validation accuracy.
+	Eval *EvalSet
 	// By and Reason are recorded with the decision and the alias move
 	// (e.g. the requester and the training job).
 	By     string
@@ -59,7 +62,7 @@ func Publish(ctx context.Context, reg *Registry, modelDir string, o PublishOptio
 
 // PublishFrom is Publish from an open store.
 func PublishFrom(ctx context.Context, reg *Registry, src blob.Store, o PublishOptions) (*PublishResult, error) {
-	m, err := model.LoadFrom(ctx, src) // validates model.json
+	m, err := model.LoadFrom(ctx, src) // validates model.json and the recorded sha256s
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -85,7 +88,7 @@ func PublishFrom(ctx context.Context, reg *Registry, src blob.Store, o PublishOp
 	if o.Promote {
 		d, err := reg.Promote(ctx, name, version, PromoteOptions{
 			GateOptions: GateOptions{Margin: o.Margin, AllowNewLabels: o.AllowNewLabels},
-			Alias:       o.Alias, By: o.By, Reason: o.Reason,
+			Alias:       o.Alias, By: o.By, Reason: o.Reason, Eval: o.Eval,
 		})
 		if err != nil {
 			return res, fmt.Errorf("publish: %w", err)

@@ -175,6 +175,9 @@ func (w *Watcher) check(ctx context.Context) (bool, error) {
 	if err != nil {
 		err = fmt.Errorf("loading version %s (%s of model %s): %w", a.Version, w.o.Alias, w.name, err)
 		w.badGen, w.badAt, w.badErr = a.Generation, time.Now(), err
+		if w.version == "" {
+			return w.fallback(lctx, a, err), err
+		}
 		return false, err
 	}
 	old := w.version
@@ -185,6 +188,33 @@ func (w *Watcher) check(ctx context.Context) (bool, error) {
 	w.log.InfoContext(ctx, "model watcher: swapped", "model", w.name, "alias", w.o.Alias, "from", old, "to", a.Version,
 		"generation", a.Generation)
 	return true, nil
+}
+
+// fallback serves the most recent earlier target of the alias that loads,
+// when the current target cannot be loaded and nothing is served yet (a
+// fresh instance): answering with the last good version beats answering
+// 503 on every cold start. The alias is retried after RetryFailed.
+func (w *Watcher) fallback(ctx context.Context, a *Alias, cause error) bool {
+	tried := map[string]bool{a.Version: true}
+	for _, h := range a.History {
+		if tried[h.Version] {
+			continue
+		}
+		tried[h.Version] = true
+		c, err := w.load(ctx, h.Version)
+		if err != nil {
+			w.log.WarnContext(ctx, "model watcher: fallback version cannot be loaded either", "model", w.name, "version", h.Version, "err", err)
+			continue
+		}
+		w.slot.Swap(c)
+		w.version = h.Version
+		v := h.Version
+		w.current.Store(&v)
+		w.log.ErrorContext(ctx, "model watcher: the alias's version cannot be loaded; serving the last earlier version that loads",
+			"model", w.name, "alias", w.o.Alias, "wanted", a.Version, "serving", h.Version, "err", cause)
+		return true
+	}
+	return false
 }
 
 // load reads and builds a classifier, turning a panic into an error.

@@ -1,10 +1,13 @@
 package registry_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -145,12 +148,22 @@ func TestWatcherHotReloadUnderLoad(t *testing.T) {
 		}
 	}
 
-	// A version that cannot be loaded leaves the current one serving.
-	bad := modelDir(t, modeltest.Options{Version: "v4", Labels: labelOrders["v1"], Accuracy: 0.9})
-	if _, err := bad.Write(ctx, model.ONNXFile, []byte("not onnx"), blob.WriteOptions{}); err != nil {
-		t.Fatal(err)
+	// A truncated graph whose model.json claims good accuracy is refused by
+	// the gate, with the reason recorded, and production is untouched.
+	putTruncated(t, reg, "v4", labelOrders["v1"])
+	d, err := reg.Promote(ctx, "colours", "v4", registry.PromoteOptions{})
+	if err != nil || d.Accepted || !strings.Contains(d.Reason, "integrity check failed") || !strings.Contains(d.Reason, "truncated") {
+		t.Fatalf("promoting a truncated model: %+v, %v", d, err)
 	}
-	if _, err := registry.PublishFrom(ctx, reg, bad, registry.PublishOptions{Promote: true}); err != nil {
+	if rec, err := reg.Decision(ctx, "colours", "v4"); err != nil || rec.Reason != d.Reason {
+		t.Errorf("recorded decision %+v, %v", rec, err)
+	}
+	if a, _ := reg.Alias(ctx, "colours", registry.Production); a.Version != "v3" {
+		t.Fatalf("production moved to %s", a.Version)
+	}
+	// An operator setting the alias past the gate: the running instance
+	// keeps serving what it has.
+	if _, err := reg.SetAlias(ctx, "colours", registry.Production, "v4", registry.MoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.Check(ctx); err == nil {
@@ -243,5 +256,61 @@ func TestPublishNotifiesPubSub(t *testing.T) {
 	}
 	if e, ok := types[registry.EventAliasMoved]; !ok || e.Alias != registry.Production {
 		t.Errorf("alias-moved event missing or wrong: %+v", got)
+	}
+}
+
+// putTruncated stores version v of the colour model with model.onnx cut in
+// half after model.json recorded its sha256 (PutVersion copies files as
+// they are; only Publish and the gate check them).
+func putTruncated(t *testing.T, reg *registry.Registry, v string, labels []string) {
+	t.Helper()
+	ctx := t.Context()
+	bad := modelDir(t, modeltest.Options{Version: v, Labels: labels, Accuracy: 0.99})
+	b, _, err := bad.Read(ctx, model.ONNXFile, model.MaxONNXBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.Write(ctx, model.ONNXFile, b[:len(b)/2], blob.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.PutVersion(ctx, "colours", v, bad); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWatcherFallsBack: a fresh instance whose alias names a version that
+// cannot be loaded serves the last earlier target that loads (logging an
+// error) instead of answering 503, and follows the alias again once it
+// names a good version.
+func TestWatcherFallsBack(t *testing.T) {
+	ort.InitForTest(t)
+	ctx := t.Context()
+	reg := registry.New(must(blob.NewDir(t.TempDir())), registry.Options{})
+	publish(t, reg, modeltest.Options{Version: "v1"}, registry.PublishOptions{Promote: true})
+	putTruncated(t, reg, "v2", nil)
+	if _, err := reg.SetAlias(ctx, "colours", registry.Production, "v2", registry.MoveOptions{Reason: "forced by hand"}); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	w := registry.NewWatcher(reg, "colours", registry.WatcherOptions{Interval: time.Millisecond, RetryFailed: time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	defer w.Close(context.Background())
+	lease, err := w.Acquire(ctx)
+	if err != nil {
+		t.Fatalf("fresh instance: %v (want the fallback, not 503)", err)
+	}
+	if v := lease.Metadata().Version; v != "v1" {
+		t.Errorf("serving %s, want v1", v)
+	}
+	lease.Release()
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "wanted=v2 serving=v1") {
+		t.Errorf("no error logged for the fallback:\n%s", logs.String())
+	}
+	publish(t, reg, modeltest.Options{Version: "v3"}, registry.PublishOptions{})
+	if _, err := reg.SetAlias(ctx, "colours", registry.Production, "v3", registry.MoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Check(ctx); err != nil || w.Version() != "v3" {
+		t.Errorf("after the alias moved to a good version: serving %q, %v", w.Version(), err)
 	}
 }

@@ -370,7 +370,8 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			return nil, fmt.Errorf("writing report: %w", err)
 		}
 	}
-	if err := (&model.Model{Metadata: *meta, ONNX: onnxBytes}).Save(ctx, modelStore); err != nil {
+	vb := VerificationBatch(valX, ortLogits, len(valY), spec.TensorLen(), len(ds.Labels), cfg.Export.Tolerance)
+	if err := (&model.Model{Metadata: *meta, ONNX: onnxBytes, Verification: vb}).Save(ctx, modelStore); err != nil {
 		return nil, err
 	}
 	if err := writeMetrics(); err != nil {

@@ -94,7 +94,7 @@ func TestEndToEnd(t *testing.T) {
 	if res.Verification.MaxAbsDiff > cfg.Export.Tolerance || res.Verification.Images != len(res.Dataset.Validation) {
 		t.Fatalf("verification %+v", res.Verification)
 	}
-	for _, f := range []string{model.ONNXFile, model.MetadataFile, MetricsFile, ConfigFile, ManifestFile, ConfusionFile,
+	for _, f := range []string{model.ONNXFile, model.MetadataFile, model.VerificationFile, MetricsFile, ConfigFile, ManifestFile, ConfusionFile,
 		ReportDir + "/index.html", "checkpoints/" + CheckpointFile} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("missing %s: %v", f, err)
@@ -113,6 +113,14 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if m.Metadata.Dataset.ManifestDigest != res.Dataset.Manifest.Digest() || m.Metadata.Version != "test" {
 		t.Fatalf("metadata %+v", m.Metadata.Dataset)
+	}
+	// The export recorded what the registry's gate checks: the graph's
+	// sha256 and a verification batch the stored graph reproduces.
+	if m.Metadata.ONNXSHA256 != model.SHA256(m.ONNX) || m.Verification == nil || m.Verification.Images != VerificationImages {
+		t.Fatalf("integrity records: sha %q, verification %v", m.Metadata.ONNXSHA256, m.Verification != nil)
+	}
+	if err := m.CheckIntegrity(model.Options{}); err != nil {
+		t.Fatalf("the exported model fails its own integrity check: %v", err)
 	}
 	clf, err := model.NewClassifier(m, model.Options{})
 	if err != nil {

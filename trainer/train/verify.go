@@ -80,3 +80,17 @@ func margin(v []float32) float64 {
 	}
 	return a - b
 }
+
+// VerificationImages is how many validation images the verification batch
+// stored with a model holds (model.VerificationFile).
+const VerificationImages = 8
+
+// VerificationBatch keeps the first few verification inputs (n images of
+// per values in x) and the onnxruntime logits (k per image) Verify
+// produced for them, so the registry's gate can check that the stored
+// graph reproduces them before any alias moves to it.
+func VerificationBatch(x, ortLogits []float32, n, per, k int, tol float64) *model.Verification {
+	b := min(n, VerificationImages)
+	return &model.Verification{Images: b, Tolerance: tol,
+		Inputs: append([]float32(nil), x[:b*per]...), Logits: append([]float32(nil), ortLogits[:b*k]...)}
+}

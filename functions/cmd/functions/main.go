@@ -10,9 +10,12 @@
 //	MODEL_URI=file://$PWD/model PORT=8080 go run ./functions/cmd/functions
 //	curl --data-binary @apple.jpg -H 'Content-Type: image/jpeg' localhost:8080/Predict
 //
-// On SIGTERM or SIGINT it waits up to SHUTDOWN_TIMEOUT_SECONDS (default 8)
-// for running requests, flushes metrics and exits. The Functions Framework
-// does not expose its server, so the listener stays open while draining.
+// The framework's routing is served by an http.Server with timeouts
+// (HTTP_READ_HEADER_TIMEOUT, HTTP_READ_TIMEOUT, HTTP_WRITE_TIMEOUT,
+// HTTP_IDLE_TIMEOUT; see functions.TimeoutsFromEnv), so slow clients cannot
+// hold connections open. On SIGTERM or SIGINT it stops accepting, waits up
+// to SHUTDOWN_TIMEOUT_SECONDS (default 8) for running requests, flushes
+// metrics and exits.
 //
 // ORCHARD_PPROF_ADDR=127.0.0.1:6060 adds net/http/pprof on a separate
 // loopback-only listener (off by default; see pprof.go).
@@ -22,13 +25,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
 	"time"
-
-	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
 
 	"github.com/orchard-mlops/orchard/functions"
 	"github.com/orchard-mlops/orchard/shared/logging"
@@ -66,9 +69,15 @@ func run(log *slog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	srv, err := server(host, port)
+	if err != nil {
+		return err
+	}
 	served := make(chan error, 1)
-	go func() { served <- funcframework.StartHostPort(host, port) }()
-	log.Info("functions: listening", "host", host, "port", port, "function_target", os.Getenv("FUNCTION_TARGET"))
+	go func() { served <- srv.ListenAndServe() }()
+	log.Info("functions: listening", "host", host, "port", port, "function_target", os.Getenv("FUNCTION_TARGET"),
+		"read_header_timeout", srv.ReadHeaderTimeout.String(), "read_timeout", srv.ReadTimeout.String(),
+		"write_timeout", srv.WriteTimeout.String(), "idle_timeout", srv.IdleTimeout.String())
 
 	select {
 	case err := <-served:
@@ -78,8 +87,21 @@ func run(log *slog.Logger) error {
 	log.Info("functions: shutting down", "drain", drain.String())
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Error("functions: closing the listener", "error", err.Error())
+	}
 	if err := functions.Shutdown(sctx); err != nil {
 		log.Error("functions: shutdown", "error", err.Error())
 	}
 	return nil
+}
+
+// server is the HTTP server for host:port, with timeouts from the
+// environment.
+func server(host, port string) (*http.Server, error) {
+	t, err := functions.TimeoutsFromEnv(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	return functions.NewServer(net.JoinHostPort(host, port), t)
 }

@@ -7,6 +7,8 @@
 //	orchard rollback -registry URI -name N [-to V] [-alias A] [-reason TEXT]
 //	orchard alias show -registry URI -name N [-alias A]
 //	orchard sweep    -spec FILE -data URI -image IMG -output gs://... -region R [-publish REGISTRY] [-wait=false]
+//	orchard deadletters -subscription S [-project P]
+//	orchard redrive  -subscription S [-project P] [-topic T] [-dry-run]
 //
 // train publishes a training request to the Pub/Sub topic SubmitTraining
 // listens on (PUBSUB_EMULATOR_HOST selects the emulator; the project comes
@@ -63,6 +65,8 @@ commands:
   rollback   move production (or -alias) back to an earlier version
   alias show show an alias, who moved it, when, why, and its history
   sweep      submit a sweep spec as a Vertex AI HyperparameterTuningJob, compare the trials, publish the best
+  deadletters list dead-lettered events (object or request, attempts, last error)
+  redrive    replay dead-lettered events to their function (after the cause is fixed)
 
 run "orchard <command> -h" for a command's flags.
 `
@@ -91,6 +95,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return usageError{errors.New(`"alias" needs a subcommand: show`)}
 		}
 		cmd, args = "alias show", args[1:]
+	}
+	switch cmd {
+	case "deadletters":
+		return runDeadLetters(ctx, args, stdout, stderr)
+	case "redrive":
+		return runRedrive(ctx, args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("orchard "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -167,8 +177,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		margin := fs.Float64("margin", 0, "accept up to this much lower validation accuracy than the current version")
 		allowNew := fs.Bool("allow-new-labels", false, "accept a different label set")
 		force := fs.Bool("force", false, "skip the quality gate (recorded)")
+		evalURI := fs.String("eval", os.Getenv("EVAL_URI"), "the operator's evaluation set (folder per class) the gate scores both models on (default $EVAL_URI)")
 		if err := parse(fs, args); err != nil {
 			return err
+		}
+		var eval *registry.EvalSet
+		if *evalURI != "" {
+			var err error
+			if eval, err = registry.OpenEvalSet(ctx, *evalURI); err != nil {
+				return err
+			}
 		}
 		if *version == "" {
 			return usageError{errors.New("-version is required")}
@@ -179,7 +197,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		d, err := reg.Promote(ctx, *name, *version, registry.PromoteOptions{
 			GateOptions: registry.GateOptions{Margin: *margin, AllowNewLabels: *allowNew},
-			Alias:       *alias, By: *by, Reason: *reason, Force: *force,
+			Alias:       *alias, By: *by, Reason: *reason, Force: *force, Eval: eval,
 		})
 		if err != nil {
 			return err

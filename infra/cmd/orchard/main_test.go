@@ -59,6 +59,9 @@ func TestRegistryCommands(t *testing.T) {
 		{[]string{"alias", "list"}, true, []string{"needs a subcommand"}},
 		{[]string{"frobnicate"}, true, []string{"unknown command"}},
 		{[]string{"train", "-name", "Bad", "-data", "gs://b/d", "-project", "p"}, true, []string{"model \"Bad\""}},
+		// The same allow-list and bounds SubmitTraining applies (config.CheckRequest).
+		{[]string{"train", "-name", "fruits", "-data", "gs://b/d", "-project", "p", "-set", "train.epochz=3"}, true, []string{"unknown key"}},
+		{[]string{"train", "-name", "fruits", "-data", "gs://b/d", "-project", "p", "-set", "data.validation_fraction=0.01"}, true, []string{"validation split is the operator's"}},
 	}
 	for _, s := range steps {
 		out, err := runCLI(t, s.args...)
@@ -98,7 +101,7 @@ func TestTrainPublishesRequest(t *testing.T) {
 	var got *submittraining.Request
 	err = c.Subscriber("sub-1").Receive(rctx, func(_ context.Context, m *pubsub.Message) {
 		m.Ack()
-		r, err := submittraining.ParseRequest(m.Data, false)
+		r, err := submittraining.ParseRequest(m.Data, submittraining.Policy{})
 		if err != nil {
 			t.Errorf("the CLI published a request the function refuses: %v", err)
 		}

@@ -522,6 +522,10 @@ func (s *Stack) FunctionsPID() int {
 	return s.functions.PID()
 }
 
+// StopFunctions stops the functions server (a StartFunctions brings it
+// back): events meanwhile fail, are retried, and end dead-lettered.
+func (s *Stack) StopFunctions() error { return s.stopFunctions() }
+
 func (s *Stack) stopFunctions() error {
 	s.mu.Lock()
 	p := s.functions

@@ -225,6 +225,15 @@ run "wiring_and_least_privilege" {
     condition     = alltrue([for s in google_pubsub_subscription.pull : s.dead_letter_policy[0].max_delivery_attempts == 5])
     error_message = "a pull subscription has no dead-letter policy"
   }
+  # Every dead-letter topic keeps its messages on a subscription that never
+  # expires, and its backlog raises an alert.
+  assert {
+    condition = length(google_pubsub_subscription.dead_letter) == length(google_pubsub_topic.dead_letter) && alltrue([for k, s in google_pubsub_subscription.dead_letter :
+      s.expiration_policy[0].ttl == "" &&
+      strcontains(google_monitoring_alert_policy.dead_letters.conditions[0].condition_threshold[0].filter, "\"${s.name}\"")
+    ])
+    error_message = "a dead-letter topic lacks a kept subscription or the backlog alert"
+  }
   assert {
     condition = alltrue([
       for t in google_pubsub_topic_iam_member.dead_letter_publisher : t.member == "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
@@ -279,10 +288,26 @@ run "wiring_and_least_privilege" {
   assert {
     condition = (
       output.function_env.submit_training.TRAINER_SERVICE_ACCOUNT == google_service_account.sa["trainer"].email &&
-      google_storage_bucket_iam_member.grants["trainer/models/roles/storage.objectUser"].bucket == google_storage_bucket.buckets["models"].name &&
-      google_storage_bucket_iam_member.grants["trainer/models/roles/storage.objectUser"].member == google_service_account.sa["trainer"].member
+      google_storage_bucket_iam_member.conditional_grants["trainer/models/roles/storage.objectUser"].bucket == google_storage_bucket.buckets["models"].name &&
+      google_storage_bucket_iam_member.conditional_grants["trainer/models/roles/storage.objectUser"].member == google_service_account.sa["trainer"].member
     )
-    error_message = "training jobs cannot write to the registry (objectUser on the models bucket for TRAINER_SERVICE_ACCOUNT)"
+    error_message = "training jobs cannot write to the registry (conditional objectUser on the models bucket for TRAINER_SERVICE_ACCOUNT)"
+  }
+  # The trainer writes only its own model's versions (create, never
+  # replace), aliases and decisions, and its job output: never the whole
+  # bucket, never another model.
+  assert {
+    condition = (
+      !contains([for g in google_storage_bucket_iam_member.grants : g.role if g.member == google_service_account.sa["trainer"].member && g.bucket == google_storage_bucket.buckets["models"].name], "roles/storage.objectUser") &&
+      strcontains(google_storage_bucket_iam_member.conditional_grants["trainer/models/roles/storage.objectCreator"].condition[0].expression, "/objects/models/fruits/versions/") &&
+      !strcontains(google_storage_bucket_iam_member.conditional_grants["trainer/models/roles/storage.objectUser"].condition[0].expression, "/versions/")
+    )
+    error_message = "the trainer may write beyond its own model's versions/, aliases/, decisions/ and training-runs/"
+  }
+  # Overwriting a result (a re-uploaded name) needs storage.objects.delete.
+  assert {
+    condition     = google_storage_bucket_iam_member.grants["predict_on_upload/results/roles/storage.objectUser"].member == google_service_account.sa["predict_on_upload"].member
+    error_message = "PredictOnUpload cannot replace results (needs objectUser: create and delete)"
   }
   assert {
     condition = (

@@ -80,11 +80,31 @@ func Colour(tb testing.TB, o Options) *model.Model {
 		Metrics:       model.Metrics{ValidationAccuracy: o.Accuracy},
 		Dataset:       model.Dataset{URI: "modeltest://colours", ManifestDigest: "sha256:0", Images: 0},
 		CreatedAt:     time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
-	}}
+	}, Verification: colourVerification()}
 	if err := m.Metadata.Validate(); err != nil {
 		tb.Fatalf("modeltest: %v", err)
 	}
 	return m
+}
+
+// colourVerification is the colour model's verification batch, computed
+// from its definition: for an input whose channels are constant v, the
+// identity convolution, ReLU and both poolings give max(v, 0) per channel,
+// and the head multiplies by 8 (exact in float32).
+func colourVerification() *model.Verification {
+	images := [][3]float32{{1.5, -0.5, 0.25}, {-1, 2, 0}, {0.75, 0.75, -2}}
+	v := &model.Verification{Images: len(images), Tolerance: 1e-5}
+	for _, ch := range images {
+		for c := range 3 {
+			for range Size * Size {
+				v.Inputs = append(v.Inputs, ch[c])
+			}
+		}
+		for c := range 3 {
+			v.Logits = append(v.Logits, 8*max(ch[c], 0))
+		}
+	}
+	return v
 }
 
 // Save writes m into st (a directory or bucket prefix).

@@ -117,8 +117,16 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// EVAL_URI is the operator's evaluation set, set by the deployment
+	// (SubmitTraining passes its own), never by the training request.
+	var eval *registry.EvalSet
+	if uri := os.Getenv("EVAL_URI"); uri != "" {
+		if eval, err = registry.OpenEvalSet(ctx, uri); err != nil {
+			return fmt.Errorf("publish: EVAL_URI: %w", err)
+		}
+	}
 	pub, err := registry.Publish(ctx, reg, modelDir, registry.PublishOptions{Name: cfg.Name, Promote: true,
-		AllowNewLabels: *allowNew, Margin: *margin, By: "trainer:" + firstNonEmpty(os.Getenv("CLOUD_ML_JOB_ID"), "local"),
+		AllowNewLabels: *allowNew, Margin: *margin, Eval: eval, By: "trainer:" + firstNonEmpty(os.Getenv("CLOUD_ML_JOB_ID"), "local"),
 		Reason: firstNonEmpty(os.Getenv("ORCHARD_MESSAGE_ID"), "trainer -publish")})
 	if err != nil {
 		return err
