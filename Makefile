@@ -20,7 +20,7 @@ help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: deps
-deps: ort emulators ## fetch Go modules, onnxruntime and the emulators
+deps: ort emulators turbojpeg ## fetch Go modules, onnxruntime, libjpeg-turbo and the emulators
 	$(GO) mod download
 
 .PHONY: ort
@@ -28,6 +28,10 @@ ort: $(ORT_LIB) ## fetch libonnxruntime (pinned, sha256-checked) into .cache/
 
 $(ORT_LIB):
 	infra/scripts/fetch-onnxruntime.sh $(dir $(ORT_LIB))
+
+.PHONY: turbojpeg
+turbojpeg: ## install libjpeg-turbo's TurboJPEG headers and static library (Debian libturbojpeg0-dev)
+	.ci/install-turbojpeg.sh
 
 .PHONY: emulators
 emulators: ## install fake-gcs-server and check the Pub/Sub emulator
@@ -39,7 +43,7 @@ fmt-check: ## fail if any Go file is not gofmt-clean
 	if [[ -n "$$out" ]]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 .PHONY: vet
-vet:
+vet: turbojpeg
 	$(GO) vet $(PKGS)
 	# The trainer's optional XLA backend (GPU jobs) must keep compiling.
 	$(GO) vet -tags xla ./trainer/...
