@@ -64,6 +64,15 @@ test: deps lint ## lint, then every test with -race against real emulators
 bench: deps ## benchmarks: preprocessing, classifier, Predict (in-process and loopback HTTP)
 	$(GO) test -run '^$$' -bench . -benchmem ./shared/... ./functions/...
 
+.PHONY: bench-peer
+bench-peer: deps ## Orchard vs a Node peer (sharp + onnxruntime-node): CPU/request and latency side by side (bench/README.md)
+	cd bench/peer && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
+	$(GO) run ./bench/cmd/peerbench $(PEERBENCH_FLAGS)
+
+.PHONY: bench-memory
+bench-memory: deps ## 16 concurrent 39 MP PNGs against Predict in a 2 GiB cgroup: answers and peak RSS (needs root)
+	$(GO) run ./bench/cmd/peerbench -memory $(PEERBENCH_FLAGS)
+
 .PHONY: demo
 demo: deps ## the whole pipeline locally: train via Pub/Sub → SubmitTraining → Vertex stand-in, promote, upload, predict
 	$(GO) run ./infra/local/cmd/orchard-local demo $(DEMO_FLAGS)

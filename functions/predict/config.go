@@ -21,7 +21,7 @@ const (
 	DefaultDecodeWait   = 2 * time.Second
 	// DecodeMemoryShare is the default decode budget's share of the
 	// container's memory limit (of the machine's memory outside one). With
-	// GOMEMLIMIT at 70% (shared/memlimit), it leaves room for the model, the
+	// GOMEMLIMIT at 60% (shared/memlimit), it leaves room for the model, the
 	// request bodies and garbage not yet collected: on Cloud Run's 2 GiB,
 	// 820 MB, two 39 MP 16-bit PNGs or five 8-bit ones at a time.
 	DecodeMemoryShare = 0.4

@@ -33,6 +33,16 @@ func BenchmarkProcess(b *testing.B) {
 				}
 			}
 		})
+		// The decode alone, at the scale Process uses: what is left after
+		// scaling on load is libjpeg-turbo's entropy decoding.
+		b.Run(fmt.Sprintf("jpeg_%s/decode_only", sz.name), func(b *testing.B) {
+			b.SetBytes(int64(len(j)))
+			for b.Loop() {
+				if _, err := DecodeFor(j, Limits{}, spec.Size); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
