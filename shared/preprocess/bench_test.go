@@ -55,7 +55,7 @@ func BenchmarkResize(b *testing.B) {
 		r := image.Rect(0, 0, 32, 32*sz[1]/sz[0])
 		b.Run(fmt.Sprintf("%dx%d/fixed", sz[0], sz[1]), func(b *testing.B) {
 			for b.Loop() {
-				resizeOver(dst, r, src)
+				resizeOnto(dst, r, src, [3]uint8{255, 255, 255})
 			}
 		})
 		b.Run(fmt.Sprintf("%dx%d/xdraw", sz[0], sz[1]), func(b *testing.B) {

@@ -129,7 +129,7 @@ const resampleMargin = 2
 //
 // Sources more than twice resampleMargin times the size are first box
 // reduced by an integer factor (a plane-wise pass over the decoded pixels,
-// see reduce), then resized with Catmull-Rom (see resizeOver).
+// see reduce), then resized with Catmull-Rom (see resizeOnto).
 func Fit(d *Decoded, size int, bg [3]uint8) *image.RGBA {
 	canvas := image.NewRGBA(image.Rect(0, 0, size, size))
 	for i := 0; i < len(canvas.Pix); i += 4 {
@@ -144,7 +144,7 @@ func Fit(d *Decoded, size int, bg [3]uint8) *image.RGBA {
 	ox, oy := (size-tw)/2, (size-th)/2
 	sb := d.Image.Bounds()
 	src := reduce(d.Image, boxFactor(sb.Dx(), sb.Dy(), size))
-	resizeOver(canvas, image.Rect(ox, oy, ox+tw, oy+th), src)
+	resizeOnto(canvas, image.Rect(ox, oy, ox+tw, oy+th), src, bg)
 	return orient(canvas, d.Orientation)
 }
 
