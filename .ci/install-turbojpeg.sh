@@ -45,24 +45,10 @@ if [[ $check_only == true ]]; then
   exit 1
 fi
 
-apt_get() {
-  if [[ $(id -u) -eq 0 ]]; then
-    DEBIAN_FRONTEND=noninteractive apt-get "$@"
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    sudo DEBIAN_FRONTEND=noninteractive apt-get "$@"
-  else
-    echo "install-turbojpeg: ERROR: cannot run apt-get (not root and no passwordless sudo); install $PACKAGE" >&2
-    return 1
-  fi
-}
+# shellcheck source=.ci/apt.sh
+source "$(dirname "$0")/apt.sh" # apt_install
 
-command -v apt-get >/dev/null 2>&1 || {
-  echo "install-turbojpeg: ERROR: no apt-get here; install libjpeg-turbo's TurboJPEG headers and static library ($PACKAGE on Debian)" >&2
-  exit 1
-}
 log "installing $PACKAGE"
-# A fresh machine often has stale or empty package lists: update once on failure.
-apt_get install -y --no-install-recommends "$PACKAGE" ||
-  { apt_get update && apt_get install -y --no-install-recommends "$PACKAGE"; }
+apt_install "$PACKAGE" || { echo "install-turbojpeg: ERROR: could not install $PACKAGE" >&2; exit 1; }
 present || { echo "install-turbojpeg: ERROR: $PACKAGE installed but turbojpeg.h or libturbojpeg.a still missing" >&2; exit 1; }
 log "installed $PACKAGE"

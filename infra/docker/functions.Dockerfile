@@ -30,7 +30,7 @@ WORKDIR /src
 # libturbojpeg0-dev), which shared/preprocess links statically: the runtime
 # image needs no extra library. The script installs it only when missing, so
 # the offline checks' local base image, which has it, needs no network.
-COPY .ci/install-turbojpeg.sh /usr/local/bin/
+COPY .ci/apt.sh .ci/install-turbojpeg.sh /usr/local/bin/
 RUN install-turbojpeg.sh
 
 # Modules first: this layer is reused until go.mod/go.sum change.
