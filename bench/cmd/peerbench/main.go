@@ -39,11 +39,18 @@ func main() {
 	rounds := flag.Int("rounds", 5, "interleaved rounds per image")
 	memory := flag.Bool("memory", false, "the memory test instead: concurrent 39 MP PNGs against Orchard alone")
 	concurrency := flag.Int("concurrency", 16, "with -memory: concurrent requests per kind of PNG")
+	dump := flag.String("dump", "", "write the four test images into this directory and exit")
 	cgroupMem := flag.Int64("cgroup-memory", 2<<30, "with -memory: run the server in a memory cgroup of this many bytes, as on Cloud Run (0: none; needs root)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("peerbench: ")
 
+	if *dump != "" {
+		for _, img := range images() {
+			check(os.WriteFile(filepath.Join(*dump, strings.ReplaceAll(img.name, " ", "-")+".jpg"), img.jpeg, 0o644))
+		}
+		return
+	}
 	work, err := os.MkdirTemp("", "peerbench")
 	check(err)
 	defer os.RemoveAll(work)
