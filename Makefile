@@ -20,7 +20,7 @@ help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: deps
-deps: ort emulators ## fetch Go modules, onnxruntime and the emulators
+deps: ort emulators turbojpeg ## fetch Go modules, onnxruntime, libjpeg-turbo and the emulators
 	$(GO) mod download
 
 .PHONY: ort
@@ -28,6 +28,10 @@ ort: $(ORT_LIB) ## fetch libonnxruntime (pinned, sha256-checked) into .cache/
 
 $(ORT_LIB):
 	infra/scripts/fetch-onnxruntime.sh $(dir $(ORT_LIB))
+
+.PHONY: turbojpeg
+turbojpeg: ## install libjpeg-turbo's TurboJPEG headers and static library (Debian libturbojpeg0-dev)
+	.ci/install-turbojpeg.sh
 
 .PHONY: emulators
 emulators: ## install fake-gcs-server and check the Pub/Sub emulator
@@ -39,7 +43,7 @@ fmt-check: ## fail if any Go file is not gofmt-clean
 	if [[ -n "$$out" ]]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 .PHONY: vet
-vet:
+vet: turbojpeg
 	$(GO) vet $(PKGS)
 	# The trainer's optional XLA backend (GPU jobs) must keep compiling.
 	$(GO) vet -tags xla ./trainer/...
@@ -59,6 +63,15 @@ test: deps lint ## lint, then every test with -race against real emulators
 .PHONY: bench
 bench: deps ## benchmarks: preprocessing, classifier, Predict (in-process and loopback HTTP)
 	$(GO) test -run '^$$' -bench . -benchmem ./shared/... ./functions/...
+
+.PHONY: bench-peer
+bench-peer: deps ## Orchard vs a Node peer (sharp + onnxruntime-node): CPU/request and latency side by side (bench/README.md)
+	cd bench/peer && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
+	$(GO) run ./bench/cmd/peerbench $(PEERBENCH_FLAGS)
+
+.PHONY: bench-memory
+bench-memory: deps ## 16 concurrent 39 MP PNGs against Predict in a 2 GiB cgroup: answers and peak RSS (needs root)
+	$(GO) run ./bench/cmd/peerbench -memory $(PEERBENCH_FLAGS)
 
 .PHONY: demo
 demo: deps ## the whole pipeline locally: train via Pub/Sub → SubmitTraining → Vertex stand-in, promote, upload, predict

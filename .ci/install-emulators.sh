@@ -39,38 +39,8 @@ fail() {
   exit 1
 }
 
-# Runs apt-get as root, through sudo when we are not root. Returns non-zero
-# (without exiting) when that is impossible, so callers can explain why.
-apt_get() {
-  if [[ $(id -u) -eq 0 ]]; then
-    DEBIAN_FRONTEND=noninteractive apt-get "$@"
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    sudo DEBIAN_FRONTEND=noninteractive apt-get "$@"
-  else
-    echo "install-emulators: cannot run apt-get (not root and no passwordless sudo)" >&2
-    return 1
-  fi
-}
-
-apt_updated=false
-# Installs Debian packages; refreshes the package lists once if the first try
-# fails, because a fresh CI image often has stale or empty lists.
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || {
-    echo "install-emulators: apt-get not available on this machine" >&2
-    return 1
-  }
-  if apt_get install -y --no-install-recommends "$@"; then
-    return 0
-  fi
-  if [[ $apt_updated == false ]]; then
-    apt_updated=true
-    log "apt-get install failed; running apt-get update and retrying"
-    apt_get update && apt_get install -y --no-install-recommends "$@"
-    return
-  fi
-  return 1
-}
+# shellcheck source=.ci/apt.sh
+source "$(dirname "$0")/apt.sh" # apt_get, apt_install
 
 ### fake-gcs-server ###########################################################
 

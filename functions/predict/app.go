@@ -29,6 +29,9 @@ type App struct {
 	Metrics  *telemetry.Metrics
 	Log      *slog.Logger
 	HTTP     *Server
+	// Budget is the process's one decode memory budget, used by both
+	// functions (Config.DecodeMemory, Config.DecodeWait).
+	Budget *DecodeBudget
 
 	storage  func() (*storage.Client, error)
 	objects  Objects
@@ -57,7 +60,7 @@ type AppOptions struct {
 // client and the Pub/Sub client are made on first use, so a missing model
 // or credentials surface as per-request errors, not a crash at start-up.
 func NewApp(cfg Config, o AppOptions) *App {
-	a := &App{Config: cfg, Metrics: o.Metrics, Log: o.Log}
+	a := &App{Config: cfg, Metrics: o.Metrics, Log: o.Log, Budget: NewDecodeBudget(cfg.decodeMemory(), cfg.DecodeWait)}
 	if a.Log == nil {
 		a.Log = slog.Default()
 	}
@@ -97,7 +100,7 @@ func NewApp(cfg Config, o AppOptions) *App {
 		})
 	}
 	a.objects = lazyObjects{a.storage}
-	a.HTTP = &Server{Config: cfg, Provider: a.Provider, Objects: a.objects, Metrics: a.Metrics, Log: a.Log}
+	a.HTTP = &Server{Config: cfg, Provider: a.Provider, Objects: a.objects, Budget: a.Budget, Metrics: a.Metrics, Log: a.Log}
 	a.upload = sync.OnceValues(func() (*Uploader, error) { return a.newUploader(o.PubSubOptions) })
 	return a
 }
@@ -125,6 +128,7 @@ func (a *App) newUploader(psOpts []option.ClientOption) (*Uploader, error) {
 		Provider: a.Provider,
 		Objects:  a.objects,
 		Results:  blob.NewGCS(c, a.Config.ResultsBucket, ""),
+		Budget:   a.Budget,
 		Metrics:  a.Metrics,
 		Log:      a.Log,
 	}

@@ -1,6 +1,7 @@
 package predict
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -22,6 +23,8 @@ const (
 	KindStorage          = "storage"            // transient storage failure
 	KindModelUnavailable = "model_unavailable"  // no model loaded yet
 	KindPublish          = "publish"            // Pub/Sub publish failed
+	KindOverloaded       = "overloaded"         // no room in the decode memory budget in time; retry later
+	KindCancelled        = "cancelled"          // the client went away before the image was decoded
 	KindInternal         = "internal"           // anything else
 )
 
@@ -44,8 +47,12 @@ func errorKind(err error) string {
 		return KindBadRequest
 	case modelsource.IsUnavailable(err):
 		return KindModelUnavailable
+	case errors.Is(err, ErrOverloaded):
+		return KindOverloaded
 	case blob.IsTransient(err):
 		return KindStorage
+	case errors.Is(err, context.Canceled):
+		return KindCancelled
 	}
 	return KindInternal
 }
@@ -65,7 +72,7 @@ func statusFor(kind string) int {
 		return http.StatusNotFound
 	case KindForbidden:
 		return http.StatusForbidden
-	case KindModelUnavailable:
+	case KindModelUnavailable, KindOverloaded, KindCancelled:
 		return http.StatusServiceUnavailable
 	case KindStorage:
 		return http.StatusBadGateway
@@ -94,11 +101,25 @@ type classified struct {
 	latency time.Duration
 }
 
-// classify runs one image and times it.
-func classify(c *model.Classifier, img []byte, k int) classified {
+// classify runs one image and times it. Before decoding, it reserves the
+// image's estimated decode memory in budget (waiting for room, or failing
+// with ErrOverloaded, or with ctx's error when the caller left), and gives
+// it back after.
+func classify(ctx context.Context, budget *DecodeBudget, lim preprocess.Limits, c *model.Classifier, img []byte, k int) classified {
 	start := time.Now()
-	preds, err := safeClassify(c, img, k)
-	return classified{preds: preds, err: err, latency: time.Since(start)}
+	out := func(preds []model.Prediction, err error) classified {
+		return classified{preds: preds, err: err, latency: time.Since(start)}
+	}
+	cost, err := c.Metadata().Preprocessing.DecodeCost(img, lim)
+	if err != nil {
+		return out(nil, err) // the header alone already says why not
+	}
+	release, err := budget.admit(ctx, cost)
+	if err != nil {
+		return out(nil, err)
+	}
+	defer release()
+	return out(safeClassify(c, img, k))
 }
 
 // safeClassify turns a panic in decoding or inference into an error: no

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orchard-mlops/orchard/shared/memlimit"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
 
@@ -18,6 +19,13 @@ const (
 	DefaultMaxBodyBytes = 32 << 20 // the Cloud Run request limit
 	DefaultMaxObjects   = 256
 	DefaultRetryAfter   = 5 * time.Second
+	DefaultDecodeWait   = 2 * time.Second
+	// DecodeMemoryShare is the default decode budget's share of the
+	// container's memory limit (of the machine's memory outside one). With
+	// GOMEMLIMIT at 60% (shared/memlimit), it leaves room for the model, the
+	// request bodies and garbage not yet collected: on Cloud Run's 2 GiB,
+	// 820 MB, two 39 MP 16-bit PNGs or five 8-bit ones at a time.
+	DecodeMemoryShare = 0.4
 )
 
 // DefaultContentTypes are the upload content types classified when
@@ -42,6 +50,8 @@ type Config struct {
 	AllowedBuckets []string      // PREDICT_ALLOWED_BUCKETS: buckets JSON requests may read (default none: gs:// requests are refused)
 	ModelRetry     time.Duration // MODEL_RETRY_MAX_SECONDS: longest wait between failed model loads (default 30s)
 	StorageTimeout time.Duration // STORAGE_TIMEOUT_SECONDS: bound on one storage call (read, list, stat, write), retries included (default 30s)
+	DecodeMemory   int64         // DECODE_MEMORY_BYTES: memory all concurrent image decodes may hold together (default DecodeMemoryShare of the container's memory)
+	DecodeWait     time.Duration // DECODE_WAIT_MS: how long a decode waits for room in that budget before the answer is 503 or the event is retried (default 2s)
 
 	// PredictOnUpload.
 	ResultsBucket  string   // RESULTS_BUCKET (required for PredictOnUpload)
@@ -89,6 +99,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		AllowedBuckets: list(getenv("PREDICT_ALLOWED_BUCKETS")),
 		ModelRetry:     time.Duration(integer("MODEL_RETRY_MAX_SECONDS", 30, 1)) * time.Second,
 		StorageTimeout: time.Duration(integer("STORAGE_TIMEOUT_SECONDS", 30, 1)) * time.Second,
+		DecodeMemory:   integer("DECODE_MEMORY_BYTES", 0, 1<<20),
+		DecodeWait:     time.Duration(integer("DECODE_WAIT_MS", DefaultDecodeWait.Milliseconds(), 0)) * time.Millisecond,
 		ResultsBucket:  strings.TrimSpace(getenv("RESULTS_BUCKET")),
 		UploadBucket:   strings.TrimSpace(getenv("UPLOAD_BUCKET")),
 		UploadPrefixes: list(getenv("UPLOAD_PREFIXES")),
@@ -200,6 +212,18 @@ func (c Config) storageTimeout() time.Duration {
 		return c.StorageTimeout
 	}
 	return DefaultStorageTimeout
+}
+
+// decodeMemory is DecodeMemory, or DecodeMemoryShare of the memory limit.
+func (c Config) decodeMemory() int64 {
+	if c.DecodeMemory > 0 {
+		return c.DecodeMemory
+	}
+	n, _ := memlimit.Limit()
+	if n <= 0 {
+		n = 2 << 30 // unknown: Cloud Run's size for these functions
+	}
+	return int64(float64(n) * DecodeMemoryShare)
 }
 
 func (c Config) maxImage() int64 {

@@ -41,6 +41,9 @@ type Server struct {
 	Provider modelsource.Provider
 	// Objects reads gs:// images for JSON requests; nil refuses them.
 	Objects Objects
+	// Budget bounds the memory of concurrent decodes (shared with
+	// PredictOnUpload); nil admits every decode.
+	Budget  *DecodeBudget
 	Metrics *telemetry.Metrics
 	Log     *slog.Logger
 }
@@ -289,11 +292,14 @@ func (s *Server) raw(w http.ResponseWriter, r *http.Request, c *model.Classifier
 		return
 	}
 	rl.images = 1
-	out := classify(c, body, k)
+	out := classify(r.Context(), s.Budget, s.Config.Limits(), c, body, k)
 	if out.err != nil {
 		kind := errorKind(out.err)
 		rl.failed, rl.errKind, rl.err = 1, kind, out.err
 		s.Metrics.Error(r.Context(), "http", kind)
+		if kind == KindOverloaded {
+			retryAfter(w, s.Budget.retryAfter())
+		}
 		writeError(w, statusFor(kind), kind, publicMessage(out.err))
 		return
 	}
@@ -453,6 +459,10 @@ func (s *Server) runJob(ctx context.Context, c *model.Classifier, k int, j job, 
 		fail(j.err)
 		return
 	}
+	if err := ctx.Err(); err != nil {
+		fail(fmt.Errorf("before reading the image: %w", err)) // the client left: do no more work for it
+		return
+	}
 	data := j.data
 	start := time.Now()
 	if j.obj != nil {
@@ -465,7 +475,7 @@ func (s *Server) runJob(ctx context.Context, c *model.Classifier, k int, j job, 
 			return
 		}
 	}
-	out := classify(c, data, k)
+	out := classify(ctx, s.Budget, s.Config.Limits(), c, data, k)
 	out.latency = time.Since(start)
 	if out.err != nil {
 		fail(out.err)
@@ -692,5 +702,10 @@ func setRetryAfter(w http.ResponseWriter, err error) {
 	if errors.As(err, &u) && u.RetryAfter > 0 {
 		retry = u.RetryAfter
 	}
-	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(retry.Seconds(), 1)))))
+	retryAfter(w, retry)
+}
+
+// retryAfter sets Retry-After to d in whole seconds, at least one.
+func retryAfter(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(d.Seconds(), 1)))))
 }

@@ -120,9 +120,10 @@ type UploadResult struct {
 type Uploader struct {
 	Config    Config
 	Provider  modelsource.Provider
-	Objects   Objects    // reads the uploaded objects
-	Results   blob.Store // the results bucket
-	Publisher Publisher  // optional
+	Objects   Objects       // reads the uploaded objects
+	Results   blob.Store    // the results bucket
+	Publisher Publisher     // optional
+	Budget    *DecodeBudget // decode memory, shared with Predict; nil admits all
 	Metrics   *telemetry.Metrics
 	Log       *slog.Logger
 	Now       func() time.Time
@@ -351,7 +352,7 @@ func (u *Uploader) process(ctx context.Context, oe ObjectEvent) (Outcome, *Uploa
 		}
 	}
 	if err == nil {
-		out := classify(lease.Classifier, data, u.Config.topK())
+		out := classify(ctx, u.Budget, u.Config.Limits(), lease.Classifier, data, u.Config.topK())
 		preds, err = out.preds, out.err
 	}
 	latency := time.Since(start)

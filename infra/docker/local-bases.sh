@@ -6,7 +6,8 @@
 #
 #   localhost/orchard-local/golang:<go version>-bookworm
 #       ~ golang:1.26.8-bookworm: Debian bookworm (debootstrap minbase) with
-#       gcc, libc6-dev, git, make, curl, and this machine's /usr/local/go;
+#       gcc, libc6-dev, git, make, curl, libturbojpeg0-dev (which the
+#       Dockerfiles would otherwise apt-get) and this machine's /usr/local/go;
 #       GOPATH=/go, GOTOOLCHAIN=local, PATH as in the official image.
 #   localhost/orchard-local/distroless-cc:debian12-nonroot
 #       ~ gcr.io/distroless/cc-debian12:nonroot: no shell, no package manager;
@@ -24,7 +25,7 @@ repo="$(cd "$(dirname "$0")/../.." && pwd)"
 go_version="$(go env GOVERSION)"  # e.g. go1.26.8
 go_version="${go_version#go}"
 # Bump RECIPE when the recipes below change, to rebuild existing images.
-RECIPE=1
+RECIPE=2
 recipe="r$RECIPE-go$go_version"
 
 GO_IMAGE="localhost/orchard-local/golang:$go_version-bookworm"
@@ -58,7 +59,7 @@ else
   rootfs="$work/golang-rootfs"
   rm -rf "$rootfs"
   debootstrap --variant=minbase \
-    --include=ca-certificates,curl,gcc,git,libc6-dev,make,pkg-config \
+    --include=ca-certificates,curl,gcc,git,libc6-dev,libturbojpeg0-dev,make,pkg-config \
     bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 ||
     { tail -20 "$work/debootstrap.log" >&2; exit 1; }
   cp -a "$(go env GOROOT)" "$rootfs/usr/local/go"

@@ -22,6 +22,13 @@ ARG ORT_SHA256_ARM64=7954e8bdedb497f830c6a679e818d98399b7f4d81ade1126c3e0be74d28
 ENV CGO_ENABLED=1 GOFLAGS=-mod=readonly GOTOOLCHAIN=local GOEXPERIMENT=simd
 WORKDIR /src
 
+# libjpeg-turbo's TurboJPEG API (turbojpeg.h and libturbojpeg.a, Debian's
+# libturbojpeg0-dev), which shared/preprocess links statically: the runtime
+# image needs no extra library. The script installs it only when missing, so
+# the offline checks' local base image, which has it, needs no network.
+COPY .ci/apt.sh .ci/install-turbojpeg.sh /usr/local/bin/
+RUN install-turbojpeg.sh
+
 COPY go.mod go.sum ./
 RUN go mod download
 

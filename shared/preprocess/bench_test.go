@@ -2,7 +2,11 @@ package preprocess
 
 import (
 	"fmt"
+	"image"
+	"strings"
 	"testing"
+
+	xdraw "golang.org/x/image/draw"
 )
 
 // BenchmarkProcess measures the whole serving path (decode, fit, resize,
@@ -27,6 +31,52 @@ func BenchmarkProcess(b *testing.B) {
 				if err := spec.Process(j, Limits{}, dst); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+		// The decode alone, at the scale Process uses: what is left after
+		// scaling on load is libjpeg-turbo's entropy decoding.
+		b.Run(fmt.Sprintf("jpeg_%s/decode_only", sz.name), func(b *testing.B) {
+			b.SetBytes(int64(len(j)))
+			for b.Loop() {
+				if _, err := DecodeFor(j, Limits{}, spec.Size); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkResize is the Catmull-Rom pass alone, at the sizes Fit gives
+// it (a 100x100 crop, and a box-reduced photo), beside x/image/draw's.
+func BenchmarkResize(b *testing.B) {
+	for _, sz := range [][2]int{{100, 100}, {72, 54}} {
+		src := testImage(sz[0], sz[1], 3)
+		dst := image.NewRGBA(image.Rect(0, 0, 32, 32))
+		r := image.Rect(0, 0, 32, 32*sz[1]/sz[0])
+		b.Run(fmt.Sprintf("%dx%d/fixed", sz[0], sz[1]), func(b *testing.B) {
+			for b.Loop() {
+				resizeOnto(dst, r, src, [3]uint8{255, 255, 255})
+			}
+		})
+		b.Run(fmt.Sprintf("%dx%d/xdraw", sz[0], sz[1]), func(b *testing.B) {
+			for b.Loop() {
+				xdraw.CatmullRom.Scale(dst, r, src, src.Bounds(), xdraw.Over, nil)
+			}
+		})
+	}
+}
+
+// BenchmarkReduce is the box reduction of a 12 MP source to about 2x a
+// 32x32 target, for the layouts decoders return, beside the per-pixel
+// conversion it replaced (image/draw into RGBA, row by row).
+func BenchmarkReduce(b *testing.B) {
+	srcs := reducerSources(b, 4000, 3000)
+	for _, name := range []string{"ycbcr YCbCrSubsampleRatio420", "rgba", "nrgba", "gray", "nrgba64"} {
+		src := srcs[name]
+		b.Run(strings.Fields(name)[0], func(b *testing.B) {
+			b.SetBytes(4000 * 3000)
+			for b.Loop() {
+				reduce(src, 62)
 			}
 		})
 	}

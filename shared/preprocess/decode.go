@@ -4,10 +4,13 @@
 //
 // The path is: sniff the format from the bytes, read only the header
 // (DecodeConfig) and refuse oversized or degenerate images before any pixel
-// buffer is allocated, decode, then fit the image onto a square canvas of the
-// background colour, resize it to the model's input size, apply the JPEG EXIF
-// orientation, and write float32 values in the layout and normalisation that
-// the model metadata declares.
+// buffer is allocated, decode (JPEGs through libjpeg-turbo, scaled in the
+// DCT domain to what the output needs), box-reduce large sources plane by
+// plane, resize with a fixed-point Catmull-Rom onto a square canvas of the
+// background colour, apply the JPEG EXIF orientation, and write float32
+// values in the layout and normalisation that the model metadata declares.
+// DecodeCost tells a server, from the header alone, how much memory a
+// decode will take, so it can admit decodes against a budget.
 //
 // Every failure is a *Error whose Kind is one of ErrUnsupportedFormat,
 // ErrTooLarge or ErrCorrupt, so callers can map it to an HTTP 4xx answer or to
@@ -19,7 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"image/jpeg"
+	"image/color"
 	"image/png"
 
 	"golang.org/x/image/webp"
@@ -119,59 +122,110 @@ type Decoded struct {
 	Image       image.Image
 	Format      Format
 	Orientation int // EXIF orientation 1..8 (1 when absent)
+	// Stored is the image's size as stored in the file. It differs from
+	// Image's size when the JPEG was scaled on load (DecodeFor); Fit takes
+	// the aspect ratio from it. Zero means Image's size.
+	Stored image.Point
+}
+
+// stored returns the stored dimensions.
+func (d *Decoded) stored() (int, int) {
+	if d.Stored.X > 0 && d.Stored.Y > 0 {
+		return d.Stored.X, d.Stored.Y
+	}
+	b := d.Image.Bounds()
+	return b.Dx(), b.Dy()
+}
+
+// header is what the format's header says, read before any pixel buffer
+// exists.
+type header struct {
+	format Format
+	cfg    image.Config
+	jpeg   jpegHeader // JPEG only
+	b      []byte
 }
 
 // DecodeConfig sniffs the format and reads only the header, refusing
 // images over the limits or with non-positive dimensions. It allocates no
-// pixel memory, so it is safe on hostile input.
+// pixel memory, so it is safe on hostile input. For JPEGs the colour model
+// is that of the image Decode returns (RGBA or Gray).
 func DecodeConfig(b []byte, lim Limits) (Format, image.Config, error) {
+	h, err := readHeader(b, lim)
+	return h.format, h.cfg, err
+}
+
+func readHeader(b []byte, lim Limits) (header, error) {
+	h := header{b: b}
 	if int64(len(b)) > lim.maxBytes() {
-		return "", image.Config{}, newError(ErrTooLarge, nil, "%d bytes exceeds the %d-byte limit", len(b), lim.maxBytes())
+		return h, newError(ErrTooLarge, nil, "%d bytes exceeds the %d-byte limit", len(b), lim.maxBytes())
 	}
 	f, err := Sniff(b)
 	if err != nil {
-		return "", image.Config{}, err
+		return h, err
 	}
-	var cfg image.Config
+	h.format = f
 	err = guard(func() error {
 		var err error
 		switch f {
 		case JPEG:
-			cfg, err = jpeg.DecodeConfig(bytes.NewReader(b))
+			if h.jpeg, err = turboHeader(b); err == nil {
+				h.cfg = image.Config{Width: h.jpeg.w, Height: h.jpeg.h, ColorModel: color.RGBAModel}
+				if h.jpeg.gray() {
+					h.cfg.ColorModel = color.GrayModel
+				}
+			}
 		case PNG:
-			cfg, err = png.DecodeConfig(bytes.NewReader(b))
+			h.cfg, err = png.DecodeConfig(bytes.NewReader(b))
 		case WebP:
-			cfg, err = webp.DecodeConfig(bytes.NewReader(b))
+			h.cfg, err = webp.DecodeConfig(bytes.NewReader(b))
 		}
 		return err
 	})
 	if err != nil {
-		return f, cfg, newError(ErrCorrupt, err, "reading %s header", f)
+		return h, newError(ErrCorrupt, err, "reading %s header", f)
 	}
-	if cfg.Width <= 0 || cfg.Height <= 0 {
-		return f, cfg, newError(ErrCorrupt, nil, "%s declares %dx%d pixels", f, cfg.Width, cfg.Height)
+	if h.cfg.Width <= 0 || h.cfg.Height <= 0 {
+		return h, newError(ErrCorrupt, nil, "%s declares %dx%d pixels", f, h.cfg.Width, h.cfg.Height)
 	}
 	// Compare in int64 on both sides: Width*Height can overflow int on 32-bit.
-	if px := int64(cfg.Width) * int64(cfg.Height); px > lim.maxPixels() {
-		return f, cfg, newError(ErrTooLarge, nil, "%dx%d is %d pixels, over the %d-pixel limit", cfg.Width, cfg.Height, px, lim.maxPixels())
+	if px := int64(h.cfg.Width) * int64(h.cfg.Height); px > lim.maxPixels() {
+		return h, newError(ErrTooLarge, nil, "%dx%d is %d pixels, over the %d-pixel limit", h.cfg.Width, h.cfg.Height, px, lim.maxPixels())
 	}
-	return f, cfg, nil
+	return h, nil
 }
 
 // Decode checks the header against the limits and only then decodes the
-// pixels. JPEG EXIF orientation is read but not applied; Fit applies it to
-// the small output rather than rotating the large source.
+// pixels at full size. JPEG EXIF orientation is read but not applied; Fit
+// applies it to the small output rather than rotating the large source.
 func Decode(b []byte, lim Limits) (*Decoded, error) {
-	f, cfg, err := DecodeConfig(b, lim)
+	return DecodeFor(b, lim, 0)
+}
+
+// DecodeFor is Decode for an output of size x size pixels: a JPEG is
+// decoded in the DCT domain at the smallest scale that still leaves the
+// resampler resampleMargin times that size, which skips most of the
+// inverse DCT and colour conversion for photos. size 0 decodes at full
+// size.
+func DecodeFor(b []byte, lim Limits, size int) (*Decoded, error) {
+	h, err := readHeader(b, lim)
 	if err != nil {
 		return nil, err
 	}
+	return h.decode(size)
+}
+
+func (h header) decode(size int) (*Decoded, error) {
+	f, cfg, b := h.format, h.cfg, h.b
+	want := image.Pt(cfg.Width, cfg.Height)
 	var img image.Image
-	err = guard(func() error {
+	err := guard(func() error {
 		var err error
 		switch f {
 		case JPEG:
-			img, err = jpeg.Decode(bytes.NewReader(b))
+			num := h.scale(size)
+			want = image.Pt(scaled(cfg.Width, num), scaled(cfg.Height, num))
+			img, err = decodeJPEG(b, h.jpeg, num)
 		case PNG:
 			img, err = png.Decode(bytes.NewReader(b))
 		case WebP:
@@ -182,14 +236,22 @@ func Decode(b []byte, lim Limits) (*Decoded, error) {
 	if err != nil {
 		return nil, newError(ErrCorrupt, err, "decoding %s", f)
 	}
-	if bd := img.Bounds(); bd.Dx() != cfg.Width || bd.Dy() != cfg.Height {
-		return nil, newError(ErrCorrupt, nil, "%s header says %dx%d but pixels are %dx%d", f, cfg.Width, cfg.Height, bd.Dx(), bd.Dy())
+	if bd := img.Bounds(); bd.Dx() != want.X || bd.Dy() != want.Y {
+		return nil, newError(ErrCorrupt, nil, "%s header says %dx%d but pixels are %dx%d", f, want.X, want.Y, bd.Dx(), bd.Dy())
 	}
-	d := &Decoded{Image: img, Format: f, Orientation: 1}
+	d := &Decoded{Image: img, Format: f, Orientation: 1, Stored: image.Pt(cfg.Width, cfg.Height)}
 	if f == JPEG {
 		d.Orientation = jpegOrientation(b)
 	}
 	return d, nil
+}
+
+// scale is the JPEG scale-on-load, in eighths, for an output of size.
+func (h header) scale(size int) int {
+	if h.format != JPEG || size <= 0 {
+		return 8
+	}
+	return jpegScale(h.cfg.Width, h.cfg.Height, size)
 }
 
 // guard turns a decoder panic into an error: the standard decoders are

@@ -4,10 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"image/color"
-	"image/draw"
-
-	xdraw "golang.org/x/image/draw"
 )
 
 // Layout is the order of a tensor's dimensions.
@@ -90,30 +86,73 @@ func (s Spec) Shape(n int) []int64 {
 // Process runs the whole path: decode under the limits, fit, and write
 // TensorLen values into dst.
 func (s Spec) Process(b []byte, lim Limits, dst []float32) error {
-	d, err := Decode(b, lim)
+	c, err := s.Canvas(b, lim)
 	if err != nil {
 		return err
 	}
-	return s.Tensor(Fit(d, s.Size, s.Background), dst)
+	return s.Tensor(c, dst)
 }
+
+// Canvas decodes b for this spec's size (DecodeFor) and fits it (Fit): the
+// square image Tensor turns into model input. The trainer keeps canvases
+// to augment; Process is Canvas then Tensor.
+func (s Spec) Canvas(b []byte, lim Limits) (*image.RGBA, error) {
+	d, err := DecodeFor(b, lim, s.Size)
+	if err != nil {
+		return nil, err
+	}
+	return Fit(d, s.Size, s.Background), nil
+}
+
+// DecodeCost estimates the peak bytes Canvas allocates for b, from the
+// header alone (see DecodeCost).
+func (s Spec) DecodeCost(b []byte, lim Limits) (int64, error) {
+	return DecodeCost(b, lim, s.Size)
+}
+
+// resampleMargin is how many times the output size the box stages (DCT
+// scaling on load, then the box reduction) leave for the Catmull-Rom pass,
+// along the longer side. Both stages are box-like averages, cheap but
+// softer than Catmull-Rom. Measured on the 600 photos of
+// fruits360-10/photos at size 32, as the mean difference of the canvas from
+// a full decode resized by Catmull-Rom alone: margin 1: 3.2 levels, 2: 1.36,
+// 3: 0.75, 4: 0.54, at 0.42, 0.51, 0.70 and 0.85 ms an image; the path this
+// replaced (full decode, box to 2x) was 1.74. 2 is as faithful as before at
+// the least cost.
+const resampleMargin = 2
 
 // Fit draws the decoded image, centred and scaled to keep its aspect ratio,
 // onto a size x size canvas of the background colour (transparent pixels
 // composite over it), then applies the EXIF orientation. Orientation is
 // applied to the small square output rather than the large source: on a
 // centred square canvas the two orders give the same picture.
+//
+// Sources more than twice resampleMargin times the size are first box
+// reduced by an integer factor (a plane-wise pass over the decoded pixels,
+// see reduce), then resized with Catmull-Rom (see resizeOnto).
 func Fit(d *Decoded, size int, bg [3]uint8) *image.RGBA {
 	canvas := image.NewRGBA(image.Rect(0, 0, size, size))
-	draw.Draw(canvas, canvas.Bounds(), image.NewUniform(color.RGBA{bg[0], bg[1], bg[2], 255}), image.Point{}, draw.Src)
-	sb := d.Image.Bounds()
-	w, h := sb.Dx(), sb.Dy()
+	for i := 0; i < len(canvas.Pix); i += 4 {
+		canvas.Pix[i], canvas.Pix[i+1], canvas.Pix[i+2], canvas.Pix[i+3] = bg[0], bg[1], bg[2], 255
+	}
+	// The placement comes from the stored size, so a JPEG scaled on load
+	// lands on exactly the pixels its full-size decode would.
+	w, h := d.stored()
 	side := max(w, h)
 	tw := max(1, (w*size+side/2)/side)
 	th := max(1, (h*size+side/2)/side)
 	ox, oy := (size-tw)/2, (size-th)/2
-	src := reduce(d.Image, size)
-	xdraw.CatmullRom.Scale(canvas, image.Rect(ox, oy, ox+tw, oy+th), src, src.Bounds(), xdraw.Over, nil)
+	sb := d.Image.Bounds()
+	src := reduce(d.Image, boxFactor(sb.Dx(), sb.Dy(), size))
+	resizeOnto(canvas, image.Rect(ox, oy, ox+tw, oy+th), src, bg)
 	return orient(canvas, d.Orientation)
+}
+
+// boxFactor is the integer box-reduction factor for a w x h source and a
+// size x size output: 1 (none) unless the source's longer side is at least
+// twice resampleMargin times the size.
+func boxFactor(w, h, size int) int {
+	return max(1, max(w, h)/(resampleMargin*size))
 }
 
 // orient returns the square image as EXIF orientation o says to display it.

@@ -44,8 +44,8 @@ type Options struct {
 type Sample struct {
 	Path  string
 	Class int
-	// Canvas is the serving path's fitted square image (preprocess.Fit at
-	// Spec.Size): the base of training augmentation.
+	// Canvas is the serving path's fitted square image (Spec.Canvas):
+	// the base of training augmentation.
 	Canvas *image.RGBA
 	// Tensor is Spec.Tensor(Canvas), i.e. exactly what Spec.Process gives
 	// the serving functions for the same bytes.
@@ -108,12 +108,14 @@ func Load(ctx context.Context, opt Options) (*Dataset, error) {
 				}
 				sum := sha256.Sum256(b)
 				e.Size, e.SHA256 = int64(len(b)), hex.EncodeToString(sum[:])
-				d, err := preprocess.Decode(b, opt.Limits)
+				// Spec.Canvas is the serving path (Spec.Process) up to the
+				// tensor: same decoding at the same scale, same Fit.
+				c, err := opt.Spec.Canvas(b, opt.Limits)
 				if err != nil {
 					e.Split, e.Reason = SplitSkipped, err.Error()
 					continue
 				}
-				canvases[i] = preprocess.Fit(d, opt.Spec.Size, opt.Spec.Background)
+				canvases[i] = c
 				if n := done.Add(1); n%1000 == 0 {
 					log.Debug("decoded", "images", n, "of", len(entries))
 				}

@@ -35,10 +35,12 @@ import (
 
 	"github.com/orchard-mlops/orchard/functions"
 	"github.com/orchard-mlops/orchard/shared/logging"
+	"github.com/orchard-mlops/orchard/shared/memlimit"
 )
 
 func main() {
 	log := logging.Setup()
+	memlimit.SetGoMemLimit(log)
 	if err := run(log); err != nil {
 		log.Log(context.Background(), logging.LevelCritical, err.Error())
 		os.Exit(1)

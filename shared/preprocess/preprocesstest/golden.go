@@ -25,7 +25,7 @@ var GoldenJPEG []byte
 var GoldenSpec = preprocess.DefaultSpec(32)
 
 // GoldenDigest is TensorDigest of GoldenJPEG through GoldenSpec.
-const GoldenDigest = "sha256:747f0771b736058c361e4e2538dd1d3b1026d4a0b5f3e1a2ef8faafbbe0584c6"
+const GoldenDigest = "sha256:bd21cac19548fd82f9787d08c1ce9e5be7963de4d710767d82f3356801ba5bd5"
 
 // TensorDigest hashes a tensor's exact bits (little-endian float32), so
 // equal digests mean bit-identical tensors.
