@@ -71,7 +71,7 @@ type Options struct {
 	// ModelDir is the model published with TrainNone.
 	ModelDir string
 	// ModelName is the registry model trained and served (default
-	// orchard; with TrainNone, ModelDir's name).
+	// model.DefaultName; with TrainNone, ModelDir's name).
 	ModelName string
 	// TrainerSets are -set overrides for a demo-sized training run.
 	TrainerSets []string
@@ -197,7 +197,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		o.TrainerSets = DefaultTrainerSets
 	}
 	if o.ModelName == "" {
-		o.ModelName = "orchard"
+		o.ModelName = model.DefaultName
 	}
 	switch o.Train {
 	case TrainSubmit, TrainDirect:

@@ -39,6 +39,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/infra/local/eventarc"
 	"github.com/orchard-mlops/orchard/shared/emulators"
+	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/proc"
 )
 
@@ -80,7 +81,7 @@ type Config struct {
 	// the deployed functions do (REGISTRY_URI, MODEL_NAME).
 	ModelURI string
 	// ModelName is the registry model served without ModelURI (default
-	// orchard).
+	// model.DefaultName).
 	ModelName string
 	// FunctionsEnv is added to the functions server's environment last.
 	FunctionsEnv []string
@@ -122,7 +123,7 @@ func (c *Config) defaults() error {
 	def(&c.ModelsTopic, "model-published")
 	def(&c.PredictionsTopic, "predictions")
 	def(&c.PubSub, PubSubAuto)
-	def(&c.ModelName, "orchard")
+	def(&c.ModelName, model.DefaultName)
 	if c.RepoRoot == "" {
 		root, err := FindRepoRoot("")
 		if err != nil {

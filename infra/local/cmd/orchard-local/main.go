@@ -31,6 +31,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/infra/local/demo"
 	"github.com/orchard-mlops/orchard/infra/local/stack"
+	"github.com/orchard-mlops/orchard/shared/model"
 )
 
 const usage = `usage: orchard-local <command> [flags]
@@ -105,8 +106,8 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var c common
 	c.register(fs)
-	model := fs.String("model", "", "a fixed MODEL_URI for the functions server (file:///dir, gs://bucket/prefix or a path); default: the registry's production alias of -model-name")
-	modelName := fs.String("model-name", "orchard", "registry model the functions serve and training requests should name")
+	fixedModel := fs.String("model", "", "a fixed MODEL_URI for the functions server (file:///dir, gs://bucket/prefix or a path); default: the registry's production alias of -model-name")
+	modelName := fs.String("model-name", model.DefaultName, "registry model the functions serve and training requests should name")
 	vertex := fs.Bool("vertex", false, "also run the Vertex AI stand-in, with the trainer built from ./trainer/cmd/trainer as image "+demo.TrainerImage)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -119,7 +120,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.verbose {
 		cfg.FunctionsOutput = stderr
 	}
-	modelURI := *model
+	modelURI := *fixedModel
 	if modelURI != "" && !strings.Contains(modelURI, "://") {
 		abs, err := filepath.Abs(modelURI)
 		if err != nil {
