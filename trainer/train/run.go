@@ -20,6 +20,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"strconv"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -255,13 +256,13 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		st.Epoch = epoch
 		log.Info("epoch", "epoch", epoch, "of", cfg.Train.Epochs, "step", m.Step, "train_loss", round(m.TrainLoss),
 			"train_accuracy", round(m.TrainAccuracy), "val_loss", round(m.ValLoss), "val_accuracy", round(m.ValAccuracy),
-			"lr", m.LearningRate, "images_per_sec", math.Round(m.ImagesPerSec), "seconds", round(m.Seconds), "best", m.Best)
+			"lr", sig(m.LearningRate), "images_per_sec", math.Round(m.ImagesPerSec), "seconds", round(m.Seconds), "best", m.Best)
 		switch {
 		case cfg.Train.TargetAccuracy > 0 && m.ValAccuracy >= cfg.Train.TargetAccuracy:
-			log.Info("target accuracy reached", "val_accuracy", m.ValAccuracy)
+			log.Info("target accuracy reached", "val_accuracy", round(m.ValAccuracy))
 			st.Done = true
 		case cfg.Train.EarlyStoppingPatience > 0 && st.BadEpochs >= cfg.Train.EarlyStoppingPatience:
-			log.Info("early stopping", "best_epoch", st.BestEpoch, "best_val_accuracy", st.BestAcc)
+			log.Info("early stopping", "best_epoch", st.BestEpoch, "best_val_accuracy", round(st.BestAcc))
 			st.Done = true
 		}
 		if st.Epoch >= cfg.Train.Epochs {
@@ -349,8 +350,8 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			"images_per_sec":         meanIPS(st.History),
 		},
 	}
-	log.Info("onnx verified", "images", len(valY), "max_abs_logit_diff", ver.MaxAbsDiff, "top1_mismatches", ver.Top1Mismatches,
-		"near_ties", ver.NearTies, "ort_val_accuracy", valAcc)
+	log.Info("onnx verified", "images", len(valY), "max_abs_logit_diff", sig(ver.MaxAbsDiff), "top1_mismatches", ver.Top1Mismatches,
+		"near_ties", ver.NearTies, "ort_val_accuracy", round(valAcc))
 
 	// Write the model directory: graph and metadata last-but-one, so a
 	// reader finding model.json finds everything it refers to.
@@ -374,7 +375,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		return nil, err
 	}
 	log.Info("model written", "uri", modelStore.URI(""), "version", st.Version,
-		"val_accuracy_ort", valAcc, "seconds", round(now().Sub(runStart).Seconds()))
+		"val_accuracy_ort", round(valAcc), "seconds", round(now().Sub(runStart).Seconds()))
 	return res, nil
 }
 
@@ -521,6 +522,16 @@ func meanIPS(h []EpochMetrics) float64 {
 }
 
 func round(v float64) float64 { return math.Round(v*1e4) / 1e4 }
+
+// sig rounds v to 4 significant digits (learning rates, tiny differences),
+// for log lines people read.
+func sig(v float64) float64 {
+	r, err := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 4, 64), 64)
+	if err != nil {
+		return v
+	}
+	return r
+}
 
 // revision is the VCS revision the binary was built from, if recorded.
 func revision() string {
