@@ -9,8 +9,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"regexp"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -194,7 +194,7 @@ func TestNewestSavedModel(t *testing.T) {
 		return p
 	}
 	older := save("20260101-100000", "fruits")
-	save("20260102-100000", "other") // newer, but another model
+	save("20260102-100000", "other")                                   // newer, but another model
 	os.MkdirAll(filepath.Join(dir, "20260103-100000", "model"), 0o755) // a run that saved nothing
 	got, err := newestSavedModel(t.Context(), dir, "fruits")
 	if err != nil || got != older {
