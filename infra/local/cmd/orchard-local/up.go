@@ -39,7 +39,7 @@ const (
 
 // seedSets make the start-up training run short (well under a minute on
 // 2 cores with the fruits data).
-var seedSets = []string{"train.epochs=2", "train.early_stopping_patience=0", "report.worst_images=4"}
+var seedSets = []string{"train.epochs=1", "train.early_stopping_patience=0", "report.worst_images=4"}
 
 func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
@@ -50,7 +50,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fixedModel := fs.String("model", "", "serve this fixed model (MODEL_URI: a directory, file:///dir or gs://bucket/prefix) instead of the registry's production alias; e.g. a demo's .cache/orchard-demo/TIME/model")
 	modelName := fs.String("model-name", model.DefaultName, "registry model the functions serve and training requests should name")
 	vertex := fs.Bool("vertex", false, "also run the Vertex AI stand-in, with the trainer built from ./trainer/cmd/trainer as image "+demo.TrainerImage+" (make up sets it)")
-	seed := fs.String("seed", seedAuto, "the production model at start, so Predict answers at once: auto (the newest model under .cache/orchard-demo with -model-name's name, else train), train (a 2-epoch run on -seed-data, with progress), none (503 until a training run is promoted), or a model directory")
+	seed := fs.String("seed", seedAuto, "the production model at start, so Predict answers at once: auto (the newest model under .cache/orchard-demo with -model-name's name, else train), train (a 1-epoch run on -seed-data, with progress), none (503 until a training run is promoted), or a model directory")
 	defData, _ := defaultDatasets()
 	seedData := fs.String("seed-data", defData, "training set for -seed=train (default ../shared/datasets/fruits360-10/train when present; empty: generated)")
 	fg := fs.Bool("foreground", false, "take the terminal's foreground process group, so that Ctrl-C reaches only orchard-local and not a make above it (make up sets it, so that make exits 0 too)")
@@ -211,13 +211,13 @@ func trainSeed(ctx context.Context, w io.Writer, trainer, data, name string) (di
 	for _, s := range seedSets {
 		args = append(args, "-set", s)
 	}
-	fmt.Fprintf(w, "==> no saved model: training a small one so that Predict answers (about 30-40 s on 2 cores with the fruits data)\n    %s\n", strings.Join(args, " "))
+	fmt.Fprintf(w, "==> no saved model: training a small one so that Predict answers (about 20-45 s on 2 cores with the fruits data)\n    %s\n", strings.Join(args, " "))
 	t0 := time.Now()
 	if err := stack.RunCommandOutput(ctx, &prefixWriter{w: w, prefix: "    | "}, args...); err != nil {
 		return "", "", err
 	}
 	fmt.Fprintf(w, "    trained in %s\n", time.Since(t0).Round(100*time.Millisecond))
-	return dir, fmt.Sprintf("a 2-epoch model trained at start on %s", data), nil
+	return dir, fmt.Sprintf("a 1-epoch model trained at start on %s", data), nil
 }
 
 // publishSeed registers dir in the stack's registry through the quality
