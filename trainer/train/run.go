@@ -94,12 +94,12 @@ type StepSample struct {
 
 // Result describes a finished run.
 type Result struct {
-	Metadata     *model.Metadata
-	History      []EpochMetrics
+	Metadata *model.Metadata
+	History  []EpochMetrics
 	// Steps samples the training curves every report.curve_every_steps
 	// steps of this run (not kept in checkpoints: a resumed run's report
 	// has its own steps only).
-	Steps []StepSample
+	Steps        []StepSample
 	Verification Verification
 	BestEpoch    int
 	Dataset      *dataset.Dataset
