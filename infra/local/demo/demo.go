@@ -649,7 +649,13 @@ func (r *runner) waitJob(ctx context.Context, v *stack.Vertex, name string) erro
 	return nil
 }
 
-// tailLog prints lines appended to path until stop is called.
+// quietTick is how long the job's log may stay quiet before tailLog says
+// the job is still running (the trainer logs once per epoch when not on a
+// terminal; an epoch can take half a minute on 2 cores).
+const quietTick = 10 * time.Second
+
+// tailLog prints lines appended to path until stop is called, and a
+// "still running" line whenever it has been quiet for quietTick.
 func (r *runner) tailLog(ctx context.Context, path string) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -657,7 +663,12 @@ func (r *runner) tailLog(ctx context.Context, path string) (stop func()) {
 		defer close(done)
 		var off int64
 		var partial string
+		t0, last := time.Now(), time.Now()
 		for {
+			if time.Since(last) >= quietTick {
+				fmt.Fprintf(r.out, "    ... job running, %s so far\n", time.Since(t0).Round(time.Second))
+				last = time.Now()
+			}
 			if f, err := os.Open(path); err == nil {
 				f.Seek(off, io.SeekStart)
 				b, _ := io.ReadAll(f)
@@ -669,6 +680,7 @@ func (r *runner) tailLog(ctx context.Context, path string) (stop func()) {
 				for _, l := range lines[:len(lines)-1] {
 					if l = CompactLogLine(strings.TrimSpace(l)); l != "" {
 						fmt.Fprintf(r.out, "    | %s\n", l)
+						last = time.Now()
 					}
 				}
 			}

@@ -34,7 +34,7 @@ func GoBuild(ctx context.Context, progress io.Writer, root, binDir, pkg, name st
 	}
 	argv = []string{"go", "build", "-v", "-o", out, pkg}
 	counter := &lineCounter{}
-	stop := tick(func(d time.Duration) {
+	stop := Tick(buildTick, func(d time.Duration) {
 		fmt.Fprintf(progress, "    ... still building %s: %d packages compiled, %s (a cold Go build cache takes a few minutes)\n",
 			name, counter.count(), d.Round(time.Second))
 	})
@@ -43,15 +43,16 @@ func GoBuild(ctx context.Context, progress io.Writer, root, binDir, pkg, name st
 	return out, err
 }
 
-// tick calls fn with the elapsed time every buildTick until stop is called.
-func tick(fn func(time.Duration)) (stop func()) {
+// Tick calls fn with the elapsed time every d until stop is called (and
+// has returned), for progress lines during long silent steps.
+func Tick(d time.Duration, fn func(time.Duration)) (stop func()) {
 	t0 := time.Now()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(buildTick)
+		t := time.NewTicker(d)
 		defer t.Stop()
 		for {
 			select {

@@ -213,7 +213,13 @@ func trainSeed(ctx context.Context, w io.Writer, trainer, data, name string) (di
 	}
 	fmt.Fprintf(w, "==> no saved model: training a small one so that Predict answers (about 20-45 s on 2 cores with the fruits data)\n    %s\n", strings.Join(args, " "))
 	t0 := time.Now()
-	if err := stack.RunCommandOutput(ctx, &prefixWriter{w: w, prefix: "    | "}, args...); err != nil {
+	// The trainer logs once per epoch off a terminal: say it is alive.
+	stop := stack.Tick(10*time.Second, func(d time.Duration) {
+		fmt.Fprintf(w, "    ... training, %s so far\n", d.Round(time.Second))
+	})
+	err = stack.RunCommandOutput(ctx, &prefixWriter{w: w, prefix: "    | "}, args...)
+	stop()
+	if err != nil {
 		return "", "", err
 	}
 	fmt.Fprintf(w, "    trained in %s\n", time.Since(t0).Round(100*time.Millisecond))
