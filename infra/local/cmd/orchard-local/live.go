@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -122,7 +123,7 @@ func printRegistryEvent(l *liveLog, data []byte) {
 	}
 	what := "not promoted"
 	if e.Promoted {
-		what = "promoted to " + firstNonEmpty(e.Alias, registry.Production)
+		what = "promoted to " + cmp.Or(e.Alias, registry.Production)
 	}
 	reason := ""
 	if e.Reason != "" {
@@ -146,13 +147,4 @@ func printResult(l *liveLog, data []byte) {
 		return
 	}
 	l.printf("upload gs://%s/%s → %s %.3f%s, %.0f ms", r.Bucket, r.Name, r.Label, r.Score, version, r.LatencyMS)
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
