@@ -15,13 +15,20 @@ export GOEXPERIMENT ?= simd
 GO ?= go
 PKGS := ./...
 
+# Binaries of the local stack, per clone (two clones never share them).
+BIN_DIR := $(CURDIR)/.cache/bin
+LOCAL_CMDS := ./infra/local/cmd/orchard-local ./functions/cmd/functions ./trainer/cmd/trainer ./infra/cmd/orchard
+# Runs a go build/install and prints progress while it is silent.
+PROGRESS := infra/scripts/progress.sh
+
 .PHONY: help
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: deps
 deps: ort emulators turbojpeg ## fetch Go modules, onnxruntime, libjpeg-turbo and the emulators
-	$(GO) mod download
+	@echo "==> go mod download (first run: about a minute; later runs: instant)"
+	@$(GO) mod download
 
 .PHONY: ort
 ort: $(ORT_LIB) ## fetch libonnxruntime (pinned, sha256-checked) into .cache/
@@ -73,13 +80,23 @@ bench-peer: deps ## Orchard vs a Node peer (sharp + onnxruntime-node): CPU/reque
 bench-memory: deps ## 16 concurrent 39 MP PNGs against Predict in a 2 GiB cgroup: answers and peak RSS (needs root)
 	$(GO) run ./bench/cmd/peerbench -memory $(PEERBENCH_FLAGS)
 
+.PHONY: build
+build: ## build orchard-local, functions, trainer and the orchard CLI into .cache/bin (GOEXPERIMENT=simd)
+	@$(PROGRESS) "go build orchard-local, functions, trainer and orchard into .cache/bin" \
+		"about 4 min on 2 cores" $(GO) build -v -o $(BIN_DIR)/ $(LOCAL_CMDS)
+
 .PHONY: demo
-demo: deps ## the whole pipeline locally: train via Pub/Sub → SubmitTraining → Vertex stand-in, promote, upload, predict
-	$(GO) run ./infra/local/cmd/orchard-local demo $(DEMO_FLAGS)
+demo: deps build ## the whole pipeline locally: train via Pub/Sub → SubmitTraining → Vertex stand-in, promote, upload, predict
+	$(BIN_DIR)/orchard-local demo -bin-dir $(BIN_DIR) $(DEMO_FLAGS)
 
 .PHONY: up
-up: deps ## the local stack left running (with the Vertex AI stand-in), printing commands that work against it
-	$(GO) run ./infra/local/cmd/orchard-local up -vertex $(UP_FLAGS)
+# Ctrl-C is the normal way to stop it: orchard-local exits 0 then, and so does make.
+up: deps build ## the local stack left running (Vertex AI stand-in, a model served within a minute); UP_FLAGS: see orchard-local up -h
+	$(BIN_DIR)/orchard-local up -vertex -foreground -bin-dir $(BIN_DIR) $(UP_FLAGS)
+
+.PHONY: readme-test
+readme-test: ort ## run the README's train → eval → serve → curl block on generated data
+	$(GO) test -count=1 -run '^TestREADMETrainServe$$' ./infra/local/demo/
 
 .PHONY: deploy-checks
 deploy-checks: ## offline delivery checks: Dockerfile lint, cloudbuild.yaml, deploy.sh, terraform fmt/validate/test, planted errors

@@ -69,7 +69,10 @@ else
   log "installing fake-gcs-server $FAKE_GCS_VERSION into $gobin (found: ${have:-none})"
   # Run outside any module so the repository's go.mod and a GOFLAGS=-mod=...
   # setting cannot interfere with `go install pkg@version`.
-  (cd / && GOBIN="$gobin" GOFLAGS='' go install "$FAKE_GCS_MODULE@$FAKE_GCS_VERSION")
+  # -v through progress.sh: a cold build is minutes of otherwise silent compiling.
+  progress="$(cd "$(dirname "$0")/.." && pwd)/infra/scripts/progress.sh"
+  (cd / && GOBIN="$gobin" GOFLAGS='' "$progress" "go install fake-gcs-server $FAKE_GCS_VERSION" \
+    "about 4 min on 2 cores" go install -v "$FAKE_GCS_MODULE@$FAKE_GCS_VERSION")
   have="$(installed_version "$fake_gcs")"
   [[ $have == "$FAKE_GCS_VERSION" ]] || fail "after go install, $fake_gcs reports version '${have:-none}'"
   log "installed fake-gcs-server $FAKE_GCS_VERSION at $fake_gcs"

@@ -341,6 +341,10 @@ func (s *Submitter) jobEnv(msgID string, req *Request) []*aiplatformpb.EnvVar {
 		{Name: "ORCHARD_MESSAGE_ID", Value: msgID},
 		{Name: "ORCHARD_REQUESTER", Value: req.Requester},
 	}
+	// The trainer records requester, notes and job in the alias history.
+	if req.Notes != "" {
+		env = append(env, &aiplatformpb.EnvVar{Name: "ORCHARD_NOTES", Value: req.Notes})
+	}
 	if s.cfg.ModelPublishedTopic != "" {
 		env = append(env, &aiplatformpb.EnvVar{Name: "MODEL_PUBLISHED_TOPIC", Value: s.cfg.ModelPublishedTopic})
 	}

@@ -234,7 +234,7 @@ func TestHandleEvent(t *testing.T) {
 	}
 	defer sub.Close()
 	ctx := t.Context()
-	good := []byte(`{"dataset":"gs://orchard-data/fruits","model":"fruits","overrides":["train.epochs=1"],"requester":"Alice@Example.com"}`)
+	good := []byte(`{"dataset":"gs://orchard-data/fruits","model":"fruits","overrides":["train.epochs=1"],"requester":"Alice@Example.com","notes":"new photos"}`)
 
 	if err := sub.HandleEvent(ctx, cloudEvent(t, "1001", good)); err != nil {
 		t.Fatalf("valid request: %v", err)
@@ -260,7 +260,7 @@ func TestHandleEvent(t *testing.T) {
 		{"service account", j.GetJobSpec().GetServiceAccount(), "trainer@p.iam.gserviceaccount.com"},
 		{"machine", j.GetJobSpec().GetWorkerPoolSpecs()[0].GetMachineSpec().GetMachineType(), "e2-standard-4"},
 		{"timeout", j.GetJobSpec().GetScheduling().GetTimeout().AsDuration(), time.Hour},
-		{"env", jobEnv(cs), "GOOGLE_CLOUD_PROJECT=p MODEL_PUBLISHED_TOPIC=projects/p/topics/model-published ORCHARD_MESSAGE_ID=1001 ORCHARD_REQUESTER=Alice@Example.com"},
+		{"env", jobEnv(cs), "GOOGLE_CLOUD_PROJECT=p MODEL_PUBLISHED_TOPIC=projects/p/topics/model-published ORCHARD_MESSAGE_ID=1001 ORCHARD_NOTES=new photos ORCHARD_REQUESTER=Alice@Example.com"},
 	}
 	for _, c := range checks {
 		if fmt.Sprint(c.got) != fmt.Sprint(c.want) {

@@ -137,13 +137,34 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Provider, error)
 	if choice == "console" {
 		interval = 10 * time.Second
 	}
-	res, err := resource.Merge(resource.Default(), resource.Environment())
-	if err != nil {
-		res = resource.Default()
-	}
 	mp := sdkmetric.NewMeterProvider(
-		sdkmetric.WithResource(res),
+		sdkmetric.WithResource(Resource()),
 		sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp, sdkmetric.WithInterval(interval))),
 	)
 	return &Provider{MeterProvider: mp, Exporter: choice, shutdown: mp.Shutdown}, nil
+}
+
+// DefaultServiceName is service.name when neither OTEL_SERVICE_NAME nor
+// Cloud Run's K_SERVICE says otherwise (the SDK's own default would be
+// "unknown_service:functions", the binary's name).
+const DefaultServiceName = "orchard-functions"
+
+// Resource describes the process: the SDK's defaults, service.name from
+// K_SERVICE (the Cloud Run service) or DefaultServiceName, then
+// OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME, which win.
+func Resource() *resource.Resource {
+	name := DefaultServiceName
+	if k := os.Getenv("K_SERVICE"); k != "" {
+		name = k
+	}
+	// Schemaless, so merging never fails on differing semconv schema URLs.
+	svc := resource.NewSchemaless(attribute.String("service.name", name))
+	res, err := resource.Merge(resource.Default(), svc)
+	if err != nil {
+		return svc
+	}
+	if env, err := resource.Merge(res, resource.Environment()); err == nil {
+		res = env
+	}
+	return res
 }

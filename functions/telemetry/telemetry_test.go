@@ -85,3 +85,25 @@ func TestInstruments(t *testing.T) {
 		t.Errorf("latency = %+v, want 2 samples summing to 0.008 s", dp)
 	}
 }
+
+func TestResourceServiceName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"default", nil, DefaultServiceName},
+		{"Cloud Run service", map[string]string{"K_SERVICE": "predict"}, "predict"},
+		{"OTEL_SERVICE_NAME wins", map[string]string{"K_SERVICE": "predict", "OTEL_SERVICE_NAME": "mine"}, "mine"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, k := range []string{"K_SERVICE", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"} {
+				t.Setenv(k, tc.env[k])
+			}
+			v, ok := Resource().Set().Value("service.name")
+			if !ok || v.AsString() != tc.want {
+				t.Errorf("service.name = %q (set %v), want %q", v.AsString(), ok, tc.want)
+			}
+		})
+	}
+}

@@ -23,6 +23,11 @@ const (
 	MetadataFile = "model.json"
 )
 
+// DefaultName is the model name used wherever none is given: the
+// trainer's default config, the local stack and demo, and Terraform's
+// model_name default. Keep them equal (a test checks the first three).
+const DefaultName = "fruits"
+
 // FormatVersion is the model.json schema version this code reads and writes.
 const FormatVersion = 1
 

@@ -463,13 +463,13 @@ func putImmutable(ctx context.Context, st blob.Store, key string, data []byte, c
 
 // VersionInfo describes a stored version.
 type VersionInfo struct {
-	Model    string
-	Version  string
-	URI      string
-	Stored   time.Time // when model.json was written
-	Metadata model.Metadata
-	Aliases  []string  // aliases naming it now
-	Decision *Decision // the gate's last decision, if any
+	Model    string         `json:"model"`
+	Version  string         `json:"version"`
+	URI      string         `json:"uri"`
+	Stored   time.Time      `json:"stored"` // when model.json was written
+	Metadata model.Metadata `json:"metadata"`
+	Aliases  []string       `json:"aliases"`            // aliases naming it now
+	Decision *Decision      `json:"decision,omitempty"` // the gate's last decision, if any
 }
 
 // Versions lists a model's complete versions with their metadata, oldest

@@ -109,6 +109,9 @@ type Export struct {
 type Report struct {
 	Enabled     bool `yaml:"enabled" json:"enabled"`
 	WorstImages int  `yaml:"worst_images" json:"worst_images"`
+	// CurveEverySteps samples the training curves every this many steps,
+	// besides once per epoch (0: per epoch only).
+	CurveEverySteps int `yaml:"curve_every_steps" json:"curve_every_steps"`
 }
 
 // Default returns the embedded default configuration.
@@ -292,6 +295,7 @@ func (c *Config) Validate() error {
 	add(c.Model.BNMomentum < 0 || c.Model.BNMomentum >= 1, "model.bn_momentum must be in [0,1)")
 	add(c.Model.BNEpsilon <= 0, "model.bn_epsilon must be > 0")
 	add(c.Model.Dense < 0, "model.dense must be >= 0")
+	add(c.Report.CurveEverySteps < 0, "report.curve_every_steps must be >= 0")
 	add(c.Train.Epochs < 1, "train.epochs must be >= 1")
 	add(c.Train.BatchSize < 1, "train.batch_size must be >= 1")
 	add(c.Train.EvalBatchSize < 1, "train.eval_batch_size must be >= 1")

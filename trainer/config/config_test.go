@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/orchard-mlops/orchard/shared/model"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -77,5 +79,13 @@ func TestJSONAndYAMLAgree(t *testing.T) {
 	}
 	if m["seed"] != 42 {
 		t.Fatalf("seed = %v", m["seed"])
+	}
+}
+
+// The trainer's default name is the one the local stack serves and
+// Terraform's model_name defaults to: one default model name everywhere.
+func TestDefaultNameIsTheModelDefault(t *testing.T) {
+	if got := Default().Name; got != model.DefaultName {
+		t.Errorf("default config name %q, want model.DefaultName %q", got, model.DefaultName)
 	}
 }

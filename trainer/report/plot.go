@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"image/draw"
 	"math"
+	"strings"
 
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
@@ -145,9 +146,9 @@ func LinePlot(title, xLabel string, series []Series, w, h int, logY bool) *image
 		}
 		text(img, left-6-textWidth(label), y+4, label, black)
 	}
-	xt := niceTicks(xmin, xmax, 8)
-	for _, t := range xt {
-		if t != math.Trunc(t) && xmax-xmin > 4 {
+	// The x axis is epochs: whole-number ticks only.
+	for _, t := range niceTicks(xmin, xmax, 8) {
+		if t != math.Trunc(t) {
 			continue
 		}
 		x := px(t)
@@ -165,7 +166,11 @@ func LinePlot(title, xLabel string, series []Series, w, h int, logY bool) *image
 		for i := 1; i < len(s.X); i++ {
 			line(img, px(s.X[i-1]), py(s.Y[i-1]), px(s.X[i]), py(s.Y[i]), s.Color, 2)
 		}
+		// Markers on sparse series (per epoch), none on dense step samples.
 		for i := range s.X {
+			if len(s.X) > 30 {
+				break
+			}
 			draw.Draw(img, image.Rect(px(s.X[i])-2, py(s.Y[i])-2, px(s.X[i])+3, py(s.Y[i])+3), image.NewUniform(s.Color), image.Point{}, draw.Src)
 		}
 		line(img, lx, top+12, lx+18, top+12, s.Color, 3)
@@ -177,15 +182,30 @@ func LinePlot(title, xLabel string, series []Series, w, h int, logY bool) *image
 
 // ConfusionPlot draws a confusion matrix (rows: true class, columns:
 // predicted) as a heat map normalised per row, with counts in the cells and
-// class indices on the axes.
-func ConfusionPlot(m [][]int) *image.RGBA {
+// class names on both axes (the columns' written upwards).
+func ConfusionPlot(m [][]int, labels []string) *image.RGBA {
 	k := len(m)
+	name := func(i int) string {
+		l := fmt.Sprint(i)
+		if i < len(labels) {
+			l = labels[i]
+		}
+		if len(l) > maxLabel {
+			l = l[:maxLabel-1] + "~"
+		}
+		return l
+	}
+	longest := 1
+	for i := range k {
+		longest = max(longest, len(name(i)))
+	}
 	cell := max(28, min(56, 560/max(1, k)))
-	left, top := 48, 40
-	w, h := left+k*cell+16, top+k*cell+36
+	left, top := 16+textWidth(strings.Repeat("m", longest)), 40+textWidth(strings.Repeat("m", longest))
+	const title = "confusion matrix (rows: true, columns: predicted)"
+	w, h := max(left+k*cell+16, textWidth(title)+16), top+k*cell+24
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	draw.Draw(img, img.Bounds(), image.NewUniform(white), image.Point{}, draw.Src)
-	text(img, left, 16, "confusion matrix (rows: true, columns: predicted)", black)
+	text(img, 8, 16, title, black)
 	for i := range k {
 		total := 0
 		for _, v := range m[i] {
@@ -209,12 +229,31 @@ func ConfusionPlot(m [][]int) *image.RGBA {
 			}
 			text(img, r.Min.X+cell/2-textWidth(s)/2, r.Min.Y+cell/2+4, s, tc)
 		}
-		lbl := fmt.Sprint(i)
+		lbl := name(i)
 		text(img, left-8-textWidth(lbl), top+i*cell+cell/2+4, lbl, black)
-		text(img, left+i*cell+cell/2-textWidth(lbl)/2, top-6, lbl, black)
+		verticalText(img, left+i*cell+cell/2-6, top-6, lbl)
 	}
-	text(img, left, h-10, "class indices: see the table below", black)
 	return img
+}
+
+// maxLabel caps the class names drawn on the confusion matrix.
+const maxLabel = 24
+
+// verticalText draws s reading upwards, ending at (x, bottom), as column
+// labels are: rendered horizontally, then turned a quarter to the left.
+func verticalText(img *image.RGBA, x, bottom int, s string) {
+	tw := textWidth(s)
+	tmp := image.NewRGBA(image.Rect(0, 0, tw, 13))
+	draw.Draw(tmp, tmp.Bounds(), image.NewUniform(white), image.Point{}, draw.Src)
+	text(tmp, 0, 10, s, black)
+	for ty := range 13 {
+		for tx := range tw {
+			// Turn left: (tx, ty) goes to (x+ty, bottom-tx).
+			if c := tmp.RGBAAt(tx, ty); c != white {
+				img.SetRGBA(x+ty, bottom-tx, c)
+			}
+		}
+	}
 }
 
 // Upscale enlarges an image by an integer factor (nearest neighbour), for

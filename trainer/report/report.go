@@ -21,6 +21,13 @@ type Point struct {
 	LearningRate, ImagesPerSec, Seconds  float64
 }
 
+// StepPoint is a sample of the training curves between epochs (every
+// report.curve_every_steps steps); Epoch is fractional.
+type StepPoint struct {
+	Epoch                             float64
+	TrainLoss, TrainAcc, LearningRate float64
+}
+
 // Example is one validation image with its prediction.
 type Example struct {
 	Image      image.Image
@@ -43,7 +50,8 @@ type Input struct {
 	Summary    [][2]string
 	Labels     []string
 	History    []Point
-	Confusion  [][]int // [true][predicted]
+	Steps      []StepPoint // optional: finer training curves than History
+	Confusion  [][]int     // [true][predicted]
 	Examples   []Example
 	Skipped    [][2]string // path, reason
 	Tables     []Table
@@ -130,34 +138,13 @@ func Render(in Input) (map[string][]byte, error) {
 		files[name] = b.Bytes()
 		return nil
 	}
-	xs := make([]float64, len(in.History))
-	get := func(f func(Point) float64) []float64 {
-		v := make([]float64, len(in.History))
-		for i, p := range in.History {
-			xs[i] = float64(p.Epoch)
-			v[i] = f(p)
-		}
-		return v
-	}
-	trainLoss, valLoss := get(func(p Point) float64 { return p.TrainLoss }), get(func(p Point) float64 { return p.ValLoss })
-	trainAcc, valAcc := get(func(p Point) float64 { return p.TrainAcc }), get(func(p Point) float64 { return p.ValAcc })
-	lr := get(func(p Point) float64 { return p.LearningRate })
-	plots := []struct {
-		name, title string
-		s           []Series
-		log         bool
-	}{
-		{"loss.png", "loss (train: smoothed labels, augmented)", []Series{{"train", Blue, xs, trainLoss}, {"validation", Orange, xs, valLoss}}, true},
-		{"accuracy.png", "accuracy", []Series{{"train", Blue, xs, trainAcc}, {"validation", Orange, xs, valAcc}}, false},
-		{"lr.png", "learning rate at epoch end", []Series{{"lr", Green, xs, lr}}, false},
-	}
-	for _, p := range plots {
+	for _, p := range curves(in) {
 		if err := put(p.name, LinePlot(p.title, "epoch", p.s, 560, 300, p.log)); err != nil {
 			return nil, err
 		}
 	}
 	if len(in.Confusion) > 0 {
-		if err := put("confusion.png", ConfusionPlot(in.Confusion)); err != nil {
+		if err := put("confusion.png", ConfusionPlot(in.Confusion, in.Labels)); err != nil {
 			return nil, err
 		}
 	}
@@ -202,6 +189,56 @@ func Render(in Input) (map[string][]byte, error) {
 	}
 	files["index.html"] = b.Bytes()
 	return files, nil
+}
+
+type plot struct {
+	name, title string
+	s           []Series
+	log         bool
+}
+
+// curves are the loss, accuracy and learning-rate plots: validation once
+// per epoch, training from the step samples when there are any (else per
+// epoch), on an epoch axis.
+func curves(in Input) []plot {
+	series := func(f func(Point) float64) (x, y []float64) {
+		for _, p := range in.History {
+			x, y = append(x, float64(p.Epoch)), append(y, f(p))
+		}
+		return x, y
+	}
+	steps := func(f func(StepPoint) float64) (x, y []float64) {
+		for _, p := range in.Steps {
+			x, y = append(x, p.Epoch), append(y, f(p))
+		}
+		return x, y
+	}
+	train := func(fe func(Point) float64, fs func(StepPoint) float64) Series {
+		x, y := series(fe)
+		if len(in.Steps) > 0 {
+			x, y = steps(fs)
+		}
+		return Series{Name: "train", Color: Blue, X: x, Y: y}
+	}
+	val := func(f func(Point) float64) Series {
+		x, y := series(f)
+		return Series{Name: "validation", Color: Orange, X: x, Y: y}
+	}
+	lrX, lrY := series(func(p Point) float64 { return p.LearningRate })
+	lrTitle := "learning rate at epoch end"
+	if len(in.Steps) > 0 {
+		lrX, lrY = steps(func(p StepPoint) float64 { return p.LearningRate })
+		lrTitle = "learning rate"
+	}
+	return []plot{
+		{"loss.png", "loss (train: smoothed labels, augmented)", []Series{
+			train(func(p Point) float64 { return p.TrainLoss }, func(p StepPoint) float64 { return p.TrainLoss }),
+			val(func(p Point) float64 { return p.ValLoss })}, true},
+		{"accuracy.png", "accuracy", []Series{
+			train(func(p Point) float64 { return p.TrainAcc }, func(p StepPoint) float64 { return p.TrainAcc }),
+			val(func(p Point) float64 { return p.ValAcc })}, false},
+		{"lr.png", lrTitle, []Series{{Name: "lr", Color: Green, X: lrX, Y: lrY}}, false},
+	}
 }
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{

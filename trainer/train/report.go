@@ -1,6 +1,7 @@
 package train
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -60,12 +61,15 @@ func writeReport(ctx context.Context, st blob.Store, cfg *config.Config, res *Re
 			{"model", fmt.Sprintf("input %v (per-image standardisation %v), widths %v x%d, conv %s, batch norm %v",
 				meta.Input.Shape, cfg.Model.InputNorm, cfg.Model.Widths, cfg.Model.ConvsPerBlock, cfg.Model.Conv, cfg.Model.BatchNorm)},
 			{"wall time", fmt.Sprintf("%.1f s (until the report)", end.Sub(start).Seconds())},
-			{"source revision", meta.SourceRevision},
+			{"source revision", cmp.Or(meta.SourceRevision, "unknown")},
 		},
 	}
 	for _, h := range res.History {
 		in.History = append(in.History, report.Point{Epoch: h.Epoch, TrainLoss: h.TrainLoss, ValLoss: h.ValLoss,
 			TrainAcc: h.TrainAccuracy, ValAcc: h.ValAccuracy, LearningRate: h.LearningRate, ImagesPerSec: h.ImagesPerSec, Seconds: h.Seconds})
+	}
+	for _, p := range res.Steps {
+		in.Steps = append(in.Steps, report.StepPoint{Epoch: p.Epoch, TrainLoss: p.TrainLoss, TrainAcc: p.TrainAccuracy, LearningRate: p.LearningRate})
 	}
 	for _, i := range report.Worst(probs, truth, cfg.Report.WorstImages) {
 		s := ds.Validation[i]

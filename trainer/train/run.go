@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -80,10 +81,25 @@ type EpochMetrics struct {
 	Best          bool    `json:"best,omitempty"`
 }
 
+// StepSample is a point of the training curves between epochs: the mean
+// training loss over the steps since the previous sample, the epoch's
+// running training accuracy, and the learning rate.
+type StepSample struct {
+	Step          int64
+	Epoch         float64 // fractional: 1.5 is halfway through epoch 2
+	TrainLoss     float64
+	TrainAccuracy float64
+	LearningRate  float64
+}
+
 // Result describes a finished run.
 type Result struct {
-	Metadata     *model.Metadata
-	History      []EpochMetrics
+	Metadata *model.Metadata
+	History  []EpochMetrics
+	// Steps samples the training curves every report.curve_every_steps
+	// steps of this run (not kept in checkpoints: a resumed run's report
+	// has its own steps only).
+	Steps        []StepSample
 	Verification Verification
 	BestEpoch    int
 	Dataset      *dataset.Dataset
@@ -225,15 +241,17 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	}
 
 	epochsThisRun := 0
+	var steps []StepSample
 	for !st.Done && st.Epoch < cfg.Train.Epochs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		epoch := st.Epoch + 1
-		m, err := runEpoch(ctx, eng, ds, aug, cfg, epoch, bs, stepsPerEpoch, workers, opt.Progress)
+		m, samples, err := runEpoch(ctx, eng, ds, aug, cfg, epoch, bs, stepsPerEpoch, workers, opt.Progress)
 		if err != nil {
 			return nil, err
 		}
+		steps = append(steps, samples...)
 		// Validation with the GoMLX model (inference-mode batch norm).
 		logits, err := eng.Logits(valX, len(valY), cfg.Train.EvalBatchSize)
 		if err != nil {
@@ -255,13 +273,13 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		st.Epoch = epoch
 		log.Info("epoch", "epoch", epoch, "of", cfg.Train.Epochs, "step", m.Step, "train_loss", round(m.TrainLoss),
 			"train_accuracy", round(m.TrainAccuracy), "val_loss", round(m.ValLoss), "val_accuracy", round(m.ValAccuracy),
-			"lr", m.LearningRate, "images_per_sec", math.Round(m.ImagesPerSec), "seconds", round(m.Seconds), "best", m.Best)
+			"lr", sig(m.LearningRate), "images_per_sec", math.Round(m.ImagesPerSec), "seconds", round(m.Seconds), "best", m.Best)
 		switch {
 		case cfg.Train.TargetAccuracy > 0 && m.ValAccuracy >= cfg.Train.TargetAccuracy:
-			log.Info("target accuracy reached", "val_accuracy", m.ValAccuracy)
+			log.Info("target accuracy reached", "val_accuracy", round(m.ValAccuracy))
 			st.Done = true
 		case cfg.Train.EarlyStoppingPatience > 0 && st.BadEpochs >= cfg.Train.EarlyStoppingPatience:
-			log.Info("early stopping", "best_epoch", st.BestEpoch, "best_val_accuracy", st.BestAcc)
+			log.Info("early stopping", "best_epoch", st.BestEpoch, "best_val_accuracy", round(st.BestAcc))
 			st.Done = true
 		}
 		if st.Epoch >= cfg.Train.Epochs {
@@ -349,8 +367,8 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			"images_per_sec":         meanIPS(st.History),
 		},
 	}
-	log.Info("onnx verified", "images", len(valY), "max_abs_logit_diff", ver.MaxAbsDiff, "top1_mismatches", ver.Top1Mismatches,
-		"near_ties", ver.NearTies, "ort_val_accuracy", valAcc)
+	log.Info("onnx verified", "images", len(valY), "max_abs_logit_diff", sig(ver.MaxAbsDiff), "top1_mismatches", ver.Top1Mismatches,
+		"near_ties", ver.NearTies, "ort_val_accuracy", round(valAcc))
 
 	// Write the model directory: graph and metadata last-but-one, so a
 	// reader finding model.json finds everything it refers to.
@@ -363,7 +381,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if err := writeConfusion(ctx, modelStore, ds.Labels, Confusion(ortLogits, valY, len(ds.Labels))); err != nil {
 		return nil, err
 	}
-	res := &Result{Metadata: meta, History: st.History, Verification: ver, BestEpoch: st.BestEpoch, Dataset: ds,
+	res := &Result{Metadata: meta, History: st.History, Steps: steps, Verification: ver, BestEpoch: st.BestEpoch, Dataset: ds,
 		GoLogits: goLogits, ORTLogits: ortLogits, ONNX: onnxBytes}
 	if cfg.Report.Enabled {
 		if err := writeReport(ctx, modelStore, cfg, res, runStart, now()); err != nil {
@@ -378,14 +396,14 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		return nil, err
 	}
 	log.Info("model written", "uri", modelStore.URI(""), "version", st.Version,
-		"val_accuracy_ort", valAcc, "seconds", round(now().Sub(runStart).Seconds()))
+		"val_accuracy_ort", round(valAcc), "seconds", round(now().Sub(runStart).Seconds()))
 	return res, nil
 }
 
 // runEpoch trains one epoch. Batches are augmented in parallel, one batch
 // ahead of the training step.
 func runEpoch(ctx context.Context, eng *Engine, ds *dataset.Dataset, aug *dataset.Augmenter, cfg *config.Config,
-	epoch, bs, steps, workers int, progress io.Writer) (EpochMetrics, error) {
+	epoch, bs, steps, workers int, progress io.Writer) (EpochMetrics, []StepSample, error) {
 	start := time.Now()
 	per := ds.Spec.TensorLen()
 	perm := rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(epoch))).Perm(len(ds.Train))
@@ -423,24 +441,35 @@ func runEpoch(ctx context.Context, eng *Engine, ds *dataset.Dataset, aug *datase
 		}
 	}()
 	if err := eng.ResetEpochMetrics(); err != nil {
-		return EpochMetrics{}, err
+		return EpochMetrics{}, nil, err
 	}
-	var lossSum, acc float64
+	var lossSum, acc, windowLoss float64
+	var windowN int
+	var samples []StepSample
 	bar := newProgressBar(progress, epoch, cfg.Train.Epochs, steps)
 	for s := 0; s < steps; s++ {
 		b, ok := <-batches
 		if !ok {
-			return EpochMetrics{}, ctx.Err()
+			return EpochMetrics{}, nil, ctx.Err()
 		}
 		loss, a, err := eng.Step(b.x, b.y)
 		if err != nil {
-			return EpochMetrics{}, err
+			return EpochMetrics{}, nil, err
 		}
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return EpochMetrics{}, fmt.Errorf("epoch %d step %d: loss is %v (lower train.learning_rate?)", epoch, s, loss)
+			return EpochMetrics{}, nil, fmt.Errorf("epoch %d step %d: loss is %v (lower train.learning_rate?)", epoch, s, loss)
 		}
 		lossSum += loss
 		acc = a
+		if every := cfg.Report.CurveEverySteps; every > 0 {
+			windowLoss += loss
+			windowN++
+			if (s+1)%every == 0 || s+1 == steps {
+				samples = append(samples, StepSample{Step: eng.GlobalStep(), Epoch: float64(epoch-1) + float64(s+1)/float64(steps),
+					TrainLoss: windowLoss / float64(windowN), TrainAccuracy: acc, LearningRate: eng.LearningRate()})
+				windowLoss, windowN = 0, 0
+			}
+		}
 		bar.update(s+1, lossSum/float64(s+1), acc, float64((s+1)*bs)/time.Since(start).Seconds())
 	}
 	bar.done()
@@ -448,7 +477,7 @@ func runEpoch(ctx context.Context, eng *Engine, ds *dataset.Dataset, aug *datase
 	return EpochMetrics{
 		Epoch: epoch, Step: eng.GlobalStep(), TrainLoss: lossSum / float64(steps), TrainAccuracy: acc,
 		LearningRate: eng.LearningRate(), ImagesPerSec: float64(steps*bs) / secs, Seconds: secs,
-	}, nil
+	}, samples, nil
 }
 
 // stack concatenates the samples' serving tensors.
@@ -525,6 +554,16 @@ func meanIPS(h []EpochMetrics) float64 {
 }
 
 func round(v float64) float64 { return math.Round(v*1e4) / 1e4 }
+
+// sig rounds v to 4 significant digits (learning rates, tiny differences),
+// for log lines people read.
+func sig(v float64) float64 {
+	r, err := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 4, 64), 64)
+	if err != nil {
+		return v
+	}
+	return r
+}
 
 // revision is the VCS revision the binary was built from, if recorded.
 func revision() string {

@@ -1,7 +1,7 @@
 // Command orchard is the people's CLI for Orchard's training pipeline and
 // model registry.
 //
-//	orchard train    -topic T -data URI -name N [-set k=v ...] [-requester R] [-notes TEXT] [-allow-new-labels] [-project P]
+//	orchard train    [-topic T] -project P -data URI -name N [-set k=v ...] [-requester R] [-notes TEXT] [-allow-new-labels]
 //	orchard versions -registry URI -name N [-json]
 //	orchard promote  -registry URI -name N -version V [-margin M] [-allow-new-labels] [-force] [-alias A] [-reason TEXT]
 //	orchard rollback -registry URI -name N [-to V] [-alias A] [-reason TEXT]
@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -56,20 +57,40 @@ func main() {
 
 type usageError struct{ error }
 
-const usage = `usage: orchard <command> [flags]
+// command is one subcommand: its own function, flag set and -h. Adding one
+// is one line in commands (with its func in its own file).
+type command struct {
+	name    string // "alias show" for a two-word command
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
 
-commands:
-  train      publish a training request (SubmitTraining starts a Vertex AI job)
-  versions   list a model's versions with metrics, aliases and gate decisions
-  promote    move production (or -alias) to a version through the quality gate
-  rollback   move production (or -alias) back to an earlier version
-  alias show show an alias, who moved it, when, why, and its history
-  sweep      submit a sweep spec as a Vertex AI HyperparameterTuningJob, compare the trials, publish the best
-  deadletters list dead-lettered events (object or request, attempts, last error)
-  redrive    replay dead-lettered events to their function (after the cause is fixed)
+// commands is the dispatch table, in the order the usage lists them. It
+// is filled in init because the commands' -h reads it.
+var commands []command
 
-run "orchard <command> -h" for a command's flags.
-`
+func init() {
+	commands = []command{
+		{"train", "publish a training request (SubmitTraining starts a Vertex AI job)", runTrain},
+		{"versions", "list a model's versions with metrics, aliases and gate decisions", runVersions},
+		{"promote", "move production (or -alias) to a version through the quality gate", runPromote},
+		{"rollback", "move production (or -alias) back to an earlier version", runRollback},
+		{"alias show", "show an alias, who moved it, when, why, and its history", runAliasShow},
+		{"sweep", "submit a sweep spec as a Vertex AI HyperparameterTuningJob, compare the trials, publish the best", runSweep},
+		{"deadletters", "list dead-lettered events (object or request, attempts, last error)", runDeadLetters},
+		{"redrive", "replay dead-lettered events to their function (after the cause is fixed)", runRedrive},
+	}
+}
+
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: orchard <command> [flags]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-12s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\nrun \"orchard <command> -h\" for a command's flags.\n")
+	return b.String()
+}
 
 type multi []string
 
@@ -78,179 +99,235 @@ func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return usageError{errors.New("no command")}
 	}
-	cmd, args := args[0], args[1:]
-	if cmd == "sweep" {
-		return runSweep(ctx, args, stdout, stderr)
-	}
-	if cmd == "-h" || cmd == "-help" || cmd == "--help" || cmd == "help" {
-		fmt.Fprint(stdout, usage)
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage())
 		return nil
 	}
-	if cmd == "alias" {
-		if len(args) == 0 || args[0] != "show" {
-			fmt.Fprint(stderr, usage)
-			return usageError{errors.New(`"alias" needs a subcommand: show`)}
+	for _, c := range commands {
+		words := strings.Fields(c.name)
+		if len(args) >= len(words) && slices.Equal(args[:len(words)], words) {
+			return c.run(ctx, args[len(words):], stdout, stderr)
 		}
-		cmd, args = "alias show", args[1:]
 	}
-	switch cmd {
-	case "deadletters":
-		return runDeadLetters(ctx, args, stdout, stderr)
-	case "redrive":
-		return runRedrive(ctx, args, stdout, stderr)
+	fmt.Fprint(stderr, usage())
+	for _, c := range commands {
+		if group, sub, ok := strings.Cut(c.name, " "); ok && group == args[0] {
+			return usageError{fmt.Errorf("%q needs a subcommand: %s", group, sub)}
+		}
 	}
-	fs := flag.NewFlagSet("orchard "+cmd, flag.ContinueOnError)
+	return usageError{fmt.Errorf("unknown command %q", args[0])}
+}
+
+// flags returns a command's flag set, whose -h prints the command's
+// summary and only its own flags.
+func flags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("orchard "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	regURI := fs.String("registry", os.Getenv("REGISTRY_URI"), "registry URI (gs://bucket/prefix, file:///dir or a path; default $REGISTRY_URI)")
-	name := fs.String("name", "", "model name")
-	alias := fs.String("alias", registry.Production, "alias")
-	reason := fs.String("reason", "", "why (recorded with the alias move)")
-	by := fs.String("by", currentUser(), "who (recorded)")
-	notifyTopic := fs.String("notify-topic", os.Getenv("MODEL_PUBLISHED_TOPIC"), "Pub/Sub topic for model-published events: projects/P/topics/T or an ID in -project (default $MODEL_PUBLISHED_TOPIC)")
-	project := fs.String("project", firstNonEmpty(os.Getenv("GOOGLE_CLOUD_PROJECT"), os.Getenv("GCP_PROJECT")), "Google Cloud project")
-
-	switch cmd {
-	case "train":
-		topic := fs.String("topic", firstNonEmpty(os.Getenv("TRAINING_TOPIC"), "training-requests"), "topic SubmitTraining listens on: an ID in -project or projects/P/topics/T (default $TRAINING_TOPIC, else training-requests, the local stack's; Terraform names it <prefix>-training-requests)")
-		data := fs.String("data", "", "dataset URI (gs://bucket/prefix; local paths only for local runs)")
-		var sets multi
-		fs.Var(&sets, "set", "trainer config override k=v (repeatable)")
-		requester := fs.String("requester", currentUser(), "requester recorded with the job")
-		notes := fs.String("notes", "", "free-text notes")
-		allowNew := fs.Bool("allow-new-labels", false, "a new label set is intended (quality gate)")
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		req := submittraining.Request{Dataset: *data, Model: *name, Overrides: sets, Requester: *requester, Notes: *notes, AllowNewLabels: *allowNew}
-		// Check locally with the function's own rules (local data allowed:
-		// the function decides), so mistakes fail here, not in a log.
-		if err := req.Validate(true); err != nil {
-			return usageError{err}
-		}
-		if *project == "" {
-			return usageError{errors.New("-project or GOOGLE_CLOUD_PROJECT is required")}
-		}
-		body, err := json.Marshal(req)
-		if err != nil {
-			return err
-		}
-		c, err := pubsub.NewClient(ctx, *project)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		pub := c.Publisher(*topic)
-		defer pub.Stop()
-		id, err := pub.Publish(ctx, &pubsub.Message{Data: body, Attributes: map[string]string{"model": *name}}).Get(ctx)
-		if err != nil {
-			return fmt.Errorf("publishing to %s: %w", *topic, err)
-		}
-		fmt.Fprintf(stdout, "published training request %s for model %s (message %s)\n", *topic, *name, id)
-		fmt.Fprintf(stdout, "the job will be named %s\n", first(submittraining.JobNames(*name, id)))
-		return nil
-
-	case "versions":
-		asJSON := fs.Bool("json", false, "print JSON")
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		reg, err := openRegistry(ctx, *regURI, *name, *project, *notifyTopic)
-		if err != nil {
-			return err
-		}
-		vs, err := reg.Versions(ctx, *name)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(vs)
-		}
-		return printVersions(stdout, vs, reportLinks(ctx, vs))
-
-	case "promote":
-		version := fs.String("version", "", "version to promote")
-		margin := fs.Float64("margin", 0, "accept up to this much lower validation accuracy than the current version")
-		allowNew := fs.Bool("allow-new-labels", false, "accept a different label set")
-		force := fs.Bool("force", false, "skip the quality gate (recorded)")
-		evalURI := fs.String("eval", os.Getenv("EVAL_URI"), "the operator's evaluation set (folder per class) the gate scores both models on (default $EVAL_URI)")
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		var eval *registry.EvalSet
-		if *evalURI != "" {
-			var err error
-			if eval, err = registry.OpenEvalSet(ctx, *evalURI); err != nil {
-				return err
+	fs.Usage = func() {
+		for _, c := range commands {
+			if c.name == name {
+				fmt.Fprintf(stderr, "usage: orchard %s [flags]\n\n%s\n\nflags:\n", name, c.summary)
 			}
 		}
-		if *version == "" {
-			return usageError{errors.New("-version is required")}
-		}
-		reg, err := openRegistry(ctx, *regURI, *name, *project, *notifyTopic)
-		if err != nil {
-			return err
-		}
-		d, err := reg.Promote(ctx, *name, *version, registry.PromoteOptions{
-			GateOptions: registry.GateOptions{Margin: *margin, AllowNewLabels: *allowNew},
-			Alias:       *alias, By: *by, Reason: *reason, Force: *force, Eval: eval,
-		})
-		if err != nil {
-			return err
-		}
-		if !d.Accepted {
-			return fmt.Errorf("quality gate rejected %s %s: %s", *name, *version, d.Reason)
-		}
-		fmt.Fprintf(stdout, "%s of %s is now %s (%s)\n", *alias, *name, *version, d.Reason)
-		return nil
-
-	case "rollback":
-		to := fs.String("to", "", "version to go back to (default: the previous one)")
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		reg, err := openRegistry(ctx, *regURI, *name, *project, *notifyTopic)
-		if err != nil {
-			return err
-		}
-		a, err := reg.Rollback(ctx, *name, registry.RollbackOptions{Alias: *alias, To: *to, By: *by, Reason: *reason})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s of %s is now %s (was %s)\n", *alias, *name, a.Version, prev(a))
-		return nil
-
-	case "alias show":
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		reg, err := openRegistry(ctx, *regURI, *name, *project, *notifyTopic)
-		if err != nil {
-			return err
-		}
-		a, err := reg.Alias(ctx, *name, *alias)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s/%s -> %s\n  moved %s by %s (%s)\n  reason: %s\n  generation: %d\n",
-			*name, *alias, a.Version, a.At.Format(time.RFC3339), dash(a.By), dash(a.Action), dash(a.Reason), a.Generation)
-		if len(a.History) > 0 {
-			fmt.Fprintln(stdout, "history (most recent first):")
-			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "  VERSION\tAT\tBY\tACTION\tREASON")
-			for _, h := range a.History {
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", h.Version, h.At.Format(time.RFC3339), dash(h.By), dash(h.Action), dash(h.Reason))
-			}
-			tw.Flush()
-		}
-		return nil
+		fs.PrintDefaults()
 	}
-	fmt.Fprint(stderr, usage)
-	return usageError{fmt.Errorf("unknown command %q", cmd)}
+	return fs
+}
+
+// registryFlags are the flags of the commands that work on the registry.
+type registryFlags struct {
+	uri, name, project, notifyTopic string
+}
+
+// addRegistryFlags adds -registry and -name and, for the commands that
+// move aliases (notify), -notify-topic and -project.
+func addRegistryFlags(fs *flag.FlagSet, notify bool) *registryFlags {
+	var r registryFlags
+	fs.StringVar(&r.uri, "registry", os.Getenv("REGISTRY_URI"), "registry URI: gs://bucket/prefix, file:///dir or a path (required; $REGISTRY_URI when set)")
+	fs.StringVar(&r.name, "name", "", "model name (required)")
+	if notify {
+		fs.StringVar(&r.project, "project", defaultProject(), "Google Cloud project, for -notify-topic ($GOOGLE_CLOUD_PROJECT when set)")
+		fs.StringVar(&r.notifyTopic, "notify-topic", os.Getenv("MODEL_PUBLISHED_TOPIC"), "Pub/Sub topic for model-published events: projects/P/topics/T or an ID in -project ($MODEL_PUBLISHED_TOPIC when set)")
+	}
+	return &r
+}
+
+func (r *registryFlags) open(ctx context.Context) (*registry.Registry, error) {
+	return openRegistry(ctx, r.uri, r.name, r.project, r.notifyTopic)
+}
+
+// moveFlags are recorded with an alias move.
+type moveFlags struct{ alias, reason, by string }
+
+func addMoveFlags(fs *flag.FlagSet) *moveFlags {
+	var m moveFlags
+	fs.StringVar(&m.alias, "alias", registry.Production, "alias to move")
+	fs.StringVar(&m.reason, "reason", "", "why (recorded with the alias move)")
+	fs.StringVar(&m.by, "by", currentUser(), "who (recorded with the alias move)")
+	return &m
+}
+
+func defaultProject() string {
+	return firstNonEmpty(os.Getenv("GOOGLE_CLOUD_PROJECT"), os.Getenv("GCP_PROJECT"))
+}
+
+func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("train", stderr)
+	topic := fs.String("topic", firstNonEmpty(os.Getenv("TRAINING_TOPIC"), "training-requests"), "topic SubmitTraining listens on: an ID in -project or projects/P/topics/T ($TRAINING_TOPIC when set; the local stack's is training-requests, Terraform's <prefix>-training-requests)")
+	project := fs.String("project", defaultProject(), "Google Cloud project (required; $GOOGLE_CLOUD_PROJECT when set)")
+	name := fs.String("name", "", "model name (required)")
+	data := fs.String("data", "", "dataset URI (gs://bucket/prefix; local paths only for local runs)")
+	var sets multi
+	fs.Var(&sets, "set", "trainer config override k=v (repeatable)")
+	requester := fs.String("requester", currentUser(), "requester, recorded with the job and the alias move")
+	notes := fs.String("notes", "", "free-text notes, recorded with the job and the alias move")
+	allowNew := fs.Bool("allow-new-labels", false, "a new label set is intended (quality gate)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	req := submittraining.Request{Dataset: *data, Model: *name, Overrides: sets, Requester: *requester, Notes: *notes, AllowNewLabels: *allowNew}
+	// Check locally with the function's own rules (local data allowed:
+	// the function decides), so mistakes fail here, not in a log.
+	if err := req.Validate(true); err != nil {
+		return usageError{err}
+	}
+	if *project == "" {
+		return usageError{errors.New("-project or GOOGLE_CLOUD_PROJECT is required")}
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	c, err := pubsub.NewClient(ctx, *project)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	pub := c.Publisher(*topic)
+	defer pub.Stop()
+	id, err := pub.Publish(ctx, &pubsub.Message{Data: body, Attributes: map[string]string{"model": *name}}).Get(ctx)
+	if err != nil {
+		return fmt.Errorf("publishing to %s: %w", *topic, err)
+	}
+	fmt.Fprintf(stdout, "published training request %s for model %s (message %s)\n", *topic, *name, id)
+	fmt.Fprintf(stdout, "the job will be named %s\n", first(submittraining.JobNames(*name, id)))
+	return nil
+}
+
+func runVersions(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("versions", stderr)
+	rf := addRegistryFlags(fs, false)
+	asJSON := fs.Bool("json", false, "print JSON (snake_case keys, as in model.json)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	reg, err := rf.open(ctx)
+	if err != nil {
+		return err
+	}
+	vs, err := reg.Versions(ctx, rf.name)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(vs)
+	}
+	return printVersions(stdout, vs, reportLinks(ctx, vs))
+}
+
+func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("promote", stderr)
+	rf := addRegistryFlags(fs, true)
+	mf := addMoveFlags(fs)
+	version := fs.String("version", "", "version to promote (required)")
+	margin := fs.Float64("margin", 0, "accept up to this much lower validation accuracy than the current version")
+	allowNew := fs.Bool("allow-new-labels", false, "accept a different label set")
+	force := fs.Bool("force", false, "skip the quality gate (recorded)")
+	evalURI := fs.String("eval", os.Getenv("EVAL_URI"), "the operator's evaluation set (folder per class) the gate scores both models on ($EVAL_URI when set)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var eval *registry.EvalSet
+	if *evalURI != "" {
+		var err error
+		if eval, err = registry.OpenEvalSet(ctx, *evalURI); err != nil {
+			return err
+		}
+	}
+	if *version == "" {
+		return usageError{errors.New("-version is required")}
+	}
+	reg, err := rf.open(ctx)
+	if err != nil {
+		return err
+	}
+	d, err := reg.Promote(ctx, rf.name, *version, registry.PromoteOptions{
+		GateOptions: registry.GateOptions{Margin: *margin, AllowNewLabels: *allowNew},
+		Alias:       mf.alias, By: mf.by, Reason: mf.reason, Force: *force, Eval: eval,
+	})
+	if err != nil {
+		return err
+	}
+	if !d.Accepted {
+		return fmt.Errorf("quality gate rejected %s %s: %s", rf.name, *version, d.Reason)
+	}
+	fmt.Fprintf(stdout, "%s of %s is now %s (%s)\n", mf.alias, rf.name, *version, d.Reason)
+	return nil
+}
+
+func runRollback(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("rollback", stderr)
+	rf := addRegistryFlags(fs, true)
+	mf := addMoveFlags(fs)
+	to := fs.String("to", "", "version to go back to (default: the previous one)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	reg, err := rf.open(ctx)
+	if err != nil {
+		return err
+	}
+	a, err := reg.Rollback(ctx, rf.name, registry.RollbackOptions{Alias: mf.alias, To: *to, By: mf.by, Reason: mf.reason})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s of %s is now %s (was %s)\n", mf.alias, rf.name, a.Version, prev(a))
+	return nil
+}
+
+func runAliasShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("alias show", stderr)
+	rf := addRegistryFlags(fs, false)
+	alias := fs.String("alias", registry.Production, "alias to show")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	reg, err := rf.open(ctx)
+	if err != nil {
+		return err
+	}
+	a, err := reg.Alias(ctx, rf.name, *alias)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s/%s -> %s\n  moved %s by %s (%s)\n  reason: %s\n  generation: %d\n",
+		rf.name, *alias, a.Version, a.At.Format(time.RFC3339), dash(a.By), dash(a.Action), dash(a.Reason), a.Generation)
+	if len(a.History) > 0 {
+		fmt.Fprintln(stdout, "history (most recent first):")
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  VERSION\tAT\tBY\tACTION\tREASON")
+		for _, h := range a.History {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", h.Version, h.At.Format(time.RFC3339), dash(h.By), dash(h.Action), dash(h.Reason))
+		}
+		tw.Flush()
+	}
+	return nil
 }
 
 func parse(fs *flag.FlagSet, args []string) error {

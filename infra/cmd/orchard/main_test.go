@@ -54,7 +54,7 @@ func TestRegistryCommands(t *testing.T) {
 		{[]string{"alias", "show", "-registry", dir, "-name", "colours"}, false, []string{"colours/production -> v2", "by bob (promote)", "history", "v1"}},
 		{[]string{"rollback", "-registry", dir, "-name", "colours", "-reason", "oops"}, false, []string{"production of colours is now v1 (was v2)"}},
 		{[]string{"promote", "-registry", dir, "-name", "colours", "-version", "v3", "-force"}, false, []string{"now v3", "forced"}},
-		{[]string{"versions", "-registry", dir, "-name", "colours", "-json"}, false, []string{`"Version": "v3"`}},
+		{[]string{"versions", "-registry", dir, "-name", "colours", "-json"}, false, []string{`"version": "v3"`, `"validation_accuracy": 0.7`, `"aliases": [`}},
 		{[]string{"versions", "-registry", dir}, true, []string{"-name is required"}},
 		{[]string{"alias", "list"}, true, []string{"needs a subcommand"}},
 		{[]string{"frobnicate"}, true, []string{"unknown command"}},
@@ -76,6 +76,38 @@ func TestRegistryCommands(t *testing.T) {
 			if !strings.Contains(text, w) {
 				t.Errorf("%q: output lacks %q:\n%s", s.args, w, text)
 			}
+		}
+	}
+}
+
+// Each command's -h shows its own flags only, each default once.
+func TestPerCommandHelp(t *testing.T) {
+	t.Setenv("TRAINING_TOPIC", "")
+	for _, tc := range []struct {
+		args      []string
+		want, not []string
+	}{
+		{[]string{"train", "-h"}, []string{"usage: orchard train", "-topic", "-data", "-requester", "-notes", `(default "training-requests")`}, []string{"-registry", "-version", "-json", "-alias"}},
+		{[]string{"versions", "-h"}, []string{"-registry", "-name", "-json"}, []string{"-topic", "-version", "-data", "-alias", "-project"}},
+		{[]string{"promote", "-h"}, []string{"-version", "-margin", "-force", "-alias", "-reason", "-notify-topic"}, []string{"  -topic", "-data", "-json", "-to "}},
+		{[]string{"alias", "show", "-h"}, []string{"usage: orchard alias show", "-alias"}, []string{"-reason", "-topic"}},
+	} {
+		out, err := runCLI(t, tc.args...)
+		if err == nil {
+			t.Errorf("%q: want flag.ErrHelp", tc.args)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%q: help lacks %q:\n%s", tc.args, w, out)
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(out, n) {
+				t.Errorf("%q: help shows another command's %q:\n%s", tc.args, n, out)
+			}
+		}
+		if n := strings.Count(out, "training-requests\")"); n > 1 {
+			t.Errorf("%q: the -topic default is printed %d times:\n%s", tc.args, n, out)
 		}
 	}
 }

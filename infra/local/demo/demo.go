@@ -27,10 +27,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -71,7 +73,7 @@ type Options struct {
 	// ModelDir is the model published with TrainNone.
 	ModelDir string
 	// ModelName is the registry model trained and served (default
-	// orchard; with TrainNone, ModelDir's name).
+	// model.DefaultName; with TrainNone, ModelDir's name).
 	ModelName string
 	// TrainerSets are -set overrides for a demo-sized training run.
 	TrainerSets []string
@@ -197,7 +199,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		o.TrainerSets = DefaultTrainerSets
 	}
 	if o.ModelName == "" {
-		o.ModelName = "orchard"
+		o.ModelName = model.DefaultName
 	}
 	switch o.Train {
 	case TrainSubmit, TrainDirect:
@@ -239,6 +241,9 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		cfg.RepoRoot = root
 	}
+	if cfg.BuildProgress == nil {
+		cfg.BuildProgress = r.out
+	}
 	var trainer string
 	vertex := &stack.Vertex{}
 	needTrainer := o.Train != TrainNone || o.Data == "" || o.Photos == ""
@@ -246,11 +251,10 @@ func (r *runner) run(ctx context.Context) error {
 		err := r.step("build the trainer (go build ./trainer/cmd/trainer, GOEXPERIMENT=simd)", func() (string, error) {
 			binDir := cfg.BinDir
 			if binDir == "" {
-				d, _ := os.UserCacheDir()
-				binDir = filepath.Join(d, "orchard-local", "bin")
+				binDir = stack.DefaultBinDir(cfg.RepoRoot)
 			}
 			var err error
-			trainer, err = stack.GoBuild(ctx, cfg.RepoRoot, binDir, "./trainer/cmd/trainer", "trainer", "GOEXPERIMENT=simd")
+			trainer, err = stack.GoBuild(ctx, r.out, cfg.RepoRoot, binDir, "./trainer/cmd/trainer", "trainer", "GOEXPERIMENT=simd")
 			return trainer, err
 		})
 		if err != nil {
@@ -343,7 +347,7 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.step("wait for the functions to serve "+cfg.ModelName+" "+version+" (alias watch, no restart)", func() (string, error) {
 		wctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		return st.FunctionsURL + "/Predict", waitServing(wctx, st.FunctionsURL+"/Predict", version)
+		return st.FunctionsURL + "/Predict", WaitServing(wctx, st.FunctionsURL+"/Predict", version)
 	}); err != nil {
 		return err
 	}
@@ -567,8 +571,9 @@ func (r *runner) publish(ctx context.Context, reg *registry.Registry, dir, reaso
 	return pub, nil
 }
 
-// waitServing polls GET url until the functions report version.
-func waitServing(ctx context.Context, url, version string) error {
+// WaitServing polls GET url (a Predict endpoint) until the functions report
+// version.
+func WaitServing(ctx context.Context, url, version string) error {
 	c := &http.Client{Timeout: 5 * time.Second}
 	last := "no answer"
 	for {
@@ -644,7 +649,13 @@ func (r *runner) waitJob(ctx context.Context, v *stack.Vertex, name string) erro
 	return nil
 }
 
-// tailLog prints lines appended to path until stop is called.
+// quietTick is how long the job's log may stay quiet before tailLog says
+// the job is still running (the trainer logs once per epoch when not on a
+// terminal; an epoch can take half a minute on 2 cores).
+const quietTick = 10 * time.Second
+
+// tailLog prints lines appended to path until stop is called, and a
+// "still running" line whenever it has been quiet for quietTick.
 func (r *runner) tailLog(ctx context.Context, path string) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -652,7 +663,12 @@ func (r *runner) tailLog(ctx context.Context, path string) (stop func()) {
 		defer close(done)
 		var off int64
 		var partial string
+		t0, last := time.Now(), time.Now()
 		for {
+			if time.Since(last) >= quietTick {
+				fmt.Fprintf(r.out, "    ... job running, %s so far\n", time.Since(t0).Round(time.Second))
+				last = time.Now()
+			}
 			if f, err := os.Open(path); err == nil {
 				f.Seek(off, io.SeekStart)
 				b, _ := io.ReadAll(f)
@@ -662,8 +678,9 @@ func (r *runner) tailLog(ctx context.Context, path string) (stop func()) {
 				lines := strings.Split(strings.ReplaceAll(s, "\r", "\n"), "\n")
 				partial = lines[len(lines)-1]
 				for _, l := range lines[:len(lines)-1] {
-					if l = compact(strings.TrimSpace(l)); l != "" {
+					if l = CompactLogLine(strings.TrimSpace(l)); l != "" {
 						fmt.Fprintf(r.out, "    | %s\n", l)
+						last = time.Now()
 					}
 				}
 			}
@@ -722,8 +739,9 @@ func (r *runner) save(ctx context.Context, dir, modelURI string) error {
 	return nil
 }
 
-// compact shortens a JSON log line to its message and scalar fields.
-func compact(l string) string {
+// CompactLogLine shortens a JSON log line to its message and scalar fields
+// (other lines are returned as they are), for progress people read.
+func CompactLogLine(l string) string {
 	if !strings.HasPrefix(l, "{") {
 		return l
 	}
@@ -745,11 +763,22 @@ func compact(l string) string {
 			continue
 		}
 		switch v := m[k].(type) {
-		case string, float64, bool:
+		case string, bool:
 			fmt.Fprintf(&b, " %s=%v", k, v)
+		case float64:
+			fmt.Fprintf(&b, " %s=%s", k, roundFloat(v))
 		}
 	}
 	return b.String()
+}
+
+// roundFloat prints whole numbers as such and others to 4 significant
+// digits: log values are read by people here.
+func roundFloat(v float64) string {
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 4, 64)
 }
 
 // upload writes up to PerClass images of every class folder of dir into

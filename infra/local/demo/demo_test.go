@@ -13,6 +13,7 @@ import (
 	"github.com/orchard-mlops/orchard/infra/local/eventarc"
 	"github.com/orchard-mlops/orchard/infra/local/stack"
 	"github.com/orchard-mlops/orchard/shared/emulators"
+	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/ort"
 )
@@ -142,7 +143,7 @@ func TestDemoTrainsOnGeneratedData(t *testing.T) {
 	if !rep.OK() || len(rep.Rows) < 8 || rep.ModelVersion == "" || rep.JobLog == "" {
 		t.Fatalf("report %+v", rep)
 	}
-	if !strings.Contains(rep.ModelURI, "/models/orchard/versions/"+rep.ModelVersion) {
+	if !strings.Contains(rep.ModelURI, "/models/"+model.DefaultName+"/versions/"+rep.ModelVersion) {
 		t.Errorf("model %s", rep.ModelURI)
 	}
 	var names []string

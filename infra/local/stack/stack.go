@@ -39,6 +39,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/infra/local/eventarc"
 	"github.com/orchard-mlops/orchard/shared/emulators"
+	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/proc"
 )
 
@@ -71,7 +72,7 @@ type Config struct {
 
 	// RepoRoot holds go.mod (default: found upwards from the working
 	// directory). BinDir receives built binaries (default
-	// $XDG_CACHE_HOME/orchard-local/bin).
+	// DefaultBinDir(RepoRoot)).
 	RepoRoot, BinDir string
 
 	// ModelURI, if set, makes the functions server serve this fixed model
@@ -80,8 +81,11 @@ type Config struct {
 	// the deployed functions do (REGISTRY_URI, MODEL_NAME).
 	ModelURI string
 	// ModelName is the registry model served without ModelURI (default
-	// orchard).
+	// model.DefaultName).
 	ModelName string
+	// BuildProgress, if set, receives a line every 10 s while the
+	// functions server is compiled (minutes on a cold Go build cache).
+	BuildProgress io.Writer
 	// FunctionsEnv is added to the functions server's environment last.
 	FunctionsEnv []string
 	// FunctionsOutput receives the functions server's log (default: kept
@@ -122,7 +126,7 @@ func (c *Config) defaults() error {
 	def(&c.ModelsTopic, "model-published")
 	def(&c.PredictionsTopic, "predictions")
 	def(&c.PubSub, PubSubAuto)
-	def(&c.ModelName, "orchard")
+	def(&c.ModelName, model.DefaultName)
 	if c.RepoRoot == "" {
 		root, err := FindRepoRoot("")
 		if err != nil {
@@ -131,11 +135,7 @@ func (c *Config) defaults() error {
 		c.RepoRoot = root
 	}
 	if c.BinDir == "" {
-		d, err := os.UserCacheDir()
-		if err != nil {
-			d = os.TempDir()
-		}
-		c.BinDir = filepath.Join(d, "orchard-local", "bin")
+		c.BinDir = DefaultBinDir(c.RepoRoot)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -274,6 +274,11 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 	return s, nil
 }
 
+// DefaultBinDir is where the local stack's binaries are built: inside the
+// clone (git-ignored), so two clones running at once never overwrite each
+// other's binaries. `make build` fills the same folder.
+func DefaultBinDir(repoRoot string) string { return filepath.Join(repoRoot, ".cache", "bin") }
+
 // RegistryURI is the model registry's root: the models bucket.
 func (s *Stack) RegistryURI() string { return "gs://" + s.Config.ModelsBucket }
 
@@ -397,7 +402,7 @@ func (s *Stack) FunctionsBinary(ctx context.Context) (string, error) {
 	if s.funcBin != "" {
 		return s.funcBin, nil
 	}
-	bin, err := GoBuild(ctx, s.Config.RepoRoot, s.Config.BinDir, "./functions/cmd/functions", "functions")
+	bin, err := GoBuild(ctx, s.Config.BuildProgress, s.Config.RepoRoot, s.Config.BinDir, "./functions/cmd/functions", "functions")
 	if err != nil {
 		return "", err
 	}
@@ -405,34 +410,29 @@ func (s *Stack) FunctionsBinary(ctx context.Context) (string, error) {
 	return bin, nil
 }
 
-// GoBuild runs `go build -o BINDIR/NAME PKG` in root, with env added to
-// the environment, and returns the path. The go command runs in its own
-// process group, stopped as a whole if ctx ends (and, on Linux, if this
-// process dies), so no compiler or linker outlives an interrupted build.
-func GoBuild(ctx context.Context, root, binDir, pkg, name string, env ...string) (string, error) {
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		return "", err
-	}
-	out := filepath.Join(binDir, name)
-	if err := runIn(ctx, root, append(os.Environ(), env...), "go", "build", "-o", out, pkg); err != nil {
-		return "", err
-	}
-	return out, nil
-}
-
 // RunCommand runs argv to completion in its own process group (stopped as
 // a whole if ctx ends), returning its output's tail in the error.
 func RunCommand(ctx context.Context, argv ...string) error {
-	return runIn(ctx, "", os.Environ(), argv...)
+	return runIn(ctx, "", os.Environ(), nil, argv...)
 }
 
-func runIn(ctx context.Context, dir string, env []string, argv ...string) error {
+// RunCommandOutput is RunCommand with the output also copied to w.
+func RunCommandOutput(ctx context.Context, w io.Writer, argv ...string) error {
+	return runIn(ctx, "", os.Environ(), w, argv...)
+}
+
+// runIn runs argv in dir; also, if set, copies its output to also.
+func runIn(ctx context.Context, dir string, env []string, also io.Writer, argv ...string) error {
 	if len(argv) == 0 {
 		return errors.New("run: empty command")
 	}
 	out := proc.NewTail(logLimit)
+	var w io.Writer = out
+	if also != nil {
+		w = io.MultiWriter(out, also)
+	}
 	// exec.Command looks a bare name up in PATH.
-	p, err := proc.Start(filepath.Base(argv[0]), argv, env, dir, out)
+	p, err := proc.Start(filepath.Base(argv[0]), argv, env, dir, w)
 	if err != nil {
 		return err
 	}
@@ -446,7 +446,7 @@ func runIn(ctx context.Context, dir string, env []string, argv ...string) error 
 	// group may outlive it.
 	stopErr := p.Stop(5 * time.Second)
 	if err := p.Err(); err != nil {
-		return fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, out.Lines(20))
+		return fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, oneLine(out.Lines(20), 5))
 	}
 	return stopErr
 }
@@ -497,7 +497,7 @@ func (s *Stack) StartFunctions(ctx context.Context, modelURI string) error {
 	s.mu.Unlock()
 	if err := waitHTTP(ctx, s.FunctionsURL+"/", p, 60*time.Second); err != nil {
 		s.stopFunctions()
-		return fmt.Errorf("functions server: %w\n%s", err, s.FunctionsLog(25))
+		return fmt.Errorf("functions server: %w (last log line: %s)", err, oneLine(s.FunctionsLog(25), 1))
 	}
 	go func() {
 		<-p.Done()
@@ -505,7 +505,7 @@ func (s *Stack) StartFunctions(ctx context.Context, modelURI string) error {
 		current := s.functions == p
 		s.mu.Unlock()
 		if current {
-			s.fail(fmt.Errorf("functions server exited (%v)\n%s", p.Err(), s.FunctionsLog(25)))
+			s.fail(fmt.Errorf("functions server exited (%v; last log line: %s)", p.Err(), oneLine(s.FunctionsLog(25), 1)))
 		}
 	}()
 	s.log.Info("stack: functions server up", "url", s.FunctionsURL, "pid", p.PID(), "model_uri", modelURI, "model_name", s.Config.ModelName)

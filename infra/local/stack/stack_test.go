@@ -202,3 +202,21 @@ func TestEndToEndPredictOnUpload(t *testing.T) {
 		})
 	}
 }
+
+func TestBuildOutputHelpers(t *testing.T) {
+	var c lineCounter
+	for _, chunk := range []string{"github.com/a/b\ngithub.com/a/", "c\n# github.com/a/c\nc.go:1: bad\n", "partial"} {
+		c.Write([]byte(chunk))
+	}
+	// Every line but the "# pkg" header counts (a compiler message only
+	// appears when the build fails); the partial last line does not.
+	if got := c.count(); got != 3 {
+		t.Errorf("count = %d, want 3", got)
+	}
+	if got := oneLine("a\n\n  b  \nc\n", 2); got != "b | c" {
+		t.Errorf("oneLine = %q", got)
+	}
+	if got := oneLine("\n", 3); got != "no output" {
+		t.Errorf("oneLine(empty) = %q", got)
+	}
+}

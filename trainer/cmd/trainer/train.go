@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/orchard-mlops/orchard/shared/registry"
 	"github.com/orchard-mlops/orchard/trainer/config"
@@ -127,7 +128,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	pub, err := registry.Publish(ctx, reg, modelDir, registry.PublishOptions{Name: cfg.Name, Promote: true,
 		AllowNewLabels: *allowNew, Margin: *margin, Eval: eval, By: "trainer:" + firstNonEmpty(os.Getenv("CLOUD_ML_JOB_ID"), "local"),
-		Reason: firstNonEmpty(os.Getenv("ORCHARD_MESSAGE_ID"), "trainer -publish")})
+		Reason: publishReason(os.Getenv)})
 	if err != nil {
 		return err
 	}
@@ -139,6 +140,29 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"promoted", pub.Promoted(), "reason", reason)
 	fmt.Fprintf(stdout, "published %s %s to %s: promoted=%v (%s)\n", pub.Name, pub.Version, pub.URI, pub.Promoted(), reason)
 	return nil
+}
+
+// publishReason is the reason recorded with the alias move: the job, the
+// training request's message, its requester and notes (set by
+// SubmitTraining), so the history says who asked for what and why.
+func publishReason(getenv func(string) string) string {
+	var parts []string
+	add := func(label, key string) {
+		if v := getenv(key); v != "" {
+			parts = append(parts, label+" "+v)
+		}
+	}
+	add("job", "CLOUD_ML_JOB_ID")
+	add("message", "ORCHARD_MESSAGE_ID")
+	add("requested by", "ORCHARD_REQUESTER")
+	reason := "trainer -publish"
+	if len(parts) > 0 {
+		reason = "training " + strings.Join(parts, ", ")
+	}
+	if notes := getenv("ORCHARD_NOTES"); notes != "" {
+		reason += ": " + notes
+	}
+	return reason
 }
 
 func cmdConfig(args []string, stdout, stderr io.Writer) error {

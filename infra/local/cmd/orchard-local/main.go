@@ -88,7 +88,7 @@ type common struct {
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.pubsub, "pubsub", stack.PubSubAuto, "Pub/Sub backend: auto (the Cloud SDK emulator if installed, else pstest), emulator or pstest")
 	fs.StringVar(&c.project, "project", "orchard-local", "project ID used in the emulators")
-	fs.StringVar(&c.binDir, "bin-dir", "", "where the functions server and trainer are built (default $XDG_CACHE_HOME/orchard-local/bin)")
+	fs.StringVar(&c.binDir, "bin-dir", "", "where the functions server and trainer are built (default REPO/.cache/bin: one per clone)")
 	fs.BoolVar(&c.verbose, "v", false, "log every delivery and the functions server's output to stderr")
 }
 
@@ -98,129 +98,6 @@ func (c *common) logger(stderr io.Writer) *slog.Logger {
 		level = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-}
-
-func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var c common
-	c.register(fs)
-	model := fs.String("model", "", "a fixed MODEL_URI for the functions server (file:///dir, gs://bucket/prefix or a path); default: the registry's production alias of -model-name")
-	modelName := fs.String("model-name", "orchard", "registry model the functions serve and training requests should name")
-	vertex := fs.Bool("vertex", false, "also run the Vertex AI stand-in, with the trainer built from ./trainer/cmd/trainer as image "+demo.TrainerImage)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("up: unexpected arguments %v", fs.Args())
-	}
-	log := c.logger(stderr)
-	cfg := stack.Config{Project: c.project, PubSub: c.pubsub, BinDir: c.binDir, Logger: log}
-	if c.verbose {
-		cfg.FunctionsOutput = stderr
-	}
-	modelURI := *model
-	if modelURI != "" && !strings.Contains(modelURI, "://") {
-		abs, err := filepath.Abs(modelURI)
-		if err != nil {
-			return err
-		}
-		modelURI = "file://" + abs
-	}
-	cfg.ModelURI, cfg.ModelName = modelURI, *modelName
-	var v *stack.Vertex
-	if *vertex {
-		root, err := stack.FindRepoRoot("")
-		if err != nil {
-			return err
-		}
-		binDir := c.binDir
-		if binDir == "" {
-			d, _ := os.UserCacheDir()
-			binDir = filepath.Join(d, "orchard-local", "bin")
-		}
-		fmt.Fprintln(stdout, "building the trainer ...")
-		bin, err := stack.GoBuild(ctx, root, binDir, "./trainer/cmd/trainer", "trainer", "GOEXPERIMENT=simd")
-		if err != nil {
-			return err
-		}
-		v = &stack.Vertex{Images: map[string][]string{demo.TrainerImage: {bin}}, TrainerImage: demo.TrainerImage, Logger: log}
-		cfg.Components = append(cfg.Components, v)
-	}
-	fmt.Fprintln(stdout, "starting the local stack (the first run builds the functions server) ...")
-	t0 := time.Now()
-	s, err := stack.Start(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		fmt.Fprintln(stdout, "stopping ...")
-		if err := s.Close(); err != nil {
-			fmt.Fprintf(stderr, "orchard-local: %v\n", err)
-		}
-		fmt.Fprintln(stdout, "stopped")
-	}()
-	printUp(stdout, s, v, time.Since(t0))
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-s.Failed():
-		return err
-	}
-}
-
-func printUp(w io.Writer, s *stack.Stack, v *stack.Vertex, took time.Duration) {
-	c := s.Config
-	fmt.Fprintf(w, "\nOrchard local stack is up (%s). Ctrl-C stops everything.\n\n", took.Round(10*time.Millisecond))
-	fmt.Fprintf(w, "  Cloud Storage (fake-gcs-server)  %s   buckets: %s (uploads, notifications on), %s, %s\n", s.GCSHost, c.UploadsBucket, c.ResultsBucket, c.ModelsBucket)
-	fmt.Fprintf(w, "  Pub/Sub (%s)%s %s   topics: %s, %s, %s, %s, %s\n", s.PubSubBackend, strings.Repeat(" ", max(0, 23-len(s.PubSubBackend))), s.PubSubHost, c.NotificationsTopic, c.TrainingTopic, c.PredictionsTopic, c.ModelsTopic, c.DeadLetterTopic)
-	serving := c.ModelURI
-	if serving == "" {
-		serving = "production alias of " + c.ModelName + " in " + s.RegistryURI() + " (503 until one is promoted)"
-	}
-	fmt.Fprintf(w, "  functions server                 %s   (pid %d) serving %s\n", s.FunctionsURL, s.FunctionsPID(), serving)
-	if v != nil {
-		fmt.Fprintf(w, "  Vertex AI stand-in (gRPC)        %s   image %s\n", v.Addr, demo.TrainerImage)
-	} else {
-		fmt.Fprintln(w, "  Vertex AI stand-in               not started (pass -vertex): SubmitTraining will refuse training requests")
-	}
-	fmt.Fprintf(w, "  eventarc bridge                  %s finalize → %s/PredictOnUpload\n", c.NotificationsTopic, s.FunctionsURL)
-	fmt.Fprintf(w, "                                   %s → %s/SubmitTraining   (dead letters: %s)\n", c.TrainingTopic, s.FunctionsURL, c.DeadLetterTopic)
-	fmt.Fprintln(w, "\nIn another shell:")
-	for _, kv := range s.Env() {
-		fmt.Fprintf(w, "  export %s=%s\n", kv[0], kv[1])
-	}
-	fmt.Fprintf(w, `
-  # upload a photo (JSON API; fake-gcs-server speaks it without auth)
-  curl -sS -X POST -H 'Content-Type: image/jpeg' --data-binary @apple.jpg \
-    "http://$STORAGE_EMULATOR_HOST/upload/storage/v1/b/%[1]s/o?uploadType=media&name=apple/1.jpg"
-  # list and read results
-  curl -sS "http://$STORAGE_EMULATOR_HOST/storage/v1/b/%[2]s/o" | jq -r '.items[].name'
-  curl -sS "http://$STORAGE_EMULATOR_HOST/storage/v1/b/%[2]s/o/apple%%2F1.jpg.json?alt=media"
-  # classify directly over HTTP
-  curl -sS -H 'Content-Type: image/jpeg' --data-binary @apple.jpg %[3]s/Predict
-  # gcloud storage and gcloud pubsub use the overrides exported above (gsutil does not: use curl or gcloud storage)
-  gcloud storage ls gs://%[2]s
-  # ask for a training run (needs -vertex; the dataset may be a local folder-per-class directory here)
-  gcloud pubsub topics publish %[5]s --message='{"dataset":"/abs/path/to/train","model":"%[7]s","overrides":["train.epochs=3"]}'
-  # the same over the emulator's REST API
-  curl -sS -X POST -H 'Content-Type: application/json' \
-    "http://$PUBSUB_EMULATOR_HOST/v1/projects/%[4]s/topics/%[5]s:publish" \
-    -d '{"messages":[{"data":"'$(printf '{"dataset":"/abs/path/to/train","model":"%[7]s"}' | base64 -w0)'"}]}'
-  # the registry: versions, gate decisions, production alias
-  go run ./infra/cmd/orchard versions -registry %[8]s -name %[7]s
-  # model-published events (kept on the subscription of the same name)
-  curl -sS -X POST -H 'Content-Type: application/json' \
-    "http://$PUBSUB_EMULATOR_HOST/v1/projects/%[4]s/subscriptions/%[9]s:pull" -d '{"maxMessages":10}'
-  # see what was dead-lettered
-  curl -sS -X POST -H 'Content-Type: application/json' \
-    "http://$PUBSUB_EMULATOR_HOST/v1/projects/%[4]s/subscriptions/%[6]s:pull" -d '{"maxMessages":10}'
-  # Go programs: storage.NewClient and pubsub.NewClient pick the emulators up from the variables.
-`, c.UploadsBucket, c.ResultsBucket, s.FunctionsURL, c.Project, c.TrainingTopic, c.DeadLetterTopic, c.ModelName, s.RegistryURI(), c.ModelsTopic)
-	if s.PubSubBackend == stack.PubSubPstest {
-		fmt.Fprintln(w, "  (pstest speaks gRPC only: the Pub/Sub curl lines need the Cloud SDK emulator; Go clients work with both.)")
-	}
-	fmt.Fprintln(w)
 }
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -2,15 +2,21 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/ort"
@@ -32,9 +38,11 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-// TestUpStopsEverythingOnSIGINT runs the real binary: `up` with a model
-// starts fake-gcs-server, the Pub/Sub emulator and the functions server;
-// SIGINT must stop all of them and exit 0.
+// TestUpStopsEverythingOnSIGINT runs the real binary: `up` with a start-up
+// model (-seed DIR) starts fake-gcs-server, the Pub/Sub emulator and the
+// functions server, and serves that model through the registry as soon as
+// it prints its banner; an upload shows in the live log; SIGINT must stop
+// everything and exit 0.
 func TestUpStopsEverythingOnSIGINT(t *testing.T) {
 	if _, err := ort.Find(); err != nil {
 		if emulators.InCI() {
@@ -57,7 +65,7 @@ func TestUpStopsEverythingOnSIGINT(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	model := modeltest.Dir(t, modeltest.Options{})
-	cmd := exec.Command(bin, "up", "-model", model, "-project", emulators.UniqueName(t), "-bin-dir", filepath.Join(dir, "bin"))
+	cmd := exec.Command(bin, "up", "-seed", model, "-project", emulators.UniqueName(t), "-bin-dir", filepath.Join(dir, "bin"))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -92,14 +100,51 @@ wait:
 				t.Fatalf("exited before ready:\n%s\nstderr:\n%s", out.String(), stderr.String())
 			}
 			out.WriteString(l + "\n")
-			if strings.Contains(l, "Ctrl-C stops everything") {
+			if strings.Contains(l, "Live log") {
 				break wait
 			}
 		case <-deadline:
 			t.Fatalf("not ready in 5m:\n%s\nstderr:\n%s", out.String(), stderr.String())
 		}
 	}
-	time.Sleep(500 * time.Millisecond) // the export lines follow
+	// The start-up model is in production when the banner is printed.
+	predictURL := regexp.MustCompile(`http://127\.0\.0\.1:\d+/Predict`).FindString(out.String())
+	jpg := modeltest.JPEG(t, modeltest.Solid(modeltest.Red, 20, 20))
+	resp, err := http.Post(predictURL, "image/jpeg", bytes.NewReader(jpg))
+	if err != nil {
+		t.Fatalf("Predict at %q: %v\n%s", predictURL, err, out.String())
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"label":"red"`) {
+		t.Fatalf("Predict right after the banner: %d %s", resp.StatusCode, body)
+	}
+	// An upload's result appears in the live log.
+	gcs := regexp.MustCompile(`export STORAGE_EMULATOR_HOST=(\S+)`).FindStringSubmatch(out.String())
+	if gcs == nil {
+		t.Fatalf("no STORAGE_EMULATOR_HOST in\n%s", out.String())
+	}
+	up, err := http.Post("http://"+gcs[1]+"/upload/storage/v1/b/orchard-uploads/o?uploadType=media&name=red/1.jpg", "image/jpeg", bytes.NewReader(jpg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Body.Close()
+	logged := time.After(2 * time.Minute)
+follow:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("exited:\n%s", out.String())
+			}
+			out.WriteString(l + "\n")
+			if strings.Contains(l, "upload gs://orchard-uploads/red/1.jpg → red") {
+				break follow
+			}
+		case <-logged:
+			t.Fatalf("the upload's result never showed in the live log:\n%s\nstderr:\n%s", out.String(), stderr.String())
+		}
+	}
 	kids := proctest.Descendants(t, cmd.Process.Pid)
 	if len(kids) < 3 {
 		t.Fatalf("want fake-gcs-server, the emulator and the functions server below orchard-local; got %v", kids)
@@ -131,5 +176,31 @@ wait:
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+func TestNewestSavedModel(t *testing.T) {
+	dir := t.TempDir()
+	save := func(run, name string) string {
+		p := filepath.Join(dir, run, "model")
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		st, err := blob.NewDir(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		modeltest.Save(t, modeltest.Colour(t, modeltest.Options{Name: name}), st)
+		return p
+	}
+	older := save("20260101-100000", "fruits")
+	save("20260102-100000", "other")                                   // newer, but another model
+	os.MkdirAll(filepath.Join(dir, "20260103-100000", "model"), 0o755) // a run that saved nothing
+	got, err := newestSavedModel(t.Context(), dir, "fruits")
+	if err != nil || got != older {
+		t.Errorf("newestSavedModel = %q, %v; want %q", got, err, older)
+	}
+	if got, err := newestSavedModel(t.Context(), filepath.Join(dir, "nope"), "fruits"); got != "" || err != nil {
+		t.Errorf("missing folder: %q, %v", got, err)
 	}
 }
