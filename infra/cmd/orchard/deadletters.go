@@ -97,7 +97,7 @@ type deadLetterFlags struct {
 func newDeadLetterFlags(fs *flag.FlagSet) deadLetterFlags {
 	return deadLetterFlags{
 		sub:     fs.String("subscription", os.Getenv("DEAD_LETTER_SUBSCRIPTION"), "dead-letter subscription: an ID in -project or projects/P/subscriptions/S (default $DEAD_LETTER_SUBSCRIPTION)"),
-		project: fs.String("project", firstNonEmpty(os.Getenv("GOOGLE_CLOUD_PROJECT"), os.Getenv("GCP_PROJECT")), "Google Cloud project"),
+		project: fs.String("project", defaultProject(), "Google Cloud project ($GOOGLE_CLOUD_PROJECT when set)"),
 		max:     fs.Int("max", 1000, "at most this many messages"),
 		wait:    fs.Duration("wait", 3*time.Second, "stop when a pull finds nothing for this long"),
 	}
@@ -160,8 +160,7 @@ func release(ctx context.Context, c *pubsub.Client, sub string, dls []deadLetter
 
 // runDeadLetters lists dead-lettered events without consuming them.
 func runDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("orchard deadletters", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flags("deadletters", stderr)
 	f := newDeadLetterFlags(fs)
 	sub, err := f.parse(fs, args)
 	if err != nil {
@@ -194,8 +193,7 @@ func runDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 // subscription it came from, then acknowledges it; a message that cannot
 // be republished stays on the dead-letter subscription.
 func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("orchard redrive", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flags("redrive", stderr)
 	f := newDeadLetterFlags(fs)
 	toTopic := fs.String("topic", "", "publish every message to this topic instead of its source subscription's")
 	dryRun := fs.Bool("dry-run", false, "show what would be redriven; change nothing")

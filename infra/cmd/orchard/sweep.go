@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -31,13 +30,12 @@ import (
 // comparison page of the trials and, with -publish, publishes the best
 // trial through the registry's quality gate.
 func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("orchard sweep", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flags("sweep", stderr)
 	specFile := fs.String("spec", "", "sweep spec (YAML; see trainer/README.md)")
 	data := fs.String("data", "", "dataset URI (gs://bucket/prefix)")
 	image := fs.String("image", os.Getenv("TRAINER_IMAGE"), "trainer container image (default $TRAINER_IMAGE)")
 	output := fs.String("output", os.Getenv("TRAINING_OUTPUT_URI"), "runs prefix (gs://bucket/runs; default $TRAINING_OUTPUT_URI): the job writes OUTPUT/<job name>/<trial>/model")
-	project := fs.String("project", firstNonEmpty(os.Getenv("GOOGLE_CLOUD_PROJECT"), os.Getenv("GCP_PROJECT")), "Google Cloud project")
+	project := fs.String("project", defaultProject(), "Google Cloud project ($GOOGLE_CLOUD_PROJECT when set)")
 	region := fs.String("region", os.Getenv("VERTEX_REGION"), "Vertex AI region (default $VERTEX_REGION)")
 	endpoint := fs.String("endpoint", os.Getenv("VERTEX_ENDPOINT"), "JobService address (default REGION-aiplatform.googleapis.com:443; 127.0.0.1:PORT for the local stand-in)")
 	machine := fs.String("machine-type", firstNonEmpty(os.Getenv("TRAINER_MACHINE_TYPE"), "n1-standard-4"), "trial machine type")
