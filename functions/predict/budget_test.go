@@ -140,7 +140,9 @@ func (c *countingObjects) Read(_ context.Context, bucket, name string, _, _ int6
 // neither read nor decoded, and the budget is left as it was.
 func TestPredictSkipsWorkForADisconnectedClient(t *testing.T) {
 	objs := &countingObjects{data: redJPEG(t)}
-	s := newServer(t, testConfig(), objs, nil)
+	cfg := testConfig()
+	cfg.AllowedBuckets = []string{"b"} // the allow-list fails closed
+	s := newServer(t, cfg, objs, nil)
 	s.Budget = NewDecodeBudget(1<<30, time.Second)
 	r := post("/", "application/json", []byte(`{"uris":["gs://b/x.jpg","gs://b/x.jpg","gs://b/x.jpg"]}`))
 	ctx, cancel := context.WithCancel(r.Context())
