@@ -189,7 +189,7 @@ check_handoff() {
 case "$what" in
   functions) check_functions ;;
   trainer) check_trainer ;;
-  all) check_functions && check_trainer && check_handoff ;;
+  all) check_functions; check_trainer; check_handoff ;; # plain calls: set -e does not apply inside a function called from an && list
   *) echo "usage: $0 [functions|trainer|all] [DOCKERFILE_DIR]" >&2; exit 2 ;;
 esac
 # Each build leaves untagged intermediate images (mostly the ~700 MB build

@@ -49,6 +49,8 @@ RUN case "$(dpkg --print-architecture)" in \
 # Only what the binary imports (go list -deps ./functions/cmd/functions).
 COPY shared/ shared/
 COPY functions/ functions/
+# The training-request rules SubmitTraining shares with the trainer.
+COPY trainer/config/ trainer/config/
 RUN go build -trimpath -ldflags='-s -w' -o /out/functions ./functions/cmd/functions
 
 FROM ${RUNTIME_IMAGE}
