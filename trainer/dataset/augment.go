@@ -39,7 +39,8 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 
 	// Background colour for areas outside the source and (optionally) for
 	// the source's near-white background.
-	bg := [3]float32{float32(a.Spec.Background[0]) / 255, float32(a.Spec.Background[1]) / 255, float32(a.Spec.Background[2]) / 255}
+	pad := a.Spec.PadColour(s.Canvas)
+	bg := [3]float32{float32(pad[0]) / 255, float32(pad[1]) / 255, float32(pad[2]) / 255}
 	replaceBG := r.Float64() < c.BackgroundProb
 	if replaceBG {
 		for k := range 3 {
@@ -120,7 +121,7 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 		for i, out := range outside {
 			if out {
 				for k := range 3 {
-					px[k*plane+i] = float32(a.Spec.Background[k]) / 255
+					px[k*plane+i] = float32(pad[k]) / 255
 				}
 			}
 		}
