@@ -62,7 +62,11 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 	// camera exposed it: a dark photo arrives as a dark picture between
 	// white bars. Letterboxed samples keep the uncovered area at that
 	// background, out of reach of the lighting jitter below.
-	letterbox := c.LetterboxProb > 0 && r.Float64() < c.LetterboxProb
+	// Under PadBorderMedian serving's pad follows the exposure like the
+	// photo, so the uncovered area (bg, the canvas's own pad colour) takes
+	// the jitter too: no letterbox reset (the draw stays, keeping the RNG
+	// stream of old specs unchanged).
+	letterbox := c.LetterboxProb > 0 && r.Float64() < c.LetterboxProb && a.Spec.Pad == ""
 	var outside []bool
 	if letterbox {
 		outside = make([]bool, plane)
