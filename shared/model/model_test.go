@@ -2,6 +2,7 @@ package model_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"image/color"
 	"strings"
@@ -61,6 +62,32 @@ func TestParseMetadataRejectsUnknownFields(t *testing.T) {
 	_, err := model.ParseMetadata([]byte(`{"format_version":1,"labelz":["a"]}`))
 	if err == nil || !strings.Contains(err.Error(), "labelz") {
 		t.Errorf("ParseMetadata = %v, want an unknown-field error", err)
+	}
+}
+
+// TestParseMetadataRejectsUnknownSpecFields: a model whose preprocessing
+// names a step this binary does not implement (a newer trainer's field, or
+// a pad mode it does not know) is refused, never served with the old path.
+func TestParseMetadataRejectsUnknownSpecFields(t *testing.T) {
+	good := modeltest.Colour(t, modeltest.Options{}).Metadata
+	b, err := json.Marshal(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := model.ParseMetadata(b); err != nil {
+		t.Fatalf("the unmodified metadata is refused: %v", err)
+	}
+	future := strings.Replace(string(b), `"resize":`, `"framing":"object","resize":`, 1)
+	if _, err := model.ParseMetadata([]byte(future)); err == nil || !strings.Contains(err.Error(), "framing") {
+		t.Errorf("unknown spec field: ParseMetadata = %v, want an error naming framing", err)
+	}
+	good.Preprocessing.Pad = "mirror"
+	b, err = json.Marshal(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := model.ParseMetadata(b); err == nil || !strings.Contains(err.Error(), "pad") {
+		t.Errorf("unknown pad mode: ParseMetadata = %v, want an error naming pad", err)
 	}
 }
 

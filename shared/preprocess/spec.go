@@ -30,7 +30,16 @@ type Spec struct {
 	Std        [3]float32 `json:"std"`        // per channel, > 0
 	Background [3]uint8   `json:"background"` // canvas colour, RGB
 	Resize     string     `json:"resize"`     // resampling filter
+	// Pad is how the canvas around a non-square photo is filled: empty
+	// (old models) is Background; PadBorderMedian is the per-channel median
+	// of the outer ring of the reduced source, so a global exposure change
+	// maps the whole canvas affinely and per-image standardisation cancels it.
+	Pad string `json:"pad,omitempty"`
 }
+
+// PadBorderMedian fills the canvas with the median of the source's outer
+// ring of pixels (see Spec.Pad).
+const PadBorderMedian = "border-median"
 
 // DefaultSpec is the Fruits-360 convention: a white square canvas, values
 // scaled to about [-1, 1].
@@ -65,6 +74,9 @@ func (s Spec) Validate() error {
 	}
 	if s.Resize != ResizeCatmullRom {
 		errs = append(errs, fmt.Errorf("resize %q is not %q", s.Resize, ResizeCatmullRom))
+	}
+	if s.Pad != "" && s.Pad != PadBorderMedian {
+		errs = append(errs, fmt.Errorf("pad %q is not empty or %q", s.Pad, PadBorderMedian))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("preprocessing spec: %w", err)
@@ -101,7 +113,20 @@ func (s Spec) Canvas(b []byte, lim Limits) (*image.RGBA, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.Pad == PadBorderMedian {
+		return fitPadded(d, s.Size, nil), nil
+	}
 	return Fit(d, s.Size, s.Background), nil
+}
+
+// PadColour is the colour this spec gives the area a canvas does not
+// cover: Background, or under PadBorderMedian the border median of m. The
+// augmenter calls it on a canvas so its uncovered area matches serving's.
+func (s Spec) PadColour(m *image.RGBA) [3]uint8 {
+	if s.Pad == PadBorderMedian {
+		return BorderMedian(m)
+	}
+	return s.Background
 }
 
 // DecodeCost estimates the peak bytes Canvas allocates for b, from the
@@ -131,6 +156,21 @@ const resampleMargin = 2
 // reduced by an integer factor (a plane-wise pass over the decoded pixels,
 // see reduce), then resized with Catmull-Rom (see resizeOnto).
 func Fit(d *Decoded, size int, bg [3]uint8) *image.RGBA {
+	return fitPadded(d, size, &bg)
+}
+
+// fitPadded is Fit; a nil bg pads with the border median of the reduced
+// source (PadBorderMedian), computed after the box reduction so it costs
+// one pass over a small image.
+func fitPadded(d *Decoded, size int, bgp *[3]uint8) *image.RGBA {
+	sb := d.Image.Bounds()
+	src := reduce(d.Image, boxFactor(sb.Dx(), sb.Dy(), size))
+	var bg [3]uint8
+	if bgp != nil {
+		bg = *bgp
+	} else {
+		bg = BorderMedian(src)
+	}
 	canvas := image.NewRGBA(image.Rect(0, 0, size, size))
 	for i := 0; i < len(canvas.Pix); i += 4 {
 		canvas.Pix[i], canvas.Pix[i+1], canvas.Pix[i+2], canvas.Pix[i+3] = bg[0], bg[1], bg[2], 255
@@ -142,8 +182,6 @@ func Fit(d *Decoded, size int, bg [3]uint8) *image.RGBA {
 	tw := max(1, (w*size+side/2)/side)
 	th := max(1, (h*size+side/2)/side)
 	ox, oy := (size-tw)/2, (size-th)/2
-	sb := d.Image.Bounds()
-	src := reduce(d.Image, boxFactor(sb.Dx(), sb.Dy(), size))
 	resizeOnto(canvas, image.Rect(ox, oy, ox+tw, oy+th), src, bg)
 	return orient(canvas, d.Orientation)
 }
@@ -225,4 +263,35 @@ func (s Spec) Tensor(m *image.RGBA, dst []float32) error {
 		}
 	}
 	return nil
+}
+
+// BorderMedian is the per-channel median of m's outer ring of pixels
+// (premultiplied values, as the resizer sees them).
+func BorderMedian(m *image.RGBA) [3]uint8 {
+	b := m.Bounds()
+	var hist [3][256]int
+	n := 0
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		step := 1
+		if y != b.Min.Y && y != b.Max.Y-1 {
+			step = max(1, b.Dx()-1)
+		}
+		for x := b.Min.X; x < b.Max.X; x += step {
+			i := m.PixOffset(x, y)
+			for c := range 3 {
+				hist[c][m.Pix[i+c]]++
+			}
+			n++
+		}
+	}
+	var out [3]uint8
+	for c := range 3 {
+		for v, k := 0, 0; v < 256; v++ {
+			if k += hist[c][v]; 2*k > n {
+				out[c] = uint8(v)
+				break
+			}
+		}
+	}
+	return out
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
 
 //go:embed default.yaml
@@ -50,7 +52,10 @@ type Data struct {
 
 // Model configures the CNN.
 type Model struct {
-	InputSize     int     `yaml:"input_size" json:"input_size"`
+	InputSize int `yaml:"input_size" json:"input_size"`
+	// Pad is preprocess.Spec.Pad for the model: "" (white canvas, the old
+	// path) or "border-median".
+	Pad           string  `yaml:"pad" json:"pad"`
 	InputNorm     bool    `yaml:"input_norm" json:"input_norm"`
 	Widths        []int   `yaml:"widths" json:"widths"`
 	ConvsPerBlock int     `yaml:"convs_per_block" json:"convs_per_block"`
@@ -283,6 +288,8 @@ func (c *Config) Validate() error {
 	add(c.Data.ValidationFraction <= 0 || c.Data.ValidationFraction >= 1, "data.validation_fraction %v must be in (0,1)", c.Data.ValidationFraction)
 	add(c.Data.Workers < 0, "data.workers must be >= 0")
 	add(len(c.Model.Widths) == 0, "model.widths is empty")
+	add(c.Model.Pad != "" && c.Model.Pad != preprocess.PadBorderMedian,
+		"model.pad %q must be empty or %q", c.Model.Pad, preprocess.PadBorderMedian)
 	for _, w := range c.Model.Widths {
 		add(w < 1, "model.widths entries must be >= 1")
 	}

@@ -51,6 +51,8 @@ func TestOverrides(t *testing.T) {
 		{name: "bad type", sets: []string{"train.epochs=many"}, wantErr: "cannot unmarshal"},
 		{name: "invalid value", sets: []string{"model.conv=fft"}, wantErr: "model.conv"},
 		{name: "input size vs depth", sets: []string{"model.input_size=20"}, wantErr: "multiple of 2^3"},
+		{name: "unknown pad", sets: []string{"model.pad=mirror"}, wantErr: "model.pad"},
+		{name: "border-median pad", sets: []string{"model.pad=border-median"}, check: func(c *Config) bool { return c.Model.Pad == "border-median" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -39,7 +39,8 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 
 	// Background colour for areas outside the source and (optionally) for
 	// the source's near-white background.
-	bg := [3]float32{float32(a.Spec.Background[0]) / 255, float32(a.Spec.Background[1]) / 255, float32(a.Spec.Background[2]) / 255}
+	pad := a.Spec.PadColour(s.Canvas)
+	bg := [3]float32{float32(pad[0]) / 255, float32(pad[1]) / 255, float32(pad[2]) / 255}
 	replaceBG := r.Float64() < c.BackgroundProb
 	if replaceBG {
 		for k := range 3 {
@@ -61,7 +62,11 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 	// camera exposed it: a dark photo arrives as a dark picture between
 	// white bars. Letterboxed samples keep the uncovered area at that
 	// background, out of reach of the lighting jitter below.
-	letterbox := c.LetterboxProb > 0 && r.Float64() < c.LetterboxProb
+	// Under PadBorderMedian serving's pad follows the exposure like the
+	// photo, so the uncovered area (bg, the canvas's own pad colour) takes
+	// the jitter too: no letterbox reset (the draw stays, keeping the RNG
+	// stream of old specs unchanged).
+	letterbox := c.LetterboxProb > 0 && r.Float64() < c.LetterboxProb && a.Spec.Pad == ""
 	var outside []bool
 	if letterbox {
 		outside = make([]bool, plane)
@@ -120,7 +125,7 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 		for i, out := range outside {
 			if out {
 				for k := range 3 {
-					px[k*plane+i] = float32(a.Spec.Background[k]) / 255
+					px[k*plane+i] = float32(pad[k]) / 255
 				}
 			}
 		}

@@ -37,3 +37,14 @@ func TensorDigest(x []float32) string {
 	s := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(s[:])
 }
+
+// GoldenPaddedSpec is GoldenSpec with border-median padding
+// (preprocess.PadBorderMedian): the digest pins that path too.
+var GoldenPaddedSpec = func() preprocess.Spec {
+	s := preprocess.DefaultSpec(32)
+	s.Pad = preprocess.PadBorderMedian
+	return s
+}()
+
+// GoldenPaddedDigest is TensorDigest of GoldenJPEG through GoldenPaddedSpec.
+const GoldenPaddedDigest = "sha256:44cf092ff8265df4331a7afbe24fe09f8f2a128a4844677a94083ef58468144e"
