@@ -38,6 +38,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/ort"
 	"github.com/orchard-mlops/orchard/shared/proc"
 	"github.com/orchard-mlops/orchard/shared/registry"
+	"github.com/orchard-mlops/orchard/trainer/trainertest"
 )
 
 // TestMain doubles as the stand-in trainer: vertexlocal runs this test
@@ -471,12 +472,7 @@ func (p *pipeline) runReal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping real training in -short mode")
 	}
-	bin := filepath.Join(t.TempDir(), "trainer")
-	build := exec.Command("go", "build", "-o", bin, "github.com/orchard-mlops/orchard/trainer/cmd/trainer")
-	build.Env = append(os.Environ(), "GOEXPERIMENT=simd")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building trainer/cmd/trainer: %v\n%s", err, out)
-	}
+	bin := trainertest.Build(t)
 	data := t.TempDir()
 	if out, err := exec.Command(bin, "gen-data", "-out", data, "-per-class", "24", "-size", "32").CombinedOutput(); err != nil {
 		t.Fatalf("gen-data: %v\n%s", err, out)

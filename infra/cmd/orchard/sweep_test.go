@@ -14,6 +14,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/ort"
 	"github.com/orchard-mlops/orchard/shared/registry"
+	"github.com/orchard-mlops/orchard/trainer/trainertest"
 )
 
 // TestSweepThroughVertexStandIn submits a 2x2 grid as a
@@ -25,12 +26,7 @@ func TestSweepThroughVertexStandIn(t *testing.T) {
 		t.Skip("skipping real training in -short mode")
 	}
 	ort.InitForTest(t)
-	bin := filepath.Join(t.TempDir(), "trainer")
-	build := exec.Command("go", "build", "-o", bin, "github.com/orchard-mlops/orchard/trainer/cmd/trainer")
-	build.Env = append(os.Environ(), "GOEXPERIMENT=simd")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building trainer/cmd/trainer: %v\n%s", err, out)
-	}
+	bin := trainertest.Build(t)
 	data := t.TempDir()
 	if out, err := exec.Command(bin, "gen-data", "-out", data, "-classes", "3", "-per-class", "12", "-size", "32").CombinedOutput(); err != nil {
 		t.Fatalf("gen-data: %v\n%s", err, out)
