@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/orchard-mlops/orchard/infra/local/eventarc"
+	"github.com/orchard-mlops/orchard/shared/gcp"
+	"github.com/orchard-mlops/orchard/shared/pubsubx"
 )
 
 // Dead letters are the messages Pub/Sub (or the local Eventarc bridge) gave
@@ -212,23 +214,14 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	topics := map[string]string{} // source subscription -> its topic
-	pubs := map[string]*pubsub.Publisher{}
-	defer func() {
-		for _, p := range pubs {
-			p.Stop()
-		}
-	}()
+	pubs := pubsubx.NewPublishers(c)
+	defer pubs.Close()
 	var done, failed []deadLetter
 	var errs []error
 	for _, d := range dls {
 		topic, err := redriveTopic(ctx, c, d, *f.project, *toTopic, topics)
 		if err == nil && !*dryRun {
-			p := pubs[topic]
-			if p == nil {
-				p = c.Publisher(topic)
-				pubs[topic] = p
-			}
-			_, err = p.Publish(ctx, d.original()).Get(ctx)
+			_, err = pubs.For(topic).Send(ctx, d.original())
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("message %s: %w", d.msg.GetMessageId(), err))
@@ -261,10 +254,7 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // redriveTopic is where a dead letter goes back to.
 func redriveTopic(ctx context.Context, c *pubsub.Client, d deadLetter, project, override string, cache map[string]string) (string, error) {
 	if override != "" {
-		if !strings.HasPrefix(override, "projects/") {
-			override = "projects/" + project + "/topics/" + override
-		}
-		return override, nil
+		return gcp.TopicName(project, override)
 	}
 	src := d.source(project)
 	if src == "" {

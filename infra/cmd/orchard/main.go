@@ -37,6 +37,8 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 
 	"github.com/orchard-mlops/orchard/functions/submittraining"
+	"github.com/orchard-mlops/orchard/shared/gcp"
+	"github.com/orchard-mlops/orchard/shared/pubsubx"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
@@ -171,9 +173,7 @@ func addMoveFlags(fs *flag.FlagSet) *moveFlags {
 	return &m
 }
 
-func defaultProject() string {
-	return firstNonEmpty(os.Getenv("GOOGLE_CLOUD_PROJECT"), os.Getenv("GCP_PROJECT"))
-}
+func defaultProject() string { return gcp.Project() }
 
 func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("train", stderr)
@@ -202,16 +202,14 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	c, err := pubsub.NewClient(ctx, *project)
+	pub, err := pubsubx.Dial(ctx, *project, *topic)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	pub := c.Publisher(*topic)
-	defer pub.Stop()
-	id, err := pub.Publish(ctx, &pubsub.Message{Data: body, Attributes: map[string]string{"model": *name}}).Get(ctx)
+	defer pub.Close()
+	id, err := pub.Send(ctx, &pubsub.Message{Data: body, Attributes: map[string]string{"model": *name}})
 	if err != nil {
-		return fmt.Errorf("publishing to %s: %w", *topic, err)
+		return err
 	}
 	fmt.Fprintf(stdout, "published training request %s for model %s (message %s)\n", *topic, *name, id)
 	fmt.Fprintf(stdout, "the job will be named %s\n", first(submittraining.JobNames(*name, id)))
@@ -352,7 +350,7 @@ func openRegistry(ctx context.Context, uri, name, project, topic string) (*regis
 	}
 	var o registry.Options
 	if topic != "" {
-		n, err := registry.DialPubSubNotifier(ctx, project, topic)
+		n, err := pubsubx.DialModelNotifier(ctx, project, topic)
 		if err != nil {
 			return nil, usageError{err}
 		}

@@ -44,6 +44,7 @@ import (
 	"github.com/orchard-mlops/orchard/infra/local/stack"
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/pubsubx"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
@@ -470,9 +471,9 @@ func (r *runner) submitTraining(ctx context.Context, v *stack.Vertex, reg *regis
 		if err != nil {
 			return "", err
 		}
-		p := st.PubSub.Publisher(st.Topic(st.Config.TrainingTopic))
-		defer p.Stop()
-		msgID, err = p.Publish(ctx, &pubsub.Message{Data: body}).Get(ctx)
+		p := pubsubx.New(st.PubSub, st.Topic(st.Config.TrainingTopic))
+		defer p.Close()
+		msgID, err = p.Send(ctx, &pubsub.Message{Data: body})
 		return "message " + msgID + ": " + string(body), err
 	}); err != nil {
 		return "", err

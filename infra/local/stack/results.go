@@ -9,35 +9,15 @@ import (
 	"time"
 
 	"cloud.google.com/go/storage"
+	"github.com/orchard-mlops/orchard/shared/results"
 )
 
-// Result is the part of a PredictOnUpload result object the stack reads
-// (functions/predict.UploadResult; kept as a local struct so that this
-// package does not link onnxruntime).
+// Result is a PredictOnUpload result object as the stack found it.
 type Result struct {
-	Bucket     string  `json:"bucket"`
-	Name       string  `json:"name"`
-	Generation int64   `json:"generation,string"`
-	URI        string  `json:"uri"`
-	Label      string  `json:"label"`
-	Score      float64 `json:"score"`
-	Error      string  `json:"error"`
-	Kind       string  `json:"kind"`
-	LatencyMS  float64 `json:"latency_ms"`
-	EventID    string  `json:"event_id"`
-	Model      *struct {
-		Name    string `json:"name"`
-		Version string `json:"version"`
-	} `json:"model"`
+	results.Upload
 	// Object is where the result is stored (gs://results/NAME.json).
 	Object string `json:"-"`
 }
-
-// Suffixes of PredictOnUpload's result objects (functions/predict).
-const (
-	ResultSuffix = ".json"
-	ErrorSuffix  = ".error.json"
-)
 
 // WaitResults polls the results bucket until every upload name has a result
 // (NAME.json) or a recorded failure (NAME.error.json), or ctx ends. It calls
@@ -51,7 +31,7 @@ func (s *Stack) WaitResults(ctx context.Context, names []string, progress func(R
 			if _, ok := got[n]; ok {
 				continue
 			}
-			for _, suffix := range []string{ResultSuffix, ErrorSuffix} {
+			for _, suffix := range []string{results.ResultSuffix, results.ErrorSuffix} {
 				r, err := readResult(ctx, bkt, n+suffix)
 				if errors.Is(err, storage.ErrObjectNotExist) {
 					continue
