@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -33,11 +32,13 @@ import (
 	"github.com/orchard-mlops/orchard/infra/vertexlocal"
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/emulators"
+	"github.com/orchard-mlops/orchard/shared/events"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/ort"
 	"github.com/orchard-mlops/orchard/shared/proc"
 	"github.com/orchard-mlops/orchard/shared/registry"
+	"github.com/orchard-mlops/orchard/shared/training"
 	"github.com/orchard-mlops/orchard/trainer/trainertest"
 )
 
@@ -50,18 +51,13 @@ func TestMain(m *testing.M) {
 	os.Exit(emulators.RunTests(m))
 }
 
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
-
 // fakeTrainer implements the trainer's command-line contract that
 // SubmitTraining relies on,
 //
-//	train -data DIR -set name=N [-set k=v ...] -publish REGISTRY -name N [-allow-new-labels]
+//	train -data DIR -name N [-set k=v ...] -publish REGISTRY [-allow-new-labels]
 //
 // without training: the "dataset" holds a ready model under seed/, which is
-// written to AIP_MODEL_DIR (with the name from -set and the version
+// written to AIP_MODEL_DIR (with the name from -name and the version
 // "m<message ID>", as requests may not choose versions) and then
 // published with registry.Publish, as the real trainer's -publish step
 // should. With ORCHARD_REAL_TRAINER set it execs that binary instead.
@@ -75,35 +71,29 @@ func fakeTrainer(args []string) int {
 		fmt.Fprintf(os.Stderr, "fake trainer: want 'train ...', got %q\n", args)
 		return 2
 	}
-	fs := flag.NewFlagSet("train", flag.ContinueOnError)
-	data := fs.String("data", "", "")
-	publish := fs.String("publish", "", "")
-	name := fs.String("name", "", "")
-	allowNew := fs.Bool("allow-new-labels", false, "")
-	var sets multiFlag
-	fs.Var(&sets, "set", "")
-	if err := fs.Parse(args[1:]); err != nil {
+	job, err := training.Parse(args, os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fake trainer:", err)
 		return 2
 	}
 	fail := func(err error) int { fmt.Fprintln(os.Stderr, "fake trainer:", err); return 1 }
 	ctx := context.Background()
-	m, err := model.Load(ctx, filepath.Join(*data, "seed"))
+	m, err := model.Load(ctx, filepath.Join(job.Dataset, "seed"))
 	if err != nil {
 		return fail(err)
 	}
-	for _, s := range sets {
-		k, v, _ := strings.Cut(s, "=")
+	m.Metadata.Name = job.Model
+	for _, s := range job.Overrides {
+		k, _, _ := strings.Cut(s, "=")
 		switch k {
-		case "name":
-			m.Metadata.Name = v
 		case "train.epochs":
 		default:
 			return fail(fmt.Errorf("unknown config key %q", k))
 		}
 	}
-	m.Metadata.Version = "m" + os.Getenv("ORCHARD_MESSAGE_ID")
-	out := os.Getenv("AIP_MODEL_DIR")
-	if out == "" || *publish == "" {
+	m.Metadata.Version = "m" + job.MessageID
+	out := os.Getenv(training.EnvModelDir)
+	if out == "" || job.Registry == "" {
 		return fail(errors.New("AIP_MODEL_DIR and -publish are required"))
 	}
 	st, err := blob.Open(ctx, out)
@@ -113,12 +103,12 @@ func fakeTrainer(args []string) int {
 	if err := m.Save(ctx, st); err != nil {
 		return fail(err)
 	}
-	reg, err := registry.Open(ctx, *publish, registry.Options{})
+	reg, err := registry.Open(ctx, job.Registry, registry.Options{})
 	if err != nil {
 		return fail(err)
 	}
-	res, err := registry.Publish(ctx, reg, out, registry.PublishOptions{Name: *name, Promote: true, AllowNewLabels: *allowNew,
-		By: "vertex:" + os.Getenv("CLOUD_ML_JOB_ID"), Reason: "training request " + os.Getenv("ORCHARD_MESSAGE_ID")})
+	res, err := registry.Publish(ctx, reg, out, registry.PublishOptions{Name: job.Model, Promote: true, AllowNewLabels: job.AllowNewLabels,
+		By: "vertex:" + os.Getenv(training.EnvJobID), Reason: "training request " + job.MessageID})
 	if err != nil {
 		return fail(err)
 	}
@@ -218,7 +208,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	pushes := &pushLog{got: map[string][]int{}}
 	proxy := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		var env submittraining.MessagePublishedData
+		var env events.MessagePublishedData
 		_ = json.Unmarshal(body, &env)
 		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://127.0.0.1:"+ffPort+r.URL.RequestURI(), bytes.NewReader(body))
 		req.Header = r.Header.Clone()
@@ -405,8 +395,8 @@ func (p *pipeline) runFake(t *testing.T) {
 
 	// 4. A second identical delivery of message 2 (same ID and body, as
 	// Pub/Sub redelivers) submits nothing.
-	envelope, _ := json.Marshal(submittraining.MessagePublishedData{
-		Message:      submittraining.PubsubMessage{Data: mustJSON(t, req2), MessageID: id2},
+	envelope, _ := json.Marshal(events.MessagePublishedData{
+		Message:      events.PubSubMessage{Data: mustJSON(t, req2), MessageID: id2},
 		Subscription: "projects/" + p.project + "/subscriptions/submit-training",
 	})
 	resp, err := http.Post(p.pushURL, "application/json", bytes.NewReader(envelope))

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/proc"
 )
 
@@ -165,7 +166,10 @@ func (ps *PubSub) ClientForProject(ctx context.Context, project string, opts ...
 
 // TopicName returns "projects/PROJECT/topics/ID".
 func (ps *PubSub) TopicName(id string) string {
-	return "projects/" + ps.Project + "/topics/" + id
+	if name, err := gcp.TopicName(ps.Project, id); err == nil {
+		return name
+	}
+	return id // invalid: Pub/Sub's own error names it
 }
 
 // SubscriptionName returns "projects/PROJECT/subscriptions/ID".
