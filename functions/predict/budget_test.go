@@ -201,12 +201,12 @@ func TestDecodeBudgetConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, _ := memlimit.Limit()
-	if got, want := c.decodeMemory(), int64(float64(n)*DecodeMemoryShare); got != want || c.DecodeWait != DefaultDecodeWait {
+	if got, want := c.DecodeMemory, int64(float64(n)*DecodeMemoryShare); got != want || c.DecodeWait != DefaultDecodeWait {
 		t.Errorf("defaults: budget %d, wait %v; want %d (%.0f%% of %d) and %v", got, c.DecodeWait, want, 100*DecodeMemoryShare, n, DefaultDecodeWait)
 	}
 	env["DECODE_MEMORY_BYTES"], env["DECODE_WAIT_MS"] = "536870912", "0"
-	if c, err = ConfigFromEnv(get); err != nil || c.decodeMemory() != 512<<20 || c.DecodeWait != 0 {
-		t.Errorf("set: budget %d, wait %v, err %v; want 512 MiB, 0", c.decodeMemory(), c.DecodeWait, err)
+	if c, err = ConfigFromEnv(get); err != nil || c.DecodeMemory != 512<<20 || c.DecodeWait != 0 {
+		t.Errorf("set: budget %d, wait %v, err %v; want 512 MiB, 0", c.DecodeMemory, c.DecodeWait, err)
 	}
 	for _, bad := range []map[string]string{{"DECODE_MEMORY_BYTES": "1000"}, {"DECODE_MEMORY_BYTES": "lots"}, {"DECODE_WAIT_MS": "-1"}} {
 		bad["MODEL_URI"] = "file:///m"

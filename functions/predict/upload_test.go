@@ -98,11 +98,8 @@ func newUploadEnv(t *testing.T, cfg Config) *uploadEnv {
 	}
 	c := newClassifier(t, cfg, modeltest.Options{Version: "v5"})
 	u := &Uploader{
-		Config:   cfg,
-		Provider: modelsource.Static{C: c},
-		Objects:  GCSObjects{Client: g.client},
-		Results:  blob.NewGCS(g.client, cfg.ResultsBucket, ""),
-		Log:      quietLog(),
+		Service: &Service{Config: cfg, Provider: modelsource.Static{C: c}, Objects: GCSObjects{Client: g.client}, Log: quietLog()},
+		Results: &Results{Store: blob.NewGCS(g.client, cfg.ResultsBucket, ""), Timeout: cfg.StorageTimeout},
 	}
 	return &uploadEnv{gcsEnv: g, u: u, h: ceHandler(t, u.HandleCloudEvent)}
 }
@@ -120,11 +117,11 @@ func acked(code int) bool { return code >= 200 && code < 300 }
 // result reads a result object and its attributes.
 func (e *uploadEnv) result(t testing.TB, key string) (*UploadResult, blob.Attrs) {
 	t.Helper()
-	data, a, err := e.u.Results.Read(context.Background(), key, 1<<20)
+	data, a, err := e.u.Results.Store.Read(context.Background(), key, 1<<20)
 	if err != nil {
 		t.Fatalf("reading result %s: %v", key, err)
 	}
-	a, err = e.u.Results.Attributes(context.Background(), key)
+	a, err = e.u.Results.Store.Attributes(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +134,7 @@ func (e *uploadEnv) result(t testing.TB, key string) (*UploadResult, blob.Attrs)
 
 func (e *uploadEnv) keys(t testing.TB) []string {
 	t.Helper()
-	as, err := e.u.Results.List(context.Background(), "")
+	as, err := e.u.Results.Store.List(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +299,7 @@ func TestPredictOnUploadPermanentFailures(t *testing.T) {
 			if attrs.Metadata[SourceGenerationKey] != strconv.FormatInt(tt.gen, 10) {
 				t.Errorf("error result metadata %v", attrs.Metadata)
 			}
-			if _, err := e.u.Results.Attributes(context.Background(), tt.object+ResultSuffix); err == nil {
+			if _, err := e.u.Results.Store.Attributes(context.Background(), tt.object+ResultSuffix); err == nil {
 				t.Errorf("a result was written for a failed image")
 			}
 		})
@@ -412,7 +409,8 @@ func TestPredictOnUploadTransientErrors(t *testing.T) {
 	gen := e.put(t, "uploads", "a.jpg", "image/jpeg", img)
 
 	t.Run("model not loadable yet", func(t *testing.T) {
-		u := *e.u
+		u, svc := *e.u, *e.u.Service
+		u.Service = &svc
 		u.Provider = modelsource.NewLazy(func(context.Context) (*model.Classifier, error) {
 			return nil, fmt.Errorf("model.json: %w", blob.ErrNotFound)
 		}, modelsource.Backoff{})
