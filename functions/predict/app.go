@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/option"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/pubsubx"
 )
 
 // App wires both functions from a Config: one Service (one model
@@ -116,7 +115,7 @@ func (a *App) Uploader() (*Uploader, error) {
 		Results: &Results{Store: blob.NewGCS(a.storage, cfg.ResultsBucket, ""), Timeout: cfg.StorageTimeout},
 	}
 	if cfg.Topic != "" {
-		p, err := NewPubSubPublisher(context.Background(), cfg.Project, cfg.Topic, a.psOpts...)
+		p, err := pubsubx.Dial(context.Background(), cfg.Project, cfg.Topic, a.psOpts...)
 		if err != nil {
 			return nil, err
 		}
@@ -137,38 +136,4 @@ func (a *App) Close() error {
 		errs = append(errs, fns[i]())
 	}
 	return errors.Join(errs...)
-}
-
-// PubSubPublisher publishes results to one topic.
-type PubSubPublisher struct {
-	client *pubsub.Client
-	pub    *pubsub.Publisher
-}
-
-// NewPubSubPublisher connects to topic, an ID in project or a full
-// projects/P/topics/T name.
-func NewPubSubPublisher(ctx context.Context, project, topic string, opts ...option.ClientOption) (*PubSubPublisher, error) {
-	if parts := strings.Split(topic, "/"); len(parts) == 4 && parts[0] == "projects" && parts[2] == "topics" && project == "" {
-		project = parts[1]
-	}
-	c, err := pubsub.NewClient(ctx, project, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("creating the Pub/Sub client: %w", err)
-	}
-	p := c.Publisher(topic)
-	// One message per event: do not wait to fill a batch.
-	p.PublishSettings.DelayThreshold = time.Millisecond
-	return &PubSubPublisher{client: c, pub: p}, nil
-}
-
-// Publish implements Publisher; it waits for the server's acknowledgement.
-func (p *PubSubPublisher) Publish(ctx context.Context, data []byte, attrs map[string]string) error {
-	_, err := p.pub.Publish(ctx, &pubsub.Message{Data: data, Attributes: attrs}).Get(ctx)
-	return err
-}
-
-// Close flushes and closes.
-func (p *PubSubPublisher) Close() error {
-	p.pub.Stop()
-	return p.client.Close()
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/memlimit"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/shared/results"
 )
 
 func TestDecodeBudgetAdmits(t *testing.T) {
@@ -188,7 +189,7 @@ func TestPredictOnUploadOverBudgetIsRetried(t *testing.T) {
 	if code := e.send(t, finalizeRequest("ev-1", "uploads", "red.jpg", gen, int64(len(img)), "image/jpeg", nil)); !acked(code) {
 		t.Fatalf("redelivery after the release: HTTP %d", code)
 	}
-	if res, _ := e.result(t, "red.jpg"+ResultSuffix); res.Label != "red" {
+	if res, _ := e.result(t, "red.jpg"+results.ResultSuffix); res.Label != "red" {
 		t.Errorf("result %+v, want red", res)
 	}
 }

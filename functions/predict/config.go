@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/orchard-mlops/orchard/shared/env"
+	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/memlimit"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
@@ -59,7 +60,7 @@ type Config struct {
 	UploadPrefixes []string // UPLOAD_PREFIXES: comma-separated object-name prefixes to classify (default all)
 	ContentTypes   []string // UPLOAD_CONTENT_TYPES: comma-separated; "image/*" or "*" wildcards (default jpeg, png, webp)
 	Topic          string   // PREDICTIONS_TOPIC: Pub/Sub topic ID or projects/P/topics/T (optional)
-	Project        string   // GOOGLE_CLOUD_PROJECT (or GCP_PROJECT): the topic's project
+	Project        string   // GOOGLE_CLOUD_PROJECT (see gcp.ProjectEnv): the topic's project
 }
 
 // Limits are the preprocessing limits the config implies.
@@ -132,7 +133,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		UploadPrefixes: e.List("UPLOAD_PREFIXES"),
 		ContentTypes:   e.List("UPLOAD_CONTENT_TYPES"),
 		Topic:          e.String("PREDICTIONS_TOPIC", ""),
-		Project:        e.String("GOOGLE_CLOUD_PROJECT", e.String("GCP_PROJECT", "")),
+		Project:        gcp.ProjectFrom(getenv),
 	}
 	if c.ContentTypes == nil {
 		c.ContentTypes = d.ContentTypes
@@ -175,8 +176,10 @@ func (c Config) ValidateUpload() error {
 	if c.UploadBucket != "" && c.UploadBucket == c.ResultsBucket {
 		errs = append(errs, fmt.Sprintf("RESULTS_BUCKET and UPLOAD_BUCKET are both %q: results written into the trigger bucket would trigger the function again, forever", c.ResultsBucket))
 	}
-	if c.Topic != "" && !strings.HasPrefix(c.Topic, "projects/") && c.Project == "" {
-		errs = append(errs, fmt.Sprintf("PREDICTIONS_TOPIC=%q needs GOOGLE_CLOUD_PROJECT (or a full projects/P/topics/T name)", c.Topic))
+	if c.Topic != "" {
+		if _, err := gcp.TopicName(c.Project, c.Topic); err != nil {
+			errs = append(errs, fmt.Sprintf("PREDICTIONS_TOPIC: %v", err))
+		}
 	}
 	if len(errs) > 0 {
 		return errors.New("PredictOnUpload configuration: " + strings.Join(errs, "; "))

@@ -99,7 +99,7 @@ func (s *Server) uris(w http.ResponseWriter, r *http.Request, c *model.Classifie
 		srcs[i].Object = &ObjectInfo{Bucket: bucket, Name: name}
 	}
 	s.classifyInto(r.Context(), c, k, srcs, results, rl)
-	writeJSON(w, http.StatusOK, BatchResponse{Model: infoOf(c), Results: results})
+	writeJSON(w, http.StatusOK, BatchResponse{Model: modelOf(c), Results: results})
 }
 
 // prefix classifies every image below a gs:// folder and, when the folder
@@ -137,7 +137,7 @@ func (s *Server) prefix(w http.ResponseWriter, r *http.Request, c *model.Classif
 		srcs[i].Object, results[i].URI, names[i] = &objs[i], objs[i].URI(), objs[i].Name
 	}
 	got := s.classifyInto(r.Context(), c, k, srcs, results, rl)
-	resp := BatchResponse{Model: infoOf(c), Results: results}
+	resp := BatchResponse{Model: modelOf(c), Results: results}
 	labels := c.Metadata().Labels
 	if expected := ExpectedLabels(labels, folder, names); expected != nil {
 		for i := range results {

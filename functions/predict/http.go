@@ -14,6 +14,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/results"
 )
 
 // Server is the Predict HTTP function.
@@ -79,15 +80,10 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request, rl *requestLog)
 	return lease, true
 }
 
-// modelInfo is the "model" member of every answer.
-type modelInfo struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-}
-
-func infoOf(c *model.Classifier) modelInfo {
+// modelOf is the "model" member of every answer and result.
+func modelOf(c *model.Classifier) results.Model {
 	m := c.Metadata()
-	return modelInfo{Name: m.Name, Version: m.Version}
+	return results.Model{Name: m.Name, Version: m.Version}
 }
 
 // InfoResponse is the GET answer.
@@ -202,7 +198,7 @@ func (s *Server) bodyError(w http.ResponseWriter, r *http.Request, err error, rl
 
 // PredictResponse is the answer for one raw image.
 type PredictResponse struct {
-	Model       modelInfo          `json:"model"`
+	Model       results.Model      `json:"model"`
 	Predictions []model.Prediction `json:"predictions"`
 }
 
@@ -226,7 +222,7 @@ func (s *Server) raw(w http.ResponseWriter, r *http.Request, c *model.Classifier
 		return
 	}
 	rl.label, rl.score = out.Predictions[0].Label, out.Predictions[0].Score
-	writeJSON(w, http.StatusOK, PredictResponse{Model: infoOf(c), Predictions: out.Predictions})
+	writeJSON(w, http.StatusOK, PredictResponse{Model: modelOf(c), Predictions: out.Predictions})
 }
 
 // Result is one image's outcome in a batch answer.
@@ -241,11 +237,11 @@ type Result struct {
 
 // BatchResponse is the answer for multipart and JSON requests.
 type BatchResponse struct {
-	Model           modelInfo  `json:"model"`
-	Results         []Result   `json:"results"`
-	Accuracy        *float64   `json:"accuracy,omitempty"`
-	Evaluated       int        `json:"evaluated,omitempty"`
-	ConfusionMatrix *Confusion `json:"confusion_matrix,omitempty"`
+	Model           results.Model `json:"model"`
+	Results         []Result      `json:"results"`
+	Accuracy        *float64      `json:"accuracy,omitempty"`
+	Evaluated       int           `json:"evaluated,omitempty"`
+	ConfusionMatrix *Confusion    `json:"confusion_matrix,omitempty"`
 }
 
 // classifyInto classifies a batch's sources into its results (same order)

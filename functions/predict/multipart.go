@@ -34,7 +34,7 @@ func (s *Server) multipart(w http.ResponseWriter, r *http.Request, c *model.Clas
 		return
 	}
 	s.classifyInto(r.Context(), c, k, srcs, results, rl)
-	writeJSON(w, http.StatusOK, BatchResponse{Model: infoOf(c), Results: results})
+	writeJSON(w, http.StatusOK, BatchResponse{Model: modelOf(c), Results: results})
 }
 
 // tooManyFiles: a multipart body with more than Config.MaxObjects files.

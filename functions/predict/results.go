@@ -9,48 +9,12 @@ import (
 	"time"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
-	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/results"
 )
-
-// Result-object metadata keys. SourceGenerationKey is the idempotency key:
-// together with the result's name (the source object's name) it identifies
-// bucket/name#generation.
-const (
-	SourceGenerationKey = "orchard-source-generation"
-	SourceBucketKey     = "orchard-source-bucket"
-	SourceNameKey       = "orchard-source-name"
-)
-
-// Suffixes of the objects written into the results bucket.
-const (
-	ResultSuffix = ".json"
-	ErrorSuffix  = ".error.json"
-)
-
-// UploadResult is the content of <name>.json and <name>.error.json in the
-// results bucket, and of the Pub/Sub message.
-type UploadResult struct {
-	Bucket      string             `json:"bucket"`
-	Name        string             `json:"name"`
-	Generation  int64              `json:"generation,string"`
-	URI         string             `json:"uri"`
-	ContentType string             `json:"content_type,omitempty"`
-	Size        int64              `json:"size,omitempty"`
-	Model       *modelInfo         `json:"model,omitempty"`
-	Label       string             `json:"label,omitempty"` // top-1
-	Score       float64            `json:"score,omitempty"`
-	Predictions []model.Prediction `json:"predictions,omitempty"`
-	Error       string             `json:"error,omitempty"`
-	Kind        string             `json:"kind,omitempty"`
-	LatencyMS   float64            `json:"latency_ms"`
-	EventID     string             `json:"event_id,omitempty"`
-	EventTime   *time.Time         `json:"event_time,omitempty"`
-	Time        time.Time          `json:"time"` // when the result was made
-}
 
 // Results is the results bucket, written so that each source object
 // generation gets exactly one result (see the package documentation),
-// whoever writes it and however often.
+// whoever writes it and however often. The schema is shared/results'.
 type Results struct {
 	Store   blob.Store
 	Timeout time.Duration // bound on each storage call
@@ -70,7 +34,7 @@ func (r *Results) Lookup(ctx context.Context, key, name string, gen int64) (Outc
 	if err != nil {
 		return "", a, fmt.Errorf("checking for an existing result: %w", err)
 	}
-	if n, ok := a.Metadata[SourceNameKey]; ok && n != name {
+	if n, ok := a.Metadata[results.SourceNameKey]; ok && n != name {
 		return OutcomeCollision, a, nil
 	}
 	switch g := sourceGeneration(a); {
@@ -83,7 +47,7 @@ func (r *Results) Lookup(ctx context.Context, key, name string, gen int64) (Outc
 }
 
 func sourceGeneration(a blob.Attrs) int64 {
-	g, _ := strconv.ParseInt(a.Metadata[SourceGenerationKey], 10, 64)
+	g, _ := strconv.ParseInt(a.Metadata[results.SourceGenerationKey], 10, 64)
 	return g
 }
 
@@ -100,7 +64,7 @@ func sourceGeneration(a blob.Attrs) int64 {
 //     re-reads and finds a duplicate.
 //
 // It returns OutcomeWritten, or what Lookup found instead.
-func (r *Results) WriteOnce(ctx context.Context, key string, res *UploadResult) (Outcome, error) {
+func (r *Results) WriteOnce(ctx context.Context, key string, res *results.Upload) (Outcome, error) {
 	data, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return "", fmt.Errorf("encoding the result: %w", err)
@@ -108,9 +72,9 @@ func (r *Results) WriteOnce(ctx context.Context, key string, res *UploadResult) 
 	opts := blob.WriteOptions{
 		ContentType: "application/json",
 		Metadata: map[string]string{
-			SourceGenerationKey: strconv.FormatInt(res.Generation, 10),
-			SourceBucketKey:     res.Bucket,
-			SourceNameKey:       res.Name,
+			results.SourceGenerationKey: strconv.FormatInt(res.Generation, 10),
+			results.SourceBucketKey:     res.Bucket,
+			results.SourceNameKey:       res.Name,
 		},
 		IfNotExist: true,
 	}
@@ -146,7 +110,7 @@ var errNotAResult = errors.New("not a result")
 
 // Stored reads the result under key; nil (and no error) when there is
 // none.
-func (r *Results) Stored(ctx context.Context, key string) (*UploadResult, error) {
+func (r *Results) Stored(ctx context.Context, key string) (*results.Upload, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
 	data, _, err := r.Store.Read(ctx, key, 1<<20)
@@ -156,7 +120,7 @@ func (r *Results) Stored(ctx context.Context, key string) (*UploadResult, error)
 	if err != nil {
 		return nil, err
 	}
-	var res UploadResult
+	var res results.Upload
 	if err := json.Unmarshal(data, &res); err != nil {
 		return nil, fmt.Errorf("%s is %w: %v", r.Store.URI(key), errNotAResult, err)
 	}

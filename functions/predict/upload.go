@@ -12,9 +12,12 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
+	"github.com/orchard-mlops/orchard/shared/events"
 	"github.com/orchard-mlops/orchard/shared/logging"
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/results"
 )
 
 // Publisher sends a result message (PREDICTIONS_TOPIC).
@@ -68,6 +71,23 @@ func (u *Uploader) HandleCloudEvent(ctx context.Context, ev cloudevents.Event) e
 	return err
 }
 
+// withEventTrace puts the event's trace into ctx for the logs: the
+// CloudEvents distributed-tracing extension (ce-traceparent), else the
+// delivering request's traceparent or X-Cloud-Trace-Context header.
+func withEventTrace(ctx context.Context, ev cloudevents.Event) context.Context {
+	if tp, ok := ev.Extensions()["traceparent"].(string); ok && tp != "" {
+		return logging.WithTrace(ctx, tp)
+	}
+	if rd := cehttp.RequestDataFromContext(ctx); rd != nil {
+		for _, h := range []string{"traceparent", "X-Cloud-Trace-Context"} {
+			if v := rd.Header.Get(h); v != "" {
+				return logging.WithTrace(ctx, v)
+			}
+		}
+	}
+	return ctx
+}
+
 // Handle processes one event and reports the outcome. Only transient
 // failures return an error.
 func (u *Uploader) Handle(ctx context.Context, ev cloudevents.Event) (Outcome, error) {
@@ -77,11 +97,11 @@ func (u *Uploader) Handle(ctx context.Context, ev cloudevents.Event) (Outcome, e
 		attrs := append(line, slog.String("outcome", string(o)), slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000))
 		u.log().LogAttrs(ctx, level, msg, append(attrs, extra...)...)
 	}
-	if ev.Type() != FinalizedType {
+	if ev.Type() != events.StorageFinalized {
 		logOutcome(slog.LevelWarn, OutcomeSkipped, "predict on upload: not a finalize event, ignored")
 		return OutcomeSkipped, nil
 	}
-	oe, err := ParseStorageEvent(ev)
+	oe, err := events.ParseStorageEvent(ev)
 	if err != nil {
 		u.Metrics.Error(ctx, "upload", "malformed_event")
 		logOutcome(slog.LevelError, OutcomeMalformed, "predict on upload: malformed event acknowledged without processing", slog.String("error", err.Error()))
@@ -138,7 +158,7 @@ func (u *Uploader) Handle(ctx context.Context, ev cloudevents.Event) (Outcome, e
 }
 
 // skip says why an event is out of scope, or "".
-func (u *Uploader) skip(oe ObjectEvent) string {
+func (u *Uploader) skip(oe events.ObjectEvent) string {
 	if u.Config.UploadBucket != "" && oe.Bucket != u.Config.UploadBucket {
 		return fmt.Sprintf("bucket %q is not UPLOAD_BUCKET %q", oe.Bucket, u.Config.UploadBucket)
 	}
@@ -184,8 +204,8 @@ func contentTypeMatches(patterns []string, ct string) bool {
 }
 
 // process reads, classifies and records one object.
-func (u *Uploader) process(ctx context.Context, oe ObjectEvent) (Outcome, *UploadResult, error) {
-	key := oe.Name + ResultSuffix
+func (u *Uploader) process(ctx context.Context, oe events.ObjectEvent) (Outcome, *results.Upload, error) {
+	key := results.ObjectName(oe.Name, false)
 	// Cheap duplicate check first: a redelivered event costs one stat, not
 	// a download and an inference.
 	switch o, _, err := u.Results.Lookup(ctx, key, oe.Name, oe.Generation); {
@@ -210,7 +230,7 @@ func (u *Uploader) process(ctx context.Context, oe ObjectEvent) (Outcome, *Uploa
 		if !Permanent(res.Kind) {
 			return OutcomeRetry, res, out.Err
 		}
-		o, err := u.Results.WriteOnce(ctx, oe.Name+ErrorSuffix, res)
+		o, err := u.Results.WriteOnce(ctx, results.ObjectName(oe.Name, true), res)
 		if err != nil {
 			return OutcomeRetry, res, err
 		}
@@ -232,9 +252,9 @@ func (u *Uploader) process(ctx context.Context, oe ObjectEvent) (Outcome, *Uploa
 }
 
 // result is the result record of an event's classification.
-func (u *Uploader) result(oe ObjectEvent, c *model.Classifier, out Classification) *UploadResult {
-	mi := infoOf(c)
-	res := &UploadResult{
+func (u *Uploader) result(oe events.ObjectEvent, c *model.Classifier, out Classification) *results.Upload {
+	mi := modelOf(c)
+	res := &results.Upload{
 		Bucket: oe.Bucket, Name: oe.Name, Generation: oe.Generation, URI: oe.URI(),
 		ContentType: oe.ContentType, Size: oe.Size, Model: &mi, EventID: oe.ID,
 		LatencyMS: float64(out.Latency.Microseconds()) / 1000, Time: u.now().UTC(),
@@ -250,7 +270,10 @@ func (u *Uploader) result(oe ObjectEvent, c *model.Classifier, out Classificatio
 		res.Error, res.Kind = PublicMessage(out.Err), out.Kind()
 		return res
 	}
-	res.Predictions = out.Predictions
+	res.Predictions = make([]results.Prediction, len(out.Predictions))
+	for i, p := range out.Predictions {
+		res.Predictions[i] = results.Prediction(p)
+	}
 	res.Label, res.Score = out.Predictions[0].Label, out.Predictions[0].Score
 	return res
 }
@@ -258,7 +281,7 @@ func (u *Uploader) result(oe ObjectEvent, c *model.Classifier, out Classificatio
 // publish sends a result to PREDICTIONS_TOPIC, if set. The attributes let
 // subscribers filter and deduplicate (idempotency_key is unique per source
 // object generation).
-func (u *Uploader) publish(ctx context.Context, res *UploadResult) error {
+func (u *Uploader) publish(ctx context.Context, res *results.Upload) error {
 	if u.Publisher == nil {
 		return nil
 	}

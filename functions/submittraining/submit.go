@@ -58,6 +58,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/orchard-mlops/orchard/shared/env"
+	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/logging"
 	"github.com/orchard-mlops/orchard/trainer/config"
 )
@@ -106,7 +107,7 @@ type Config struct {
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	e := env.New(getenv)
 	c := Config{
-		Project:        e.String("GOOGLE_CLOUD_PROJECT", e.String("GCP_PROJECT", "")),
+		Project:        gcp.ProjectFrom(getenv),
 		Region:         e.String("VERTEX_REGION", ""),
 		Endpoint:       e.String("VERTEX_ENDPOINT", ""),
 		TrainerImage:   e.String("TRAINER_IMAGE", ""),
