@@ -129,18 +129,7 @@ func (u *Uploader) Handle(ctx context.Context, ev cloudevents.Event) (Outcome, e
 	}
 
 	o, res, err := u.process(ctx, oe)
-	attrs := []slog.Attr{}
-	if res != nil {
-		if res.Model != nil {
-			attrs = append(attrs, slog.String("model_version", res.Model.Version))
-		}
-		if res.Label != "" {
-			attrs = append(attrs, slog.String("label", res.Label), slog.Float64("score", res.Score))
-		}
-		if res.Kind != "" {
-			attrs = append(attrs, slog.String("error_kind", res.Kind), slog.String("reason", res.Error))
-		}
-	}
+	attrs := resultAttrs(res)
 	switch {
 	case err != nil:
 		attrs = append(attrs, slog.String("error", err.Error()), slog.String("error_kind", ErrorKind(err)))
@@ -155,6 +144,24 @@ func (u *Uploader) Handle(ctx context.Context, ev cloudevents.Event) (Outcome, e
 		logOutcome(slog.LevelInfo, o, "predict on upload", attrs...)
 	}
 	return o, nil
+}
+
+// resultAttrs are the log fields of a result (none for nil).
+func resultAttrs(res *results.Upload) []slog.Attr {
+	var attrs []slog.Attr
+	if res == nil {
+		return attrs
+	}
+	if res.Model != nil {
+		attrs = append(attrs, slog.String("model_version", res.Model.Version))
+	}
+	if res.Label != "" {
+		attrs = append(attrs, slog.String("label", res.Label), slog.Float64("score", res.Score))
+	}
+	if res.Kind != "" {
+		attrs = append(attrs, slog.String("error_kind", res.Kind), slog.String("reason", res.Error))
+	}
+	return attrs
 }
 
 // skip says why an event is out of scope, or "".
