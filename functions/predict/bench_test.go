@@ -95,7 +95,7 @@ func benchClassifier(b *testing.B, cfg Config) *model.Classifier {
 
 func benchServer(b *testing.B, cfg Config) *Server {
 	b.Helper()
-	return &Server{Config: cfg, Provider: modelsource.Static{C: benchClassifier(b, cfg)}, Log: quietLog()}
+	return &Server{&Service{Config: cfg, Provider: modelsource.Static{C: benchClassifier(b, cfg)}, Log: quietLog()}}
 }
 
 // benchImage is one test photo.
@@ -207,7 +207,7 @@ func BenchmarkClassify(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(img.jpeg)))
 			for b.Loop() {
-				if _, err := c.Classify(img.jpeg, cfg.topK()); err != nil {
+				if _, err := c.Classify(img.jpeg, cfg.TopK); err != nil {
 					b.Fatal(err)
 				}
 			}

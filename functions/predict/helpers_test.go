@@ -43,13 +43,16 @@ func newClassifier(tb testing.TB, cfg Config, o modeltest.Options) *model.Classi
 }
 
 func testConfig() Config {
-	return Config{ModelURI: "test://", StorageTimeout: 2 * time.Second, TopK: DefaultTopK, MaxBodyBytes: 1 << 20, MaxImageBytes: 1 << 20, MaxObjects: 16, Workers: 4, ContentTypes: DefaultContentTypes}
+	c := DefaultConfig()
+	c.ModelURI, c.StorageTimeout = "test://", 2*time.Second
+	c.MaxBodyBytes, c.MaxImageBytes, c.MaxObjects, c.Workers = 1<<20, 1<<20, 16, 4
+	return c
 }
 
 func newServer(tb testing.TB, cfg Config, objs Objects, metrics *telemetry.Metrics) *Server {
 	tb.Helper()
 	c := newClassifier(tb, cfg, modeltest.Options{Version: "v3"})
-	return &Server{Config: cfg, Provider: modelsource.Static{C: c}, Objects: objs, Metrics: metrics, Log: quietLog()}
+	return &Server{&Service{Config: cfg, Provider: modelsource.Static{C: c}, Objects: objs, Metrics: metrics, Log: quietLog()}}
 }
 
 var (

@@ -207,7 +207,7 @@ func TestPredictModelUnavailable(t *testing.T) {
 		}
 		return ready, nil
 	}, modelsource.Backoff{Initial: 300 * time.Millisecond, Max: time.Second})
-	s := &Server{Config: cfg, Provider: lazy, Log: quietLog()}
+	s := &Server{&Service{Config: cfg, Provider: lazy, Log: quietLog()}}
 	for _, r := range []*http.Request{
 		post("/", "image/jpeg", redJPEG(t)),
 		post("/", "image/jpeg", redJPEG(t)),
@@ -373,7 +373,7 @@ func TestPredictMultipartOverBodyCap(t *testing.T) {
 // TestPredictPanicRecovered: a panicking provider gives a JSON 500 and the
 // handler keeps serving.
 func TestPredictPanicRecovered(t *testing.T) {
-	s := &Server{Config: testConfig(), Provider: panicProvider{}, Log: quietLog()}
+	s := &Server{&Service{Config: testConfig(), Provider: panicProvider{}, Log: quietLog()}}
 	w, body := do(t, s, post("/", "image/jpeg", []byte("x")))
 	if w.Code != 500 || body["kind"] != KindInternal {
 		t.Fatalf("status %d: %s", w.Code, w.Body)

@@ -40,11 +40,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	aiplatform "cloud.google.com/go/aiplatform/apiv1"
@@ -58,7 +55,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/orchard-mlops/orchard/shared/env"
 	"github.com/orchard-mlops/orchard/shared/events"
+	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/logging"
 	"github.com/orchard-mlops/orchard/shared/training"
 	"github.com/orchard-mlops/orchard/trainer/config"
@@ -106,58 +105,40 @@ type Config struct {
 
 // ConfigFromEnv reads the configuration from environment variables.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	e := env.New(getenv)
 	c := Config{
-		Project:        firstNonEmpty(getenv("GOOGLE_CLOUD_PROJECT"), getenv("GCP_PROJECT")),
-		Region:         getenv("VERTEX_REGION"),
-		Endpoint:       getenv("VERTEX_ENDPOINT"),
-		TrainerImage:   getenv("TRAINER_IMAGE"),
-		MachineType:    firstNonEmpty(getenv("TRAINER_MACHINE_TYPE"), "n1-standard-4"),
-		ServiceAccount: getenv("TRAINER_SERVICE_ACCOUNT"),
-		OutputURI:      strings.TrimRight(getenv("TRAINING_OUTPUT_URI"), "/"),
-		RegistryURI:    getenv("REGISTRY_URI"),
-		Timeout:        2 * time.Hour,
+		Project:        gcp.ProjectFrom(getenv),
+		Region:         e.String("VERTEX_REGION", ""),
+		Endpoint:       e.String("VERTEX_ENDPOINT", ""),
+		TrainerImage:   e.String("TRAINER_IMAGE", ""),
+		MachineType:    e.String("TRAINER_MACHINE_TYPE", "n1-standard-4"),
+		ServiceAccount: e.String("TRAINER_SERVICE_ACCOUNT", ""),
+		OutputURI:      strings.TrimRight(e.String("TRAINING_OUTPUT_URI", ""), "/"),
+		RegistryURI:    e.String("REGISTRY_URI", ""),
+		Timeout:        e.Duration("TRAINING_TIMEOUT", 2*time.Hour, time.Second, time.Second),
+		EvalURI:        e.String("EVAL_URI", ""),
+		AllowLocalData: e.Bool("ALLOW_LOCAL_DATA", false),
 
-		ModelPublishedTopic: getenv("MODEL_PUBLISHED_TOPIC"),
+		ModelPublishedTopic: e.String("MODEL_PUBLISHED_TOPIC", ""),
 	}
-	var errs []error
-	boolVar := func(name string, def bool) bool {
-		v := getenv(name)
-		if v == "" {
-			return def
-		}
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
-		}
-		return b
-	}
-	c.Insecure = boolVar("VERTEX_INSECURE", c.Endpoint != "" && isLoopback(c.Endpoint))
-	c.AllowLocalData = boolVar("ALLOW_LOCAL_DATA", false)
-	c.EvalURI = getenv("EVAL_URI")
-	lim, err := config.ParseLimits(getenv("TRAINING_OVERRIDE_LIMITS"))
+	c.Insecure = e.Bool("VERTEX_INSECURE", c.Endpoint != "" && isLoopback(c.Endpoint))
+	lim, err := config.ParseLimits(e.String("TRAINING_OVERRIDE_LIMITS", ""))
 	if err != nil {
-		errs = append(errs, fmt.Errorf("TRAINING_OVERRIDE_LIMITS: %w", err))
+		e.Failf("TRAINING_OVERRIDE_LIMITS: %v", err)
 	}
 	c.OverrideLimits = lim
-	if v := getenv("TRAINING_TIMEOUT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("TRAINING_TIMEOUT=%q: want a positive duration such as 2h", v))
-		}
-		c.Timeout = d
+	if err := c.Validate(); err != nil {
+		e.Failf("%v", err)
 	}
-	if err := errors.Join(append(errs, c.Validate())...); err != nil {
-		return c, err
-	}
-	return c, nil
+	return c, e.Err()
 }
 
 // Validate checks that the required settings are present.
 func (c *Config) Validate() error {
-	var errs []error
+	var errs []string
 	need := func(v, name string) {
 		if v == "" {
-			errs = append(errs, fmt.Errorf("%s is not set", name))
+			errs = append(errs, name+" is not set")
 		}
 	}
 	need(c.Project, "GOOGLE_CLOUD_PROJECT")
@@ -166,10 +147,10 @@ func (c *Config) Validate() error {
 	need(c.OutputURI, "TRAINING_OUTPUT_URI")
 	need(c.RegistryURI, "REGISTRY_URI")
 	if c.OutputURI != "" && !strings.HasPrefix(c.OutputURI, "gs://") && !c.AllowLocalData {
-		errs = append(errs, fmt.Errorf("TRAINING_OUTPUT_URI=%q must be gs:// (Vertex AI writes there)", c.OutputURI))
+		errs = append(errs, fmt.Sprintf("TRAINING_OUTPUT_URI=%q must be gs:// (Vertex AI writes there)", c.OutputURI))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("submittraining config: %w", err)
+	if len(errs) > 0 {
+		return errors.New("submittraining config: " + strings.Join(errs, "; "))
 	}
 	return nil
 }
@@ -193,15 +174,6 @@ func isLoopback(hostport string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // Submitter creates training jobs.
@@ -447,31 +419,4 @@ func printablePrefix(b []byte, n int) string {
 		b = b[:n]
 	}
 	return strings.ToValidUTF8(string(b), "?")
-}
-
-// FromEnv returns the CloudEvent function, configured from the environment
-// on its first event (so registering it in init() needs no configuration).
-// A configuration error is logged at CRITICAL and returned on every event,
-// so messages are retained (not dropped) until the deployment is fixed.
-func FromEnv() func(context.Context, event.Event) error {
-	var (
-		once sync.Once
-		sub  *Submitter
-		err  error
-	)
-	return func(ctx context.Context, e event.Event) error {
-		once.Do(func() {
-			var cfg Config
-			if cfg, err = ConfigFromEnv(os.Getenv); err == nil {
-				sub, err = NewSubmitter(ctx, cfg, slog.Default())
-			}
-			if err != nil {
-				slog.Default().Log(ctx, logging.LevelCritical, "SubmitTraining is misconfigured; events are retried until fixed", "err", err)
-			}
-		})
-		if err != nil {
-			return err
-		}
-		return sub.HandleEvent(ctx, e)
-	}
 }
