@@ -150,14 +150,28 @@ func pullDeadLetters(ctx context.Context, c *pubsub.Client, sub string, max int,
 
 // release makes messages deliverable again at once.
 func release(ctx context.Context, c *pubsub.Client, sub string, dls []deadLetter) error {
-	var ids []string
-	for _, d := range dls {
-		ids = append(ids, d.ackID)
-	}
+	ids := ackIDs(dls)
 	if len(ids) == 0 {
 		return nil
 	}
 	return c.SubscriptionAdminClient.ModifyAckDeadline(context.WithoutCancel(ctx), &pubsubpb.ModifyAckDeadlineRequest{Subscription: sub, AckIds: ids})
+}
+
+// acknowledge removes messages from the subscription for good.
+func acknowledge(ctx context.Context, c *pubsub.Client, sub string, dls []deadLetter) error {
+	ids := ackIDs(dls)
+	if len(ids) == 0 {
+		return nil
+	}
+	return c.SubscriptionAdminClient.Acknowledge(context.WithoutCancel(ctx), &pubsubpb.AcknowledgeRequest{Subscription: sub, AckIds: ids})
+}
+
+func ackIDs(dls []deadLetter) []string {
+	var ids []string
+	for _, d := range dls {
+		ids = append(ids, d.ackID)
+	}
+	return ids
 }
 
 // runDeadLetters lists dead-lettered events without consuming them.
@@ -235,14 +249,8 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		failed = append(failed, done...)
 		done = nil
 	}
-	if len(done) > 0 {
-		var ids []string
-		for _, d := range done {
-			ids = append(ids, d.ackID)
-		}
-		if err := c.SubscriptionAdminClient.Acknowledge(context.WithoutCancel(ctx), &pubsubpb.AcknowledgeRequest{Subscription: sub, AckIds: ids}); err != nil {
-			errs = append(errs, fmt.Errorf("acknowledging redriven messages (they may be redriven twice; the functions are idempotent): %w", err))
-		}
+	if err := acknowledge(ctx, c, sub, done); err != nil {
+		errs = append(errs, fmt.Errorf("acknowledging redriven messages (they may be redriven twice; the functions are idempotent): %w", err))
 	}
 	if err := release(ctx, c, sub, failed); err != nil {
 		errs = append(errs, err)
