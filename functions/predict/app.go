@@ -15,8 +15,8 @@ import (
 
 	"github.com/orchard-mlops/orchard/functions/telemetry"
 	"github.com/orchard-mlops/orchard/shared/blob"
-	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 )
 
 // App wires both functions from a Config: one model provider (one
@@ -76,7 +76,7 @@ func NewApp(cfg Config, o AppOptions) *App {
 			return w.Close(ctx)
 		})
 	default:
-		lazy := modelsource.NewLazy(modelsource.FromURI(cfg.ModelURI, model.Options{
+		lazy := modelsource.NewLazy(modelsource.FromURI(cfg.ModelURI, onnxrt.Options{
 			IntraOpThreads: cfg.IntraOpThreads,
 			Limits:         cfg.Limits(),
 		}), modelsource.Backoff{Initial: time.Second, Max: cfg.ModelRetry})

@@ -9,6 +9,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
 
@@ -105,7 +106,7 @@ type classified struct {
 // image's estimated decode memory in budget (waiting for room, or failing
 // with ErrOverloaded, or with ctx's error when the caller left), and gives
 // it back after.
-func classify(ctx context.Context, budget *DecodeBudget, lim preprocess.Limits, c *model.Classifier, img []byte, k int) classified {
+func classify(ctx context.Context, budget *DecodeBudget, lim preprocess.Limits, c *onnxrt.Classifier, img []byte, k int) classified {
 	start := time.Now()
 	out := func(preds []model.Prediction, err error) classified {
 		return classified{preds: preds, err: err, latency: time.Since(start)}
@@ -124,7 +125,7 @@ func classify(ctx context.Context, budget *DecodeBudget, lim preprocess.Limits, 
 
 // safeClassify turns a panic in decoding or inference into an error: no
 // input may take the process down.
-func safeClassify(c *model.Classifier, img []byte, k int) (preds []model.Prediction, err error) {
+func safeClassify(c *onnxrt.Classifier, img []byte, k int) (preds []model.Prediction, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			preds, err = nil, &panicError{v: r}

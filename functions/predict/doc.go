@@ -7,7 +7,7 @@
 //   - Uploader is the PredictOnUpload CloudEvent function;
 //   - App wires both from a Config (ConfigFromEnv reads the environment).
 //
-// Every image goes through model.Classifier.Classify, the shared
+// Every image goes through onnxrt.Classifier.Classify, the shared
 // preprocessing path; this package has no preprocessing of its own.
 //
 // # Exactly one result per object generation

@@ -21,6 +21,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 )
 
 // Server is the Predict HTTP function.
@@ -158,7 +159,7 @@ type modelInfo struct {
 	Version string `json:"version"`
 }
 
-func infoOf(c *model.Classifier) modelInfo {
+func infoOf(c *onnxrt.Classifier) modelInfo {
 	m := c.Metadata()
 	return modelInfo{Name: m.Name, Version: m.Version}
 }
@@ -283,7 +284,7 @@ type PredictResponse struct {
 	Predictions []model.Prediction `json:"predictions"`
 }
 
-func (s *Server) raw(w http.ResponseWriter, r *http.Request, c *model.Classifier, k int, rl *requestLog) {
+func (s *Server) raw(w http.ResponseWriter, r *http.Request, c *onnxrt.Classifier, k int, rl *requestLog) {
 	// MaxBytesReader caps the body (a 413); the declared length only sizes
 	// the buffer, and only up to that cap, since a client may claim anything.
 	body, err := blob.ReadCapped(r.Body, min(r.ContentLength, s.Config.maxBody()), 0)
@@ -308,7 +309,7 @@ func (s *Server) raw(w http.ResponseWriter, r *http.Request, c *model.Classifier
 	writeJSON(w, http.StatusOK, PredictResponse{Model: infoOf(c), Predictions: out.preds})
 }
 
-func (s *Server) record(ctx context.Context, c *model.Classifier, out classified) {
+func (s *Server) record(ctx context.Context, c *onnxrt.Classifier, out classified) {
 	if len(out.preds) > 0 {
 		s.Metrics.Prediction(ctx, "http", out.preds[0].Label, c.Metadata().Version, out.latency)
 	}
@@ -347,7 +348,7 @@ type job struct {
 	obj  *ObjectInfo
 }
 
-func (s *Server) multipart(w http.ResponseWriter, r *http.Request, c *model.Classifier, boundary string, k int, rl *requestLog) {
+func (s *Server) multipart(w http.ResponseWriter, r *http.Request, c *onnxrt.Classifier, boundary string, k int, rl *requestLog) {
 	if boundary == "" {
 		rl.errKind = KindBadRequest
 		writeError(w, http.StatusBadRequest, KindBadRequest, "multipart/form-data without a boundary")
@@ -419,7 +420,7 @@ func drainErr(p *multipart.Part) error { _, err := io.Copy(io.Discard, p); retur
 
 // runBatch classifies jobs on a bounded worker pool, filling results in
 // request order.
-func (s *Server) runBatch(ctx context.Context, c *model.Classifier, k int, jobs []job, results []Result, rl *requestLog) {
+func (s *Server) runBatch(ctx context.Context, c *onnxrt.Classifier, k int, jobs []job, results []Result, rl *requestLog) {
 	workers := min(s.Config.workers(), len(jobs))
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -443,7 +444,7 @@ func (s *Server) runBatch(ctx context.Context, c *model.Classifier, k int, jobs 
 	}
 }
 
-func (s *Server) runJob(ctx context.Context, c *model.Classifier, k int, j job, res *Result) {
+func (s *Server) runJob(ctx context.Context, c *onnxrt.Classifier, k int, j job, res *Result) {
 	defer func() {
 		if p := recover(); p != nil {
 			res.Predictions, res.Error, res.Kind = nil, "internal error", KindInternal
@@ -491,7 +492,7 @@ type JSONRequest struct {
 	Prefix string   `json:"prefix,omitempty"`
 }
 
-func (s *Server) jsonRequest(w http.ResponseWriter, r *http.Request, c *model.Classifier, k int, rl *requestLog) {
+func (s *Server) jsonRequest(w http.ResponseWriter, r *http.Request, c *onnxrt.Classifier, k int, rl *requestLog) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		s.bodyError(w, r, err, rl)
@@ -550,7 +551,7 @@ func (s *Server) parseGS(uri string, wantObject bool) (bucket, name string, err 
 	return bucket, name, nil
 }
 
-func (s *Server) uris(w http.ResponseWriter, r *http.Request, c *model.Classifier, k int, uris []string, rl *requestLog, bad func(string)) {
+func (s *Server) uris(w http.ResponseWriter, r *http.Request, c *onnxrt.Classifier, k int, uris []string, rl *requestLog, bad func(string)) {
 	if len(uris) > s.Config.maxObjects() {
 		bad(fmt.Sprintf("%d uris; at most %d per request", len(uris), s.Config.maxObjects()))
 		return
@@ -570,7 +571,7 @@ func (s *Server) uris(w http.ResponseWriter, r *http.Request, c *model.Classifie
 	writeJSON(w, http.StatusOK, BatchResponse{Model: infoOf(c), Results: results})
 }
 
-func (s *Server) prefix(w http.ResponseWriter, r *http.Request, c *model.Classifier, k int, prefix string, rl *requestLog, bad func(string)) {
+func (s *Server) prefix(w http.ResponseWriter, r *http.Request, c *onnxrt.Classifier, k int, prefix string, rl *requestLog, bad func(string)) {
 	bucket, folder, err := s.parseGS(prefix, false)
 	if err != nil {
 		kind := errorKind(err)

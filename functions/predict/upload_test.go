@@ -19,9 +19,9 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/emulators"
-	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/preprocess/preprocesstest"
 )
 
@@ -413,7 +413,7 @@ func TestPredictOnUploadTransientErrors(t *testing.T) {
 
 	t.Run("model not loadable yet", func(t *testing.T) {
 		u := *e.u
-		u.Provider = modelsource.NewLazy(func(context.Context) (*model.Classifier, error) {
+		u.Provider = modelsource.NewLazy(func(context.Context) (*onnxrt.Classifier, error) {
 			return nil, fmt.Errorf("model.json: %w", blob.ErrNotFound)
 		}, modelsource.Backoff{})
 		h := ceHandler(t, u.HandleCloudEvent)

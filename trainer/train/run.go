@@ -29,11 +29,11 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/onnx"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/trainer/cnn"
 	"github.com/orchard-mlops/orchard/trainer/config"
 	"github.com/orchard-mlops/orchard/trainer/dataset"
-	"github.com/orchard-mlops/orchard/trainer/onnxexport"
 )
 
 // Files written next to model.onnx and model.json.
@@ -318,7 +318,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	onnxBytes, err := onnxexport.Export(net, onnxexport.Options{
+	onnxBytes, err := onnx.Export(net, onnx.Options{
 		FoldBatchNorm: cfg.Export.FoldBatchNorm, Opset: cfg.Export.Opset,
 		ProducerVersion: revision(), DocString: cfg.Name + " " + st.Version,
 		Metadata: map[string]string{"labels": strings.Join(ds.Labels, "\n"), "dataset_digest": digest},

@@ -120,7 +120,7 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%s ended %s: %s", job.GetName(), job.GetState(), job.GetError().GetMessage())
 	}
 	fo := sweep.FinishOptions{Registry: *publish, CompareOut: base + "/compare", Margin: *margin, AllowNewLabels: *allowNew,
-		By: *by, Reason: "orchard sweep " + job.GetName()}
+		By: *by, Reason: "orchard sweep " + job.GetName(), Runtime: gateRuntime}
 	sum, err := sweep.Finish(ctx, spec, results, fo)
 	if err != nil {
 		return err

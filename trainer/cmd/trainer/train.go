@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/registry"
 	"github.com/orchard-mlops/orchard/trainer/config"
 	"github.com/orchard-mlops/orchard/trainer/gendata"
@@ -128,7 +129,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	pub, err := registry.Publish(ctx, reg, modelDir, registry.PublishOptions{Name: cfg.Name, Promote: true,
 		AllowNewLabels: *allowNew, Margin: *margin, Eval: eval, By: "trainer:" + firstNonEmpty(os.Getenv("CLOUD_ML_JOB_ID"), "local"),
-		Reason: publishReason(os.Getenv)})
+		Reason: publishReason(os.Getenv), Runtime: onnxrt.Runtime{}})
 	if err != nil {
 		return err
 	}
