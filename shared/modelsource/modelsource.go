@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/orchard-mlops/orchard/shared/backoff"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
 )
@@ -193,10 +194,7 @@ func (b Backoff) after(failures int) time.Duration {
 	if m <= 0 {
 		m = 30 * time.Second
 	}
-	for i := 1; i < failures && d < m; i++ {
-		d *= 2
-	}
-	return min(d, m)
+	return backoff.Doubling(d, m, failures)
 }
 
 // LoadTimeout bounds one load attempt. Loads are detached from the request

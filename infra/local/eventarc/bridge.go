@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+
+	"github.com/orchard-mlops/orchard/shared/backoff"
 )
 
 // Kind says what a route's subscription carries.
@@ -490,11 +492,7 @@ func (b *Bridge) forget(r *routeState, m *pubsub.Message) {
 
 // backoff is the wait after the attempt-th failure.
 func (b *Bridge) backoff(attempt int) time.Duration {
-	d := b.opts.MinBackoff
-	for i := 1; i < attempt && d < b.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, b.opts.MaxBackoff)
+	return backoff.Doubling(b.opts.MinBackoff, b.opts.MaxBackoff, attempt)
 }
 
 // post sends ev to the route's target. A non-2xx answer is an error with
