@@ -13,7 +13,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/events"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/preprocess/preprocesstest"
 	"github.com/orchard-mlops/orchard/shared/results"
 )
@@ -22,7 +22,7 @@ import (
 // Functions Framework itself, configured only by the environment, as
 // cmd/functions and Cloud Run do, and calls both over real HTTP.
 func TestRegisteredFunctions(t *testing.T) {
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	g := emulators.GCSForTest(t)
 	g.Setenv(t) // the functions build their own storage client
 	sc := g.ClientForTest(t)

@@ -13,8 +13,8 @@ import (
 
 	"github.com/orchard-mlops/orchard/functions/telemetry"
 	"github.com/orchard-mlops/orchard/shared/blob"
-	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/pubsubx"
 )
 
@@ -81,7 +81,7 @@ func (a *App) modelProvider(cfg Config, log *slog.Logger) modelsource.Provider {
 	if cfg.ServesRegistry() {
 		p = newRegistryProvider(cfg, log)
 	} else {
-		p = modelsource.NewLazy(modelsource.FromURI(cfg.ModelURI, model.Options{
+		p = modelsource.NewLazy(modelsource.FromURI(cfg.ModelURI, onnxrt.Options{
 			IntraOpThreads: cfg.IntraOpThreads,
 			Limits:         cfg.Limits(),
 		}), modelsource.Backoff{Initial: time.Second, Max: cfg.ModelRetry})

@@ -43,7 +43,8 @@ import (
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
 
@@ -74,9 +75,9 @@ func benchConfig() Config {
 
 // benchClassifier returns a classifier of the benchmark model, closed when
 // the benchmark ends.
-func benchClassifier(b *testing.B, cfg Config) *model.Classifier {
+func benchClassifier(b *testing.B, cfg Config) *onnxrt.Classifier {
 	b.Helper()
-	ort.InitForTest(b)
+	onnxrttest.Init(b)
 	m, err := benchModel()
 	if err != nil {
 		b.Fatalf("benchmark model: %v", err)
@@ -85,7 +86,7 @@ func benchClassifier(b *testing.B, cfg Config) *model.Classifier {
 		md := m.Metadata
 		b.Logf("model %s %s (%s): input %v, %d labels, %d-byte graph", md.Name, md.Version, m.URI, md.Input.Shape, len(md.Labels), len(m.ONNX))
 	})
-	c, err := model.NewClassifier(m, model.Options{IntraOpThreads: cfg.IntraOpThreads, Limits: cfg.Limits()})
+	c, err := onnxrt.NewClassifier(m, onnxrt.Options{IntraOpThreads: cfg.IntraOpThreads, Limits: cfg.Limits()})
 	if err != nil {
 		b.Fatal(err)
 	}

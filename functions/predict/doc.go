@@ -15,7 +15,7 @@
 //   - App wires them from a Config (DefaultConfig holds the defaults,
 //     ConfigFromEnv reads the environment over them).
 //
-// Every image goes through model.Classifier.Classify, the shared
+// Every image goes through onnxrt.Classifier.Classify, the shared
 // preprocessing path; this package has no preprocessing of its own.
 //
 // # Exactly one result per object generation

@@ -11,7 +11,7 @@ import (
 	"strings"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
-	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 )
 
 // JSONRequest is the application/json body.
@@ -21,7 +21,7 @@ type JSONRequest struct {
 }
 
 // jsonRequest classifies gs:// objects named by URI or by folder.
-func (s *Server) jsonRequest(w http.ResponseWriter, r *http.Request, c *model.Classifier, k int, rl *requestLog) {
+func (s *Server) jsonRequest(w http.ResponseWriter, r *http.Request, c *onnxrt.Classifier, k int, rl *requestLog) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		s.bodyError(w, r, err, rl)
@@ -82,7 +82,7 @@ func (s *Server) parseGS(uri string, wantObject bool) (bucket, name string, err 
 
 // uris classifies the objects a request names, in its order; a URI that
 // is refused is reported in its place.
-func (s *Server) uris(w http.ResponseWriter, r *http.Request, c *model.Classifier, k int, uris []string, rl *requestLog, bad func(string)) {
+func (s *Server) uris(w http.ResponseWriter, r *http.Request, c *onnxrt.Classifier, k int, uris []string, rl *requestLog, bad func(string)) {
 	if len(uris) > s.Config.MaxObjects {
 		bad(fmt.Sprintf("%d uris; at most %d per request", len(uris), s.Config.MaxObjects))
 		return
@@ -104,7 +104,7 @@ func (s *Server) uris(w http.ResponseWriter, r *http.Request, c *model.Classifie
 
 // prefix classifies every image below a gs:// folder and, when the folder
 // is labelled (see ExpectedLabels), evaluates the model on it.
-func (s *Server) prefix(w http.ResponseWriter, r *http.Request, c *model.Classifier, k int, prefix string, rl *requestLog, bad func(string)) {
+func (s *Server) prefix(w http.ResponseWriter, r *http.Request, c *onnxrt.Classifier, k int, prefix string, rl *requestLog, bad func(string)) {
 	bucket, folder, err := s.parseGS(prefix, false)
 	if err != nil {
 		kind := ErrorKind(err)

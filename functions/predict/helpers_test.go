@@ -12,10 +12,10 @@ import (
 
 	"github.com/orchard-mlops/orchard/functions/telemetry"
 	"github.com/orchard-mlops/orchard/shared/emulators"
-	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 )
 
 func TestMain(m *testing.M) { os.Exit(emulators.RunTests(m)) }
@@ -31,10 +31,10 @@ func quietLog() *slog.Logger {
 
 // newClassifier returns the colour model (labels red, green, blue) with the
 // config's limits, closed when the test ends.
-func newClassifier(tb testing.TB, cfg Config, o modeltest.Options) *model.Classifier {
+func newClassifier(tb testing.TB, cfg Config, o modeltest.Options) *onnxrt.Classifier {
 	tb.Helper()
-	ort.InitForTest(tb)
-	c, err := model.NewClassifier(modeltest.Colour(tb, o), model.Options{Limits: cfg.Limits()})
+	onnxrttest.Init(tb)
+	c, err := onnxrt.NewClassifier(modeltest.Colour(tb, o), onnxrt.Options{Limits: cfg.Limits()})
 	if err != nil {
 		tb.Fatal(err)
 	}

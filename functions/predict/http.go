@@ -14,6 +14,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/results"
 )
 
@@ -81,7 +82,7 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request, rl *requestLog)
 }
 
 // modelOf is the "model" member of every answer and result.
-func modelOf(c *model.Classifier) results.Model {
+func modelOf(c *onnxrt.Classifier) results.Model {
 	m := c.Metadata()
 	return results.Model{Name: m.Name, Version: m.Version}
 }
@@ -202,7 +203,7 @@ type PredictResponse struct {
 	Predictions []model.Prediction `json:"predictions"`
 }
 
-func (s *Server) raw(w http.ResponseWriter, r *http.Request, c *model.Classifier, k int, rl *requestLog) {
+func (s *Server) raw(w http.ResponseWriter, r *http.Request, c *onnxrt.Classifier, k int, rl *requestLog) {
 	// MaxBytesReader caps the body (a 413); the declared length only sizes
 	// the buffer, and only up to that cap, since a client may claim anything.
 	body, err := blob.ReadCapped(r.Body, min(r.ContentLength, s.Config.MaxBodyBytes), 0)
@@ -246,7 +247,7 @@ type BatchResponse struct {
 
 // classifyInto classifies a batch's sources into its results (same order)
 // and counts them in the request log.
-func (s *Server) classifyInto(ctx context.Context, c *model.Classifier, k int, srcs []Source, results []Result, rl *requestLog) []Classification {
+func (s *Server) classifyInto(ctx context.Context, c *onnxrt.Classifier, k int, srcs []Source, results []Result, rl *requestLog) []Classification {
 	got := s.Classify(ctx, c, srcs, Options{TopK: k, Via: "http"})
 	rl.images = len(got)
 	for i, g := range got {

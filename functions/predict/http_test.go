@@ -20,6 +20,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/preprocess/preprocesstest"
 )
 
@@ -196,9 +197,9 @@ func TestPredictInfo(t *testing.T) {
 func TestPredictModelUnavailable(t *testing.T) {
 	cfg := testConfig()
 	var mu sync.Mutex
-	var ready *model.Classifier
+	var ready *onnxrt.Classifier
 	loads := 0
-	lazy := modelsource.NewLazy(func(ctx context.Context) (*model.Classifier, error) {
+	lazy := modelsource.NewLazy(func(ctx context.Context) (*onnxrt.Classifier, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		loads++

@@ -8,11 +8,11 @@ import (
 	"net/http"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
-	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 )
 
 // multipart classifies every file of a multipart/form-data body.
-func (s *Server) multipart(w http.ResponseWriter, r *http.Request, c *model.Classifier, boundary string, k int, rl *requestLog) {
+func (s *Server) multipart(w http.ResponseWriter, r *http.Request, c *onnxrt.Classifier, boundary string, k int, rl *requestLog) {
 	if boundary == "" {
 		rl.errKind = KindBadRequest
 		writeError(w, http.StatusBadRequest, KindBadRequest, "multipart/form-data without a boundary")

@@ -12,6 +12,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 )
 
 // Service is the prediction core, free of any transport: it leases the
@@ -85,7 +86,7 @@ func (s *Service) Acquire(ctx context.Context) (*modelsource.Lease, error) {
 // Classify classifies srcs with c, at most Config.Workers at a time, and
 // returns their classifications in the same order. A source whose caller
 // has gone (ctx done) is neither read nor decoded.
-func (s *Service) Classify(ctx context.Context, c *model.Classifier, srcs []Source, o Options) []Classification {
+func (s *Service) Classify(ctx context.Context, c *onnxrt.Classifier, srcs []Source, o Options) []Classification {
 	out := make([]Classification, len(srcs))
 	if len(srcs) == 1 {
 		out[0] = s.classifyOne(ctx, c, srcs[0], o)
@@ -110,7 +111,7 @@ func (s *Service) Classify(ctx context.Context, c *model.Classifier, srcs []Sour
 
 // classifyOne reads (if need be), decodes and classifies one source, and
 // records it in the metrics.
-func (s *Service) classifyOne(ctx context.Context, c *model.Classifier, src Source, o Options) (res Classification) {
+func (s *Service) classifyOne(ctx context.Context, c *onnxrt.Classifier, src Source, o Options) (res Classification) {
 	start := time.Now()
 	defer func() {
 		if p := recover(); p != nil {
@@ -158,7 +159,7 @@ func (s *Service) read(ctx context.Context, o ObjectInfo) ([]byte, int64, error)
 // image's estimated decode memory in the budget (waiting for room, or
 // failing with ErrOverloaded, or with ctx's error when the caller left),
 // and gives it back after.
-func (s *Service) decodeAndClassify(ctx context.Context, c *model.Classifier, img []byte, k int) ([]model.Prediction, error) {
+func (s *Service) decodeAndClassify(ctx context.Context, c *onnxrt.Classifier, img []byte, k int) ([]model.Prediction, error) {
 	cost, err := c.Metadata().Preprocessing.DecodeCost(img, s.Config.Limits())
 	if err != nil {
 		return nil, err // the header alone already says why not
@@ -173,7 +174,7 @@ func (s *Service) decodeAndClassify(ctx context.Context, c *model.Classifier, im
 
 // safeClassify turns a panic in decoding or inference into an error: no
 // input may take the process down.
-func safeClassify(c *model.Classifier, img []byte, k int) (preds []model.Prediction, err error) {
+func safeClassify(c *onnxrt.Classifier, img []byte, k int) (preds []model.Prediction, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			preds, err = nil, &panicError{v: r}
@@ -187,7 +188,7 @@ type panicError struct{ v any }
 func (p *panicError) Error() string { return "classification panicked" }
 
 // record counts one image in the metrics.
-func (s *Service) record(ctx context.Context, c *model.Classifier, via string, res Classification) {
+func (s *Service) record(ctx context.Context, c *onnxrt.Classifier, via string, res Classification) {
 	if res.Err != nil {
 		s.Metrics.Error(ctx, via, ErrorKind(res.Err))
 		return

@@ -16,7 +16,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/events"
 	"github.com/orchard-mlops/orchard/shared/logging"
-	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/results"
 )
 
@@ -259,7 +259,7 @@ func (u *Uploader) process(ctx context.Context, oe events.ObjectEvent) (Outcome,
 }
 
 // result is the result record of an event's classification.
-func (u *Uploader) result(oe events.ObjectEvent, c *model.Classifier, out Classification) *results.Upload {
+func (u *Uploader) result(oe events.ObjectEvent, c *onnxrt.Classifier, out Classification) *results.Upload {
 	mi := modelOf(c)
 	res := &results.Upload{
 		Bucket: oe.Bucket, Name: oe.Name, Generation: oe.Generation, URI: oe.URI(),

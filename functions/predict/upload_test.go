@@ -20,9 +20,9 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/events"
-	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/preprocess/preprocesstest"
 	"github.com/orchard-mlops/orchard/shared/pubsubx"
 	"github.com/orchard-mlops/orchard/shared/results"
@@ -414,7 +414,7 @@ func TestPredictOnUploadTransientErrors(t *testing.T) {
 	t.Run("model not loadable yet", func(t *testing.T) {
 		u, svc := *e.u, *e.u.Service
 		u.Service = &svc
-		u.Provider = modelsource.NewLazy(func(context.Context) (*model.Classifier, error) {
+		u.Provider = modelsource.NewLazy(func(context.Context) (*onnxrt.Classifier, error) {
 			return nil, fmt.Errorf("model.json: %w", blob.ErrNotFound)
 		}, modelsource.Backoff{})
 		h := ceHandler(t, u.HandleCloudEvent)

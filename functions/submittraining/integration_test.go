@@ -35,7 +35,9 @@ import (
 	"github.com/orchard-mlops/orchard/shared/events"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/proc"
 	"github.com/orchard-mlops/orchard/shared/registry"
 	"github.com/orchard-mlops/orchard/shared/training"
@@ -107,7 +109,7 @@ func fakeTrainer(args []string) int {
 	if err != nil {
 		return fail(err)
 	}
-	res, err := registry.Publish(ctx, reg, out, registry.PublishOptions{Name: job.Model, Promote: true, AllowNewLabels: job.AllowNewLabels,
+	res, err := registry.Publish(ctx, reg, out, registry.PublishOptions{Runtime: onnxrt.Runtime{}, Name: job.Model, Promote: true, AllowNewLabels: job.AllowNewLabels,
 		By: "vertex:" + os.Getenv(training.EnvJobID), Reason: "training request " + job.MessageID})
 	if err != nil {
 		return fail(err)
@@ -155,7 +157,7 @@ type pipeline struct {
 // fake-gcs-server -> gate -> production -> a running predictor swaps
 // without restart. Redelivery and poison messages submit nothing.
 func TestPipelineEndToEnd(t *testing.T) {
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	ctx := t.Context()
 	g := emulators.GCSForTest(t)
 	gc := g.ClientForTest(t)
@@ -319,8 +321,8 @@ func (p *pipeline) jobsForMessage(msgID string) int {
 
 // predictor is what a running Predict function does with a Provider: it
 // stands in for functions/predict until that package takes a
-// registry.Watcher (see the issue 5 report).
-func predict(t *testing.T, w *registry.Watcher, img []byte) (label, version string, err error) {
+// modelsource.Watcher (it reloads on alias moves).
+func predict(t *testing.T, w *modelsource.Watcher, img []byte) (label, version string, err error) {
 	lease, err := w.Acquire(t.Context())
 	if err != nil {
 		return "", "", err
@@ -333,7 +335,7 @@ func predict(t *testing.T, w *registry.Watcher, img []byte) (label, version stri
 	return preds[0].Label, lease.Metadata().Version, nil
 }
 
-func waitServing(t *testing.T, w *registry.Watcher, img []byte, wantVersion, wantLabel string) {
+func waitServing(t *testing.T, w *modelsource.Watcher, img []byte, wantVersion, wantLabel string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	var label, version string
@@ -354,7 +356,7 @@ func (p *pipeline) runFake(t *testing.T) {
 	ctx := t.Context()
 	red := modeltest.JPEG(t, modeltest.Solid(modeltest.Red, 32, 32))
 	// The predictor runs from the start, before any model exists.
-	w := registry.NewWatcher(p.reg, "colours", registry.WatcherOptions{Interval: 100 * time.Millisecond, Background: true})
+	w := modelsource.NewWatcher(p.reg, "colours", modelsource.WatcherOptions{Interval: 100 * time.Millisecond, Background: true})
 	if err := w.Start(ctx); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("watcher start without a model: %v", err)
 	}
@@ -468,7 +470,7 @@ func (p *pipeline) runReal(t *testing.T) {
 		t.Fatalf("gen-data: %v\n%s", err, out)
 	}
 	t.Setenv("ORCHARD_REAL_TRAINER", bin)
-	t.Setenv("ORT_LIB", ort.Path()) // jobs run in another directory
+	t.Setenv("ORT_LIB", onnxrt.Path()) // jobs run in another directory
 	t.Setenv("GOMAXPROCS", "2")
 	id := p.publish(t, submittraining.Request{Dataset: data, Model: "shapes", Overrides: []string{
 		"train.epochs=3", "model.input_size=16", "model.widths=[8,16]", "report.enabled=false",
@@ -478,7 +480,7 @@ func (p *pipeline) runReal(t *testing.T) {
 	if err != nil || a.Version == "" {
 		t.Fatalf("production of shapes = %+v, %v", a, err)
 	}
-	w := registry.NewWatcher(p.reg, "shapes", registry.WatcherOptions{})
+	w := modelsource.NewWatcher(p.reg, "shapes", modelsource.WatcherOptions{})
 	if err := w.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}

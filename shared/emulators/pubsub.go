@@ -177,9 +177,6 @@ func (ps *PubSub) SubscriptionName(id string) string {
 	return "projects/" + ps.Project + "/subscriptions/" + id
 }
 
-// Output returns the emulator's recent output (bounded), for diagnostics.
-func (ps *PubSub) Output() string { return ps.proc.out.String() }
-
 // Close stops the emulator's whole process group (SIGTERM, then SIGKILL after
 // a grace period) and waits for it. It returns an error if the emulator had
 // died before Close. On a handle from PubSubForTest, which shares one

@@ -29,7 +29,7 @@ import (
 
 	xdraw "golang.org/x/image/draw"
 
-	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/trainer/dataset"
 )
@@ -110,7 +110,7 @@ type Options struct {
 
 // Run evaluates clf on every image of the dataset under the clean
 // condition and each corruption. Unreadable images are counted in Skipped.
-func Run(ctx context.Context, clf *model.Classifier, opt Options) (results []Result, skipped int, err error) {
+func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Result, skipped int, err error) {
 	meta := clf.Metadata()
 	store, entries, layout, err := dataset.Scan(ctx, opt.DataURI, opt.Mode, opt.TrainDir, opt.TestDir)
 	if err != nil {

@@ -198,6 +198,9 @@ type FinishOptions struct {
 	Margin         float64
 	AllowNewLabels bool
 	By, Reason     string
+	// Runtime runs the gate's checks when Registry is set
+	// (registry.PublishOptions.Runtime).
+	Runtime registry.Runtime
 }
 
 // Summary is what Finish did.
@@ -241,7 +244,7 @@ func Finish(ctx context.Context, s *Spec, results []Result, o FinishOptions) (*S
 			return sum, err
 		}
 		pub, err := registry.Publish(ctx, reg, best.RunURI, registry.PublishOptions{Name: s.Name, Promote: true,
-			AllowNewLabels: o.AllowNewLabels, Margin: o.Margin, By: o.By, Reason: o.Reason})
+			AllowNewLabels: o.AllowNewLabels, Margin: o.Margin, By: o.By, Reason: o.Reason, Runtime: o.Runtime})
 		if err != nil {
 			return sum, err
 		}

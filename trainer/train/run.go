@@ -31,11 +31,11 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/onnx"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/trainer/cnn"
 	"github.com/orchard-mlops/orchard/trainer/config"
 	"github.com/orchard-mlops/orchard/trainer/dataset"
-	"github.com/orchard-mlops/orchard/trainer/onnxexport"
 )
 
 // Files written next to model.onnx and model.json.
@@ -481,7 +481,7 @@ func (r *run) export() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return onnxexport.Export(net, onnxexport.Options{
+	return onnx.Export(net, onnx.Options{
 		FoldBatchNorm: r.cfg.Export.FoldBatchNorm, Opset: r.cfg.Export.Opset,
 		ProducerVersion: revision(), DocString: r.cfg.Name + " " + r.st.Version,
 		Metadata: map[string]string{"labels": strings.Join(r.ds.Labels, "\n"), "dataset_digest": r.digest},

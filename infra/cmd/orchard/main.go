@@ -267,7 +267,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	d, err := reg.Promote(ctx, rf.name, *version, registry.PromoteOptions{
 		GateOptions: registry.GateOptions{Margin: *margin, AllowNewLabels: *allowNew},
-		Alias:       mf.alias, By: mf.by, Reason: mf.reason, Force: *force, Eval: eval,
+		Alias:       mf.alias, By: mf.by, Reason: mf.reason, Force: *force, Eval: eval, Runtime: gateRuntime,
 	})
 	if err != nil {
 		return err

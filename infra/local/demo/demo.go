@@ -45,6 +45,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/pubsubx"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
@@ -654,7 +655,7 @@ func (r *runner) publish(ctx context.Context, reg *registry.Registry, dir, reaso
 	if err != nil {
 		return nil, err
 	}
-	pub, err := registry.PublishFrom(ctx, reg, src, registry.PublishOptions{Promote: true, By: "orchard-local demo", Reason: reason})
+	pub, err := registry.PublishFrom(ctx, reg, src, registry.PublishOptions{Promote: true, By: "orchard-local demo", Reason: reason, Runtime: onnxrt.Runtime{}})
 	if err != nil {
 		return pub, err
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 )
 
 var binDir string
@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 
 func options(t *testing.T) Options {
 	t.Helper()
-	if _, err := ort.Find(); err != nil {
+	if _, err := onnxrt.Find(); err != nil {
 		if emulators.InCI() {
 			t.Fatal(err)
 		}

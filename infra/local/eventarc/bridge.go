@@ -20,6 +20,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/events"
 	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/pubsubx"
+	"github.com/orchard-mlops/orchard/shared/backoff"
 )
 
 // Kind says what a route's subscription carries.
@@ -480,11 +481,7 @@ func (b *Bridge) forget(r *routeState, m *pubsub.Message) {
 
 // backoff is the wait after the attempt-th failure.
 func (b *Bridge) backoff(attempt int) time.Duration {
-	d := b.opts.MinBackoff
-	for i := 1; i < attempt && d < b.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, b.opts.MaxBackoff)
+	return backoff.Doubling(b.opts.MinBackoff, b.opts.MaxBackoff, attempt)
 }
 
 // post sends ev to the route's target. A non-2xx answer is an error with

@@ -16,7 +16,7 @@ import (
 	"github.com/orchard-mlops/orchard/infra/local/eventarc"
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/proc/proctest"
 )
 
@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 // needs skips t (or fails it under CI) when a prerequisite is missing.
 func needs(t *testing.T) {
 	t.Helper()
-	if _, err := ort.Find(); err != nil {
+	if _, err := onnxrt.Find(); err != nil {
 		if emulators.InCI() {
 			t.Fatalf("onnxruntime is required under CI: %v", err)
 		}

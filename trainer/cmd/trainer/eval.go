@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/trainer/evaluate"
 )
 
@@ -35,7 +36,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	clf, err := model.NewClassifier(m, model.Options{})
+	clf, err := onnxrt.NewClassifier(m, onnxrt.Options{})
 	if err != nil {
 		return err
 	}

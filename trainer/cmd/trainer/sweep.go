@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/trainer/config"
 	"github.com/orchard-mlops/orchard/trainer/sweep"
 	"github.com/orchard-mlops/orchard/trainer/train"
@@ -75,7 +76,7 @@ func cmdSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runErr
 	}
 	fo := sweep.FinishOptions{Registry: *publish, CompareOut: strings.TrimRight(*out, "/") + "/compare", Margin: *margin,
-		AllowNewLabels: *allowNew, By: "trainer sweep", Reason: "sweep " + *version}
+		AllowNewLabels: *allowNew, By: "trainer sweep", Reason: "sweep " + *version, Runtime: onnxrt.Runtime{}}
 	sum, err := sweep.Finish(ctx, spec, results, fo)
 	if err != nil {
 		return err

@@ -11,7 +11,8 @@ import (
 	"testing"
 
 	"github.com/orchard-mlops/orchard/shared/model"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/registry"
 	"github.com/orchard-mlops/orchard/trainer/gendata"
 	"github.com/orchard-mlops/orchard/trainer/internal/racecheck"
@@ -60,9 +61,9 @@ params:
 // the registry version the sweep published.
 func TestSweepLocalGrid(t *testing.T) {
 	racecheck.Require(t)
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	t.Setenv(childEnv, "1")
-	t.Setenv("ORT_LIB", ort.Path())
+	t.Setenv("ORT_LIB", onnxrt.Path())
 	data := tinyDataset(t)
 	dir := t.TempDir()
 	specPath := filepath.Join(dir, "sweep.yaml")
@@ -171,7 +172,7 @@ func checkComparePage(t *testing.T, dir string) {
 // follow Vertex AI's conventions.
 func TestTrainProfiles(t *testing.T) {
 	racecheck.Require(t)
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	out := t.TempDir()
 	metricFile := filepath.Join(t.TempDir(), "hypertune", "output.metrics")
 	t.Setenv(sweep.MetricFileEnv, metricFile)

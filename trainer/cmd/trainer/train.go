@@ -10,6 +10,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/pubsubx"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/registry"
 	"github.com/orchard-mlops/orchard/shared/training"
 	"github.com/orchard-mlops/orchard/trainer/config"
@@ -129,7 +130,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	pub, err := registry.Publish(ctx, reg, modelDir, registry.PublishOptions{Name: cfg.Name, Promote: true,
 		AllowNewLabels: job.AllowNewLabels, Margin: *margin, Eval: eval, By: "trainer:" + firstNonEmpty(os.Getenv(training.EnvJobID), "local"),
-		Reason: job.PublishReason(os.Getenv(training.EnvJobID))})
+		Reason: job.PublishReason(os.Getenv(training.EnvJobID)), Runtime: onnxrt.Runtime{}})
 	if err != nil {
 		return err
 	}

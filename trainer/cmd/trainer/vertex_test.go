@@ -12,7 +12,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/registry"
 	"github.com/orchard-mlops/orchard/trainer/gendata"
 	"github.com/orchard-mlops/orchard/trainer/internal/racecheck"
@@ -23,7 +23,7 @@ import (
 // AIP_TENSORBOARD_LOG_DIR pointing at gs://, then -publish to a registry.
 func TestVertexContract(t *testing.T) {
 	racecheck.Require(t)
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	g := emulators.GCSForTest(t)
 	g.Setenv(t)
 	ctx := context.Background()

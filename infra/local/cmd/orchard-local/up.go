@@ -16,6 +16,7 @@ import (
 	"github.com/orchard-mlops/orchard/infra/local/stack"
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
@@ -234,7 +235,8 @@ func publishSeed(ctx context.Context, s *stack.Stack, dir, how string) (string, 
 		return "", err
 	}
 	reg := registry.New(blob.NewGCS(s.Storage, s.Config.ModelsBucket, ""), registry.Options{})
-	pub, err := registry.PublishFrom(ctx, reg, src, registry.PublishOptions{Promote: true, By: "orchard-local up", Reason: "start-up model: " + how})
+	pub, err := registry.PublishFrom(ctx, reg, src, registry.PublishOptions{Promote: true, By: "orchard-local up", Reason: "start-up model: " + how,
+		Runtime: onnxrt.Runtime{}})
 	if err != nil {
 		return "", fmt.Errorf("publishing the start-up model %s: %w", dir, err)
 	}

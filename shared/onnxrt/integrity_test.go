@@ -1,4 +1,4 @@
-package model_test
+package onnxrt_test
 
 import (
 	"context"
@@ -10,14 +10,15 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 )
 
 // TestIntegrity: Save records the graph's sha256 and the verification
 // batch; Load refuses a truncated graph; CheckIntegrity refuses a graph
 // that does not reproduce the recorded logits.
 func TestIntegrity(t *testing.T) {
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	ctx := context.Background()
 	dir := modeltest.Dir(t, modeltest.Options{})
 	m, err := model.Load(ctx, dir)
@@ -27,16 +28,16 @@ func TestIntegrity(t *testing.T) {
 	if m.Metadata.ONNXSHA256 != model.SHA256(m.ONNX) || m.Verification == nil {
 		t.Fatalf("Save recorded sha %q, verification %v", m.Metadata.ONNXSHA256, m.Verification)
 	}
-	if err := m.CheckIntegrity(model.Options{}); err != nil {
+	if err := onnxrt.CheckIntegrity(m, onnxrt.Options{}); err != nil {
 		t.Fatalf("a good model fails the integrity check: %v", err)
 	}
 
 	m.Verification.Logits[1] += 0.5 // the graph no longer reproduces it
-	if err := m.CheckIntegrity(model.Options{}); !errors.Is(err, model.ErrIntegrity) || !strings.Contains(err.Error(), "verification logit 1 of image 0") {
+	if err := onnxrt.CheckIntegrity(m, onnxrt.Options{}); !errors.Is(err, model.ErrIntegrity) || !strings.Contains(err.Error(), "verification logit 1 of image 0") {
 		t.Errorf("altered logits: %v", err)
 	}
 	m.Verification = nil
-	if err := m.CheckIntegrity(model.Options{}); !errors.Is(err, model.ErrIntegrity) {
+	if err := onnxrt.CheckIntegrity(m, onnxrt.Options{}); !errors.Is(err, model.ErrIntegrity) {
 		t.Errorf("no verification batch: %v", err)
 	}
 
