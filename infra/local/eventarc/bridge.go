@@ -17,10 +17,10 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 
+	"github.com/orchard-mlops/orchard/shared/backoff"
 	"github.com/orchard-mlops/orchard/shared/events"
 	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/pubsubx"
-	"github.com/orchard-mlops/orchard/shared/backoff"
 )
 
 // Kind says what a route's subscription carries.

@@ -9,8 +9,8 @@ import (
 	"os"
 
 	"github.com/orchard-mlops/orchard/shared/gcp"
-	"github.com/orchard-mlops/orchard/shared/pubsubx"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/pubsubx"
 	"github.com/orchard-mlops/orchard/shared/registry"
 	"github.com/orchard-mlops/orchard/shared/training"
 	"github.com/orchard-mlops/orchard/trainer/config"
