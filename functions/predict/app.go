@@ -76,7 +76,7 @@ func NewApp(cfg Config, o AppOptions) *App {
 			return w.Close(ctx)
 		})
 	default:
-		lazy := modelsource.NewLazy(modelsource.FromURI(cfg.ModelURI, model.Options{
+		lazy := modelsource.NewLazy(modelsource.FromURI(blob.LazyOpener(), cfg.ModelURI, model.Options{
 			IntraOpThreads: cfg.IntraOpThreads,
 			Limits:         cfg.Limits(),
 		}), modelsource.Backoff{Initial: time.Second, Max: cfg.ModelRetry})

@@ -20,7 +20,7 @@ func TestIntegrity(t *testing.T) {
 	ort.InitForTest(t)
 	ctx := context.Background()
 	dir := modeltest.Dir(t, modeltest.Options{})
-	m, err := model.Load(ctx, dir)
+	m, err := model.Load(ctx, nil, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestIntegrity(t *testing.T) {
 	if err := os.WriteFile(onnxPath, b[:len(b)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := model.Load(ctx, dir); !errors.Is(err, model.ErrIntegrity) || !strings.Contains(err.Error(), "truncated or replaced") {
+	if _, err := model.Load(ctx, nil, dir); !errors.Is(err, model.ErrIntegrity) || !strings.Contains(err.Error(), "truncated or replaced") {
 		t.Errorf("truncated graph loaded: %v", err)
 	}
 }

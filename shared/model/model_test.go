@@ -95,7 +95,7 @@ func TestLoadAndClassify(t *testing.T) {
 	ort.InitForTest(t)
 	ctx := context.Background()
 	dir := modeltest.Dir(t, modeltest.Options{})
-	m, err := model.Load(ctx, "file://"+dir)
+	m, err := model.Load(ctx, nil, "file://"+dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestClassifierRejectsMismatchedGraph(t *testing.T) {
 }
 
 func TestLoadMissingModel(t *testing.T) {
-	_, err := model.Load(context.Background(), t.TempDir())
+	_, err := model.Load(context.Background(), nil, t.TempDir())
 	if !errors.Is(err, blob.ErrNotFound) {
 		t.Errorf("Load(empty dir) = %v, want ErrNotFound", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 )
 
@@ -166,10 +167,10 @@ func (s *Slot) discard(c *model.Classifier) {
 type LoadFunc func(ctx context.Context) (*model.Classifier, error)
 
 // FromURI returns a LoadFunc that loads the model at uri (gs://, file:// or
-// a path) with the given classifier options.
-func FromURI(uri string, opts model.Options) LoadFunc {
+// a path), opened by op, with the given classifier options.
+func FromURI(op *blob.Opener, uri string, opts model.Options) LoadFunc {
 	return func(ctx context.Context) (*model.Classifier, error) {
-		m, err := model.Load(ctx, uri)
+		m, err := model.Load(ctx, op, uri)
 		if err != nil {
 			return nil, err
 		}

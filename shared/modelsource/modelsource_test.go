@@ -206,7 +206,7 @@ func TestLazyWaiterHonoursItsContext(t *testing.T) {
 func TestLazyRealModel(t *testing.T) {
 	ort.InitForTest(t)
 	dir := modeltest.Dir(t, modeltest.Options{Version: "v7"})
-	l := NewLazy(FromURI("file://"+dir, model.Options{}), Backoff{})
+	l := NewLazy(FromURI(nil, "file://"+dir, model.Options{}), Backoff{})
 	lease, err := l.Acquire(t.Context())
 	if err != nil {
 		t.Fatal(err)

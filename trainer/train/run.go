@@ -54,9 +54,10 @@ const (
 // or local paths.
 type Options struct {
 	Config        *config.Config
-	ModelURI      string // model directory (AIP_MODEL_DIR)
-	CheckpointURI string // default: ModelURI/checkpoints (AIP_CHECKPOINT_DIR)
-	MetricsURI    string // optional extra metrics directory (AIP_TENSORBOARD_LOG_DIR)
+	ModelURI      string       // model directory (AIP_MODEL_DIR)
+	CheckpointURI string       // default: ModelURI/checkpoints (AIP_CHECKPOINT_DIR)
+	MetricsURI    string       // optional extra metrics directory (AIP_TENSORBOARD_LOG_DIR)
+	Storage       *blob.Opener // opens the URIs; nil: local paths only
 	Logger        *slog.Logger
 	Progress      io.Writer // when set (a terminal), a progress bar is drawn there
 	// Dataset, when set, is used instead of loading Config.Data.URI (tests).
@@ -130,7 +131,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if opt.ModelURI == "" {
 		return nil, errors.New("no model output directory")
 	}
-	modelStore, err := blob.Open(ctx, opt.ModelURI)
+	modelStore, err := opt.Storage.Open(ctx, opt.ModelURI)
 	if err != nil {
 		return nil, err
 	}
@@ -138,13 +139,13 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if ckptURI == "" {
 		ckptURI = strings.TrimRight(opt.ModelURI, "/") + "/checkpoints"
 	}
-	ckptStore, err := blob.Open(ctx, ckptURI)
+	ckptStore, err := opt.Storage.Open(ctx, ckptURI)
 	if err != nil {
 		return nil, err
 	}
 	var metricsStore blob.Store
 	if opt.MetricsURI != "" {
-		if metricsStore, err = blob.Open(ctx, opt.MetricsURI); err != nil {
+		if metricsStore, err = opt.Storage.Open(ctx, opt.MetricsURI); err != nil {
 			return nil, err
 		}
 	}
@@ -157,7 +158,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			return nil, errors.New("no dataset: set -data or data.uri")
 		}
 		ds, err = dataset.Load(ctx, dataset.Options{
-			URI: cfg.Data.URI, Mode: cfg.Data.Split, TrainDir: cfg.Data.TrainDir, TestDir: cfg.Data.TestDir,
+			URI: cfg.Data.URI, Storage: opt.Storage, Mode: cfg.Data.Split, TrainDir: cfg.Data.TrainDir, TestDir: cfg.Data.TestDir,
 			ValidationFraction: cfg.Data.ValidationFraction, Seed: cfg.Seed, Spec: spec,
 			Limits:  preprocess.Limits{MaxBytes: cfg.Data.MaxImageBytes, MaxPixels: cfg.Data.MaxImagePixels},
 			Workers: cfg.Data.Workers, Logger: log,

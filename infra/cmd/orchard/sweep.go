@@ -119,7 +119,7 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if job.GetState() != aiplatformpb.JobState_JOB_STATE_SUCCEEDED {
 		return fmt.Errorf("%s ended %s: %s", job.GetName(), job.GetState(), job.GetError().GetMessage())
 	}
-	fo := sweep.FinishOptions{Registry: *publish, CompareOut: base + "/compare", Margin: *margin, AllowNewLabels: *allowNew,
+	fo := sweep.FinishOptions{Storage: stores, Registry: *publish, CompareOut: base + "/compare", Margin: *margin, AllowNewLabels: *allowNew,
 		By: *by, Reason: "orchard sweep " + job.GetName()}
 	sum, err := sweep.Finish(ctx, spec, results, fo)
 	if err != nil {

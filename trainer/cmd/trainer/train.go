@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/registry"
 	"github.com/orchard-mlops/orchard/trainer/config"
 	"github.com/orchard-mlops/orchard/trainer/gendata"
@@ -25,7 +26,7 @@ func loadConfig(file string, sets []string, data string) (*config.Config, error)
 // yamlQuote makes an arbitrary string a YAML scalar for -set.
 func yamlQuote(s string) string { return fmt.Sprintf("%q", s) }
 
-func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdTrain(ctx context.Context, stores *blob.Opener, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := fs.String("data", "", "dataset root: local dir, file:///dir or gs://bucket/prefix (default: data.uri)")
@@ -73,7 +74,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if terminal {
 		progress = stdout
 	}
-	stopProfiles, err := prof.start()
+	stopProfiles, err := prof.start(stores)
 	if err != nil {
 		return err
 	}
@@ -84,6 +85,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		MetricsURI:    firstNonEmpty(*metrics, os.Getenv("AIP_TENSORBOARD_LOG_DIR")),
 		Logger:        log,
 		Progress:      progress,
+		Storage:       stores,
 	})
 	if perr := stopProfiles(ctx, modelDir); err == nil {
 		err = perr
@@ -103,7 +105,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *publish == "" {
 		return nil
 	}
-	var ro registry.Options
+	ro := registry.Options{Storage: stores}
 	if topic := os.Getenv("MODEL_PUBLISHED_TOPIC"); topic != "" {
 		// Running functions also poll the alias; the event makes them (and
 		// any other subscriber) hear of a promotion at once.
@@ -122,7 +124,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// (SubmitTraining passes its own), never by the training request.
 	var eval *registry.EvalSet
 	if uri := os.Getenv("EVAL_URI"); uri != "" {
-		if eval, err = registry.OpenEvalSet(ctx, uri); err != nil {
+		if eval, err = registry.OpenEvalSet(ctx, stores, uri); err != nil {
 			return fmt.Errorf("publish: EVAL_URI: %w", err)
 		}
 	}
