@@ -81,7 +81,7 @@ func (a *App) modelProvider(cfg Config, log *slog.Logger) modelsource.Provider {
 	if cfg.ServesRegistry() {
 		p = newRegistryProvider(cfg, log)
 	} else {
-		p = modelsource.NewLazy(modelsource.FromURI(cfg.ModelURI, onnxrt.Options{
+		p = modelsource.NewLazy(modelsource.FromURI(blob.LazyOpener(), cfg.ModelURI, onnxrt.Options{
 			IntraOpThreads: cfg.IntraOpThreads,
 			Limits:         cfg.Limits(),
 		}), modelsource.Backoff{Initial: time.Second, Max: cfg.ModelRetry})

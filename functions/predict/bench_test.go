@@ -55,7 +55,7 @@ const benchModelEnv = "ORCHARD_BENCH_MODEL"
 // benchModel is built (or loaded) once per test binary.
 var benchModel = sync.OnceValues(func() (*model.Model, error) {
 	if dir := os.Getenv(benchModelEnv); dir != "" {
-		return model.Load(context.Background(), dir)
+		return model.Load(context.Background(), nil, dir)
 	}
 	return modeltest.CNN(modeltest.CNNOptions{})
 })

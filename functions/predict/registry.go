@@ -26,7 +26,7 @@ type registryProvider struct {
 func newRegistryProvider(cfg Config, log *slog.Logger) *registryProvider {
 	p := &registryProvider{}
 	p.watcher = sync.OnceValues(func() (*modelsource.Watcher, error) {
-		reg, err := registry.Open(context.Background(), cfg.RegistryURI, registry.Options{Logger: log})
+		reg, err := registry.Open(context.Background(), cfg.RegistryURI, registry.Options{Logger: log, Storage: blob.LazyOpener()})
 		if err != nil {
 			return nil, fmt.Errorf("opening REGISTRY_URI: %w", err)
 		}

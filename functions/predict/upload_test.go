@@ -137,7 +137,7 @@ func (e *uploadEnv) result(t testing.TB, key string) (*results.Upload, blob.Attr
 
 func (e *uploadEnv) keys(t testing.TB) []string {
 	t.Helper()
-	as, err := e.u.Results.Store.List(context.Background(), "")
+	as, err := blob.Collect(context.Background(), e.u.Results.Store, blob.ListOptions{}, blob.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +389,7 @@ func TestPredictOnUploadRefusesResultsInUploadBucket(t *testing.T) {
 	if code := e.send(t, finalizeRequest("1", "uploads", "a.jpg", gen, int64(len(img)), "image/jpeg", nil)); acked(code) {
 		t.Errorf("misconfigured function acknowledged the event (HTTP %d)", code)
 	}
-	objs, err := blob.NewGCS(e.client, "uploads", "").List(context.Background(), "")
+	objs, err := blob.Collect(context.Background(), blob.NewGCS(e.client, "uploads", ""), blob.ListOptions{}, blob.Limits{})
 	if err != nil || len(objs) != 1 {
 		t.Errorf("upload bucket holds %v (%v), want only a.jpg", objs, err)
 	}

@@ -80,7 +80,7 @@ func fakeTrainer(args []string) int {
 	}
 	fail := func(err error) int { fmt.Fprintln(os.Stderr, "fake trainer:", err); return 1 }
 	ctx := context.Background()
-	m, err := model.Load(ctx, filepath.Join(job.Dataset, "seed"))
+	m, err := model.Load(ctx, nil, filepath.Join(job.Dataset, "seed"))
 	if err != nil {
 		return fail(err)
 	}
@@ -98,14 +98,16 @@ func fakeTrainer(args []string) int {
 	if out == "" || job.Registry == "" {
 		return fail(errors.New("AIP_MODEL_DIR and -publish are required"))
 	}
-	st, err := blob.Open(ctx, out)
+	stores := blob.LazyOpener() // STORAGE_EMULATOR_HOST
+	defer stores.Close()
+	st, err := stores.Open(ctx, out)
 	if err != nil {
 		return fail(err)
 	}
 	if err := m.Save(ctx, st); err != nil {
 		return fail(err)
 	}
-	reg, err := registry.Open(ctx, job.Registry, registry.Options{})
+	reg, err := registry.Open(ctx, job.Registry, registry.Options{Storage: stores})
 	if err != nil {
 		return fail(err)
 	}

@@ -89,7 +89,7 @@ func TestParseMetadataRejectsUnknownSpecFields(t *testing.T) {
 }
 
 func TestLoadMissingModel(t *testing.T) {
-	_, err := model.Load(context.Background(), t.TempDir())
+	_, err := model.Load(context.Background(), nil, t.TempDir())
 	if !errors.Is(err, blob.ErrNotFound) {
 		t.Errorf("Load(empty dir) = %v, want ErrNotFound", err)
 	}

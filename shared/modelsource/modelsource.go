@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/orchard-mlops/orchard/shared/backoff"
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
 )
@@ -169,10 +170,10 @@ func (s *Slot) discard(c *onnxrt.Classifier) {
 type LoadFunc func(ctx context.Context) (*onnxrt.Classifier, error)
 
 // FromURI returns a LoadFunc that loads the model at uri (gs://, file:// or
-// a path) with the given classifier options.
-func FromURI(uri string, opts onnxrt.Options) LoadFunc {
+// a path), opened by op, with the given classifier options.
+func FromURI(op *blob.Opener, uri string, opts onnxrt.Options) LoadFunc {
 	return func(ctx context.Context) (*onnxrt.Classifier, error) {
-		m, err := model.Load(ctx, uri)
+		m, err := model.Load(ctx, op, uri)
 		if err != nil {
 			return nil, err
 		}

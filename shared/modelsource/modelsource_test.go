@@ -206,7 +206,7 @@ func TestLazyWaiterHonoursItsContext(t *testing.T) {
 func TestLazyRealModel(t *testing.T) {
 	onnxrttest.Init(t)
 	dir := modeltest.Dir(t, modeltest.Options{Version: "v7"})
-	l := NewLazy(FromURI("file://"+dir, onnxrt.Options{}), Backoff{})
+	l := NewLazy(FromURI(nil, "file://"+dir, onnxrt.Options{}), Backoff{})
 	lease, err := l.Acquire(t.Context())
 	if err != nil {
 		t.Fatal(err)

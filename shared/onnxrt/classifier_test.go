@@ -18,7 +18,7 @@ func TestLoadAndClassify(t *testing.T) {
 	onnxrttest.Init(t)
 	ctx := context.Background()
 	dir := modeltest.Dir(t, modeltest.Options{})
-	m, err := model.Load(ctx, "file://"+dir)
+	m, err := model.Load(ctx, nil, "file://"+dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ func TestIntegrity(t *testing.T) {
 	onnxrttest.Init(t)
 	ctx := context.Background()
 	dir := modeltest.Dir(t, modeltest.Options{})
-	m, err := model.Load(ctx, dir)
+	m, err := model.Load(ctx, nil, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestIntegrity(t *testing.T) {
 	if err := os.WriteFile(onnxPath, b[:len(b)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := model.Load(ctx, dir); !errors.Is(err, model.ErrIntegrity) || !strings.Contains(err.Error(), "truncated or replaced") {
+	if _, err := model.Load(ctx, nil, dir); !errors.Is(err, model.ErrIntegrity) || !strings.Contains(err.Error(), "truncated or replaced") {
 		t.Errorf("truncated graph loaded: %v", err)
 	}
 }

@@ -27,13 +27,13 @@ type EvalSet struct {
 type evalImage struct{ key, label string }
 
 // OpenEvalSet lists the evaluation set at uri (gs://bucket/prefix,
-// file:///dir or a path).
-func OpenEvalSet(ctx context.Context, uri string) (*EvalSet, error) {
-	st, err := blob.Open(ctx, uri)
+// file:///dir or a path), opened by op (nil: local paths only).
+func OpenEvalSet(ctx context.Context, op *blob.Opener, uri string) (*EvalSet, error) {
+	st, err := op.Open(ctx, uri)
 	if err != nil {
 		return nil, fmt.Errorf("evaluation set: %w", err)
 	}
-	objs, err := st.List(ctx, "")
+	objs, err := blob.Collect(ctx, st, blob.ListOptions{}, blob.Limits{})
 	if err != nil {
 		return nil, fmt.Errorf("evaluation set %s: %w", uri, err)
 	}

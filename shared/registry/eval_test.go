@@ -33,7 +33,7 @@ func TestGateUsesEvaluationSet(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eval, err := registry.OpenEvalSet(ctx, dir)
+	eval, err := registry.OpenEvalSet(ctx, nil, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

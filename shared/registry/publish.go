@@ -56,7 +56,7 @@ func (p *PublishResult) Promoted() bool { return p.Decision != nil && p.Decision
 //
 // A gate rejection is not an error: check PublishResult.Promoted.
 func Publish(ctx context.Context, reg *Registry, modelDir string, o PublishOptions) (*PublishResult, error) {
-	src, err := blob.Open(ctx, modelDir)
+	src, err := reg.opener.Open(ctx, modelDir)
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}

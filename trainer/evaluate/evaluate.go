@@ -29,6 +29,7 @@ import (
 
 	xdraw "golang.org/x/image/draw"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/trainer/dataset"
@@ -99,7 +100,8 @@ type Result struct {
 // Options configure Run.
 type Options struct {
 	DataURI     string
-	Mode        string // dataset split mode; in folders mode only the test folder is used
+	Storage     *blob.Opener // opens DataURI; nil: local paths only
+	Mode        string       // dataset split mode; in folders mode only the test folder is used
 	TrainDir    string
 	TestDir     string
 	Corruptions []Corruption
@@ -112,7 +114,7 @@ type Options struct {
 // condition and each corruption. Unreadable images are counted in Skipped.
 func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Result, skipped int, err error) {
 	meta := clf.Metadata()
-	store, entries, layout, err := dataset.Scan(ctx, opt.DataURI, opt.Mode, opt.TrainDir, opt.TestDir)
+	store, entries, layout, err := dataset.Scan(ctx, opt.Storage, opt.DataURI, opt.Mode, opt.TrainDir, opt.TestDir)
 	if err != nil {
 		return nil, 0, err
 	}

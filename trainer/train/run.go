@@ -56,9 +56,10 @@ const (
 // or local paths.
 type Options struct {
 	Config        *config.Config
-	ModelURI      string // model directory (AIP_MODEL_DIR)
-	CheckpointURI string // default: ModelURI/checkpoints (AIP_CHECKPOINT_DIR)
-	MetricsURI    string // optional extra metrics directory (AIP_TENSORBOARD_LOG_DIR)
+	ModelURI      string       // model directory (AIP_MODEL_DIR)
+	CheckpointURI string       // default: ModelURI/checkpoints (AIP_CHECKPOINT_DIR)
+	MetricsURI    string       // optional extra metrics directory (AIP_TENSORBOARD_LOG_DIR)
+	Storage       *blob.Opener // opens the URIs; nil: local paths only
 	Logger        *slog.Logger
 	Progress      io.Writer // when set (a terminal), a progress bar is drawn there
 	// Dataset, when set, is used instead of loading Config.Data.URI (tests).
@@ -206,18 +207,18 @@ func newRun(ctx context.Context, opt Options) (*run, error) {
 		return nil, errors.New("no model output directory")
 	}
 	var err error
-	if r.modelStore, err = blob.Open(ctx, opt.ModelURI); err != nil {
+	if r.modelStore, err = opt.Storage.Open(ctx, opt.ModelURI); err != nil {
 		return nil, err
 	}
 	ckptURI := opt.CheckpointURI
 	if ckptURI == "" {
 		ckptURI = strings.TrimRight(opt.ModelURI, "/") + "/checkpoints"
 	}
-	if r.ckptStore, err = blob.Open(ctx, ckptURI); err != nil {
+	if r.ckptStore, err = opt.Storage.Open(ctx, ckptURI); err != nil {
 		return nil, err
 	}
 	if opt.MetricsURI != "" {
-		if r.metricsStore, err = blob.Open(ctx, opt.MetricsURI); err != nil {
+		if r.metricsStore, err = opt.Storage.Open(ctx, opt.MetricsURI); err != nil {
 			return nil, err
 		}
 	}
@@ -237,7 +238,7 @@ func (r *run) loadData(ctx context.Context) error {
 		}
 		var err error
 		ds, err = dataset.Load(ctx, dataset.Options{
-			URI: cfg.Data.URI, Mode: cfg.Data.Split, TrainDir: cfg.Data.TrainDir, TestDir: cfg.Data.TestDir,
+			URI: cfg.Data.URI, Storage: r.opt.Storage, Mode: cfg.Data.Split, TrainDir: cfg.Data.TrainDir, TestDir: cfg.Data.TestDir,
 			ValidationFraction: cfg.Data.ValidationFraction, Seed: cfg.Seed, Spec: r.spec,
 			Limits:  preprocess.Limits{MaxBytes: cfg.Data.MaxImageBytes, MaxPixels: cfg.Data.MaxImagePixels},
 			Workers: cfg.Data.Workers, Logger: r.log,

@@ -108,7 +108,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	// The prediction functions' loader accepts the directory unchanged and
 	// its classifier reproduces the validation accuracy in model.json.
-	m, err := model.Load(context.Background(), out)
+	m, err := model.Load(context.Background(), nil, out)
 	if err != nil {
 		t.Fatal(err)
 	}

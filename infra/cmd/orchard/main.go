@@ -37,15 +37,23 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 
 	"github.com/orchard-mlops/orchard/functions/submittraining"
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/pubsubx"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
+// stores opens every URI a command touches, with the process's one storage
+// client, made on the first gs:// URI (commands over local files need no
+// credentials). main closes it.
+var stores = blob.LazyOpener()
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	_ = stores.Close()
+	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "orchard:", err)
 		}
@@ -236,7 +244,7 @@ func runVersions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		enc.SetIndent("", "  ")
 		return enc.Encode(vs)
 	}
-	return printVersions(stdout, vs, reportLinks(ctx, vs))
+	return printVersions(stdout, vs, reportLinks(ctx, reg, vs))
 }
 
 func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -254,7 +262,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var eval *registry.EvalSet
 	if *evalURI != "" {
 		var err error
-		if eval, err = registry.OpenEvalSet(ctx, *evalURI); err != nil {
+		if eval, err = registry.OpenEvalSet(ctx, stores, *evalURI); err != nil {
 			return err
 		}
 	}
@@ -348,7 +356,7 @@ func openRegistry(ctx context.Context, uri, name, project, topic string) (*regis
 	if err := registry.ValidName(name); err != nil {
 		return nil, usageError{err}
 	}
-	var o registry.Options
+	o := registry.Options{Storage: stores}
 	if topic != "" {
 		n, err := pubsubx.DialModelNotifier(ctx, project, topic)
 		if err != nil {

@@ -65,7 +65,7 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if job.GetState() != aiplatformpb.JobState_JOB_STATE_SUCCEEDED {
 		return fmt.Errorf("%s ended %s: %s", job.GetName(), job.GetState(), job.GetError().GetMessage())
 	}
-	fo := sweep.FinishOptions{Registry: f.publish, CompareOut: base + "/compare", Margin: f.margin, AllowNewLabels: f.allowNew,
+	fo := sweep.FinishOptions{Storage: stores, Registry: f.publish, CompareOut: base + "/compare", Margin: f.margin, AllowNewLabels: f.allowNew,
 		By: f.by, Reason: "orchard sweep " + job.GetName(), Runtime: gateRuntime}
 	sum, err := sweep.Finish(ctx, spec, results, fo)
 	if err != nil {

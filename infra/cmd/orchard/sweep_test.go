@@ -71,7 +71,7 @@ params:
 	// it; the best by validation accuracy is production now.
 	best, bestAcc := "", -1.0
 	for id := 1; id <= 4; id++ {
-		m, err := model.Load(t.Context(), filepath.Join(runs, "shapes-v1", strconv.Itoa(id), "model"))
+		m, err := model.Load(t.Context(), nil, filepath.Join(runs, "shapes-v1", strconv.Itoa(id), "model"))
 		if err != nil {
 			t.Fatalf("trial %d: %v", id, err)
 		}

@@ -317,7 +317,7 @@ func (r *runner) configure(ctx context.Context) error {
 	// as deployed functions do; nothing restarts them when it moves.
 	r.cfg.ModelName = r.o.ModelName
 	if r.o.Train == TrainNone {
-		m, err := model.Load(ctx, r.o.ModelDir)
+		m, err := model.Load(ctx, nil, r.o.ModelDir) // a local directory
 		if err != nil {
 			return fmt.Errorf("reading -model %s: %w", r.o.ModelDir, err)
 		}
@@ -501,14 +501,7 @@ func (r *runner) saveCopies(ctx context.Context) {
 // stack's storage client (this process has no STORAGE_EMULATOR_HOST), local
 // paths and file:// directly.
 func (r *runner) open(ctx context.Context, uri string) (blob.Store, error) {
-	if strings.HasPrefix(uri, "gs://") {
-		bucket, prefix, _, err := blob.Parse(uri)
-		if err != nil {
-			return nil, err
-		}
-		return blob.NewGCS(r.st.Storage, bucket, prefix), nil
-	}
-	return blob.Open(ctx, uri)
+	return blob.NewOpener(r.st.Storage).Open(ctx, uri)
 }
 
 func gateNote(p *registry.PublishResult) string {
@@ -792,11 +785,10 @@ func (r *runner) tailLog(ctx context.Context, path string) (stop func()) {
 // log into dir.
 func (r *runner) save(ctx context.Context, dir, modelURI string) error {
 	copyAll := func(src blob.Store, to string) error {
-		objs, err := src.List(ctx, "")
-		if err != nil {
-			return err
-		}
-		for _, a := range objs {
+		for a, err := range src.List(ctx, blob.ListOptions{}) {
+			if err != nil {
+				return err
+			}
 			data, _, err := src.Read(ctx, a.Key, 64<<20)
 			if err != nil {
 				return err

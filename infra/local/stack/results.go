@@ -5,10 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
-	"cloud.google.com/go/storage"
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/results"
 )
 
@@ -25,7 +24,7 @@ type Result struct {
 // found; the error says which names are missing.
 func (s *Stack) WaitResults(ctx context.Context, names []string, progress func(Result)) (map[string]Result, error) {
 	got := map[string]Result{}
-	bkt := s.Storage.Bucket(s.Config.ResultsBucket)
+	bkt := blob.NewGCS(s.Storage, s.Config.ResultsBucket, "")
 	for {
 		for _, n := range names {
 			if _, ok := got[n]; ok {
@@ -33,7 +32,7 @@ func (s *Stack) WaitResults(ctx context.Context, names []string, progress func(R
 			}
 			for _, suffix := range []string{results.ResultSuffix, results.ErrorSuffix} {
 				r, err := readResult(ctx, bkt, n+suffix)
-				if errors.Is(err, storage.ErrObjectNotExist) {
+				if errors.Is(err, blob.ErrNotFound) {
 					continue
 				}
 				if err != nil {
@@ -42,7 +41,7 @@ func (s *Stack) WaitResults(ctx context.Context, names []string, progress func(R
 					}
 					return got, err
 				}
-				r.Object = "gs://" + s.Config.ResultsBucket + "/" + n + suffix
+				r.Object = bkt.URI(n + suffix)
 				got[n] = r
 				if progress != nil {
 					progress(r)
@@ -67,14 +66,9 @@ func (s *Stack) WaitResults(ctx context.Context, names []string, progress func(R
 	}
 }
 
-func readResult(ctx context.Context, b *storage.BucketHandle, key string) (Result, error) {
+func readResult(ctx context.Context, b blob.Store, key string) (Result, error) {
 	var r Result
-	rd, err := b.Object(key).NewReader(ctx)
-	if err != nil {
-		return r, err
-	}
-	defer rd.Close()
-	data, err := io.ReadAll(io.LimitReader(rd, 1<<20))
+	data, _, err := b.Read(ctx, key, 1<<20)
 	if err != nil {
 		return r, err
 	}
@@ -86,13 +80,8 @@ func readResult(ctx context.Context, b *storage.BucketHandle, key string) (Resul
 
 // Upload writes data into the uploads bucket.
 func (s *Stack) Upload(ctx context.Context, name, contentType string, data []byte) error {
-	w := s.Storage.Bucket(s.Config.UploadsBucket).Object(name).NewWriter(ctx)
-	w.ContentType = contentType
-	if _, err := w.Write(data); err != nil {
-		w.Close()
-		return fmt.Errorf("upload %s: %w", name, err)
-	}
-	if err := w.Close(); err != nil {
+	_, err := blob.NewGCS(s.Storage, s.Config.UploadsBucket, "").Write(ctx, name, data, blob.WriteOptions{ContentType: contentType})
+	if err != nil {
 		return fmt.Errorf("upload %s: %w", name, err)
 	}
 	return nil

@@ -8,12 +8,13 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/trainer/evaluate"
 )
 
-func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdEval(ctx context.Context, stores *blob.Opener, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	modelURI := fs.String("model", "", "model directory: local dir, file:///dir or gs://bucket/prefix (required)")
@@ -32,7 +33,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	m, err := model.Load(ctx, *modelURI)
+	m, err := model.Load(ctx, stores, *modelURI)
 	if err != nil {
 		return err
 	}
@@ -41,7 +42,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer clf.Close()
-	res, skipped, err := evaluate.Run(ctx, clf, evaluate.Options{DataURI: *data, Mode: *split, TrainDir: "Training",
+	res, skipped, err := evaluate.Run(ctx, clf, evaluate.Options{DataURI: *data, Storage: stores, Mode: *split, TrainDir: "Training",
 		TestDir: "Test", Corruptions: corrs, Seed: *seed})
 	if err != nil {
 		return err

@@ -24,7 +24,7 @@ var trainerArgv = func() ([]string, error) {
 	return []string{exe}, err
 }
 
-func cmdSweep(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdSweep(ctx context.Context, stores *blob.Opener, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sweep", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	specFile := fs.String("spec", "", "sweep spec (YAML; required)")
@@ -75,7 +75,7 @@ func cmdSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if runErr != nil {
 		return runErr
 	}
-	fo := sweep.FinishOptions{Registry: *publish, CompareOut: strings.TrimRight(*out, "/") + "/compare", Margin: *margin,
+	fo := sweep.FinishOptions{Storage: stores, Registry: *publish, CompareOut: strings.TrimRight(*out, "/") + "/compare", Margin: *margin,
 		AllowNewLabels: *allowNew, By: "trainer sweep", Reason: "sweep " + *version, Runtime: onnxrt.Runtime{}}
 	sum, err := sweep.Finish(ctx, spec, results, fo)
 	if err != nil {

@@ -86,7 +86,7 @@ func TestSweepLocalGrid(t *testing.T) {
 	// model.json holds; the best is the one with the highest.
 	best, bestAcc := "", -1.0
 	for id := 1; id <= 4; id++ {
-		m, err := model.Load(context.Background(), filepath.Join(out, strconv.Itoa(id), "model"))
+		m, err := model.Load(context.Background(), nil, filepath.Join(out, strconv.Itoa(id), "model"))
 		if err != nil {
 			t.Fatalf("trial %d: %v", id, err)
 		}
@@ -193,7 +193,7 @@ func TestTrainProfiles(t *testing.T) {
 			t.Errorf("%s: %d bytes, %v", name, len(b), err)
 		}
 	}
-	m, err := model.Load(context.Background(), out)
+	m, err := model.Load(context.Background(), nil, out)
 	if err != nil {
 		t.Fatal(err)
 	}

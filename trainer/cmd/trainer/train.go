@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/pubsubx"
@@ -28,7 +29,7 @@ func loadConfig(file string, sets []string, data string) (*config.Config, error)
 // yamlQuote makes an arbitrary string a YAML scalar for -set.
 func yamlQuote(s string) string { return fmt.Sprintf("%q", s) }
 
-func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdTrain(ctx context.Context, stores *blob.Opener, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("out", "", "model directory (default: $AIP_MODEL_DIR)")
@@ -75,7 +76,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if terminal {
 		progress = stdout
 	}
-	stopProfiles, err := prof.start()
+	stopProfiles, err := prof.start(stores)
 	if err != nil {
 		return err
 	}
@@ -86,6 +87,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		MetricsURI:    firstNonEmpty(*metrics, os.Getenv(training.EnvTensorBoard)),
 		Logger:        log,
 		Progress:      progress,
+		Storage:       stores,
 	})
 	if perr := stopProfiles(ctx, modelDir); err == nil {
 		err = perr
@@ -105,7 +107,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if job.Registry == "" {
 		return nil
 	}
-	var ro registry.Options
+	ro := registry.Options{Storage: stores}
 	if topic := job.ModelPublishedTopic; topic != "" {
 		// Running functions also poll the alias; the event makes them (and
 		// any other subscriber) hear of a promotion at once.
@@ -124,7 +126,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// (SubmitTraining passes its own), never by the training request.
 	var eval *registry.EvalSet
 	if uri := job.EvalURI; uri != "" {
-		if eval, err = registry.OpenEvalSet(ctx, uri); err != nil {
+		if eval, err = registry.OpenEvalSet(ctx, stores, uri); err != nil {
 			return fmt.Errorf("publish: EVAL_URI: %w", err)
 		}
 	}

@@ -72,14 +72,15 @@ func TestVertexContract(t *testing.T) {
 	if !strings.Contains(out.String(), "published shapes v1") {
 		t.Fatalf("output: %s", out.String())
 	}
-	m, err := model.Load(ctx, "gs://aip/model")
+	stores := blob.NewOpener(c)
+	m, err := model.Load(ctx, stores, "gs://aip/model")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.Metadata.Name != "shapes" || m.Metadata.Dataset.Skipped != 1 || !strings.HasPrefix(m.Metadata.Dataset.URI, "gs://data/shapes") {
 		t.Fatalf("metadata %+v", m.Metadata.Dataset)
 	}
-	st, err := blob.Open(ctx, "gs://aip")
+	st, err := stores.Open(ctx, "gs://aip")
 	if err != nil {
 		t.Fatal(err)
 	}

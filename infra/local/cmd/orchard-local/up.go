@@ -89,7 +89,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if seedDir != "" && *seed != seedAuto {
 		// An explicit start-up model is served under its own name.
-		m, err := model.Load(ctx, seedDir)
+		m, err := model.Load(ctx, nil, seedDir) // a local directory
 		if err != nil {
 			return fmt.Errorf("up: -seed %s: %w", seedDir, err)
 		}
@@ -184,7 +184,7 @@ func newestSavedModel(ctx context.Context, dir, name string) (string, error) {
 	sort.Slice(runs, func(i, j int) bool { return runs[i].Name() < runs[j].Name() })
 	for i := len(runs) - 1; i >= 0; i-- {
 		p := filepath.Join(dir, runs[i].Name(), "model")
-		if m, err := model.Load(ctx, p); err == nil && m.Metadata.Name == name {
+		if m, err := model.Load(ctx, nil, p); err == nil && m.Metadata.Name == name {
 			return p, nil
 		}
 	}
@@ -230,7 +230,7 @@ func trainSeed(ctx context.Context, w io.Writer, trainer, data, name string) (di
 // publishSeed registers dir in the stack's registry through the quality
 // gate and waits until the functions serve it.
 func publishSeed(ctx context.Context, s *stack.Stack, dir, how string) (string, error) {
-	src, err := blob.Open(ctx, dir)
+	src, err := blob.NewOpener(s.Storage).Open(ctx, dir)
 	if err != nil {
 		return "", err
 	}
