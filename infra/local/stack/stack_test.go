@@ -147,7 +147,13 @@ func TestEndToEndPredictOnUpload(t *testing.T) {
 					t.Errorf("%s: model %+v", n, r.Model)
 				}
 			}
+			// A result is written before the function answers the bridge,
+			// so the bridge may count the delivery a moment after it.
 			st := s.Bridge.Stats()[RouteUploads]
+			for wait := time.Now().Add(30 * time.Second); st.Delivered < int64(len(names)) && time.Now().Before(wait); {
+				time.Sleep(50 * time.Millisecond)
+				st = s.Bridge.Stats()[RouteUploads]
+			}
 			if st.Delivered < int64(len(names)) || st.DeadLettered != 0 {
 				t.Errorf("bridge stats %+v", st)
 			}
