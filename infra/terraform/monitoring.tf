@@ -453,3 +453,15 @@ resource "google_monitoring_dashboard" "orchard" {
 
   depends_on = [google_project_service.apis, google_logging_metric.counters, google_logging_metric.upload_to_result]
 }
+
+output "monitoring" {
+  description = "Cloud Monitoring: the dashboard, the SLOs (by name), the log-based metric types, and the drift monitor's schedule and topic."
+  value = {
+    dashboard      = google_monitoring_dashboard.orchard.id
+    slos           = { for k, s in local.slo_objectives : k => s.name }
+    log_metrics    = local.metric
+    monitor_job    = google_cloud_scheduler_job.monitor_tick.id
+    monitor_topic  = google_pubsub_topic.topics["monitor_tick"].id
+    monitor_window = "${var.monitor_interval_minutes}m"
+  }
+}
