@@ -413,11 +413,12 @@ locals {
           timeSeriesQuery = {
             timeSeriesFilter = {
               filter = s.filter
-              aggregation = merge({
+              aggregation = {
                 alignmentPeriod    = "60s"
                 perSeriesAligner   = s.aligner
                 crossSeriesReducer = s.reducer
-              }, length(s.by) > 0 ? { groupByFields = s.by } : {})
+                groupByFields      = s.by
+              }
             }
           }
         }]
