@@ -46,10 +46,11 @@ resource "google_eventarc_trigger" "monitor" {
   ]
 }
 
-# Cloud Scheduler publishes with its own service agent, whose predefined
-# role (roles/cloudscheduler.serviceAgent) carries pubsub.topics.publish.
-# A tick carries no data the monitor needs (its window ends at the tick's
-# time); Pub/Sub requires a non-empty message, so it is "{}".
+# Cloud Scheduler publishes as its own service agent, which may publish to
+# any topic of the project. A tick carries no data: the monitor's window then
+# ends at the message's publish time, so a redelivered tick recomputes the
+# same window (a "{}" body would make it end at the run's own time). Pub/Sub
+# needs data or an attribute: the attribute says where the tick came from.
 resource "google_cloud_scheduler_job" "monitor_tick" {
   project     = var.project_id
   region      = var.region
@@ -65,7 +66,6 @@ resource "google_cloud_scheduler_job" "monitor_tick" {
 
   pubsub_target {
     topic_name = google_pubsub_topic.topics["monitor_tick"].id
-    data       = base64encode("{}")
     attributes = {
       origin = "cloud-scheduler"
     }

@@ -429,13 +429,14 @@ run "monitoring" {
     condition = (
       google_cloud_scheduler_job.monitor_tick.schedule == "0 * * * *" &&
       google_cloud_scheduler_job.monitor_tick.pubsub_target[0].topic_name == "projects/orchard-test/topics/orchard-monitor-tick" &&
+      google_cloud_scheduler_job.monitor_tick.pubsub_target[0].data == null &&
       google_eventarc_trigger.monitor.transport[0].pubsub[0].topic == "projects/orchard-test/topics/orchard-monitor-tick" &&
       google_eventarc_trigger.monitor.destination[0].cloud_run_service[0].service == "orchard-monitor" &&
       google_eventarc_trigger.monitor.service_account == google_service_account.sa["monitor_trigger"].email &&
       output.function_env.monitor.MONITOR_WINDOW == "60m" &&
       output.function_env.monitor.RESULTS_BUCKET == "orchard-test-orchard-results"
     )
-    error_message = "the monitor is not ticked hourly through monitor-tick, or its window does not match the tick"
+    error_message = "the monitor is not ticked hourly through monitor-tick with an empty message (its window ending at the publish time), or its window does not match the tick"
   }
   assert {
     condition     = google_cloud_run_v2_service.functions["monitor"].ingress == "INGRESS_TRAFFIC_INTERNAL_ONLY" && google_cloud_run_v2_service.functions["monitor"].template[0].scaling[0].max_instance_count == 1
