@@ -81,6 +81,23 @@ if [[ $mode == fast || $mode == all ]]; then
   expect_failure "IAM check: a storage call the grants do not cover" 'needs storage.objects.delete on results' \
     env TF_CHECK_WORKDIR="$tmp/tf-work-iam" "$checks/terraform.sh" "$d"
 
+  d="$(tf_copy tf-monitor-write)"
+  # The monitor given write on the whole results bucket (every result).
+  plant "$d/iam.tf" 's#\["monitor", "results", "roles/storage.objectViewer"\]#["monitor", "results", "roles/storage.objectUser"]#'
+  expect_failure "terraform test: the monitor may write every result" 'the monitor may write beyond monitoring/' \
+    env TF_CHECK_WORKDIR="$tmp/tf-work-monitor-write" "$checks/terraform.sh" "$d"
+
+  d="$(tf_copy tf-monitor-read)"
+  # A condition too narrow for the baselines of every model.
+  plant "$d/iam.tf" 's#\["monitor", "models", "roles/storage.objectViewer", \["models/"\]\]#["monitor", "models", "roles/storage.objectViewer", ["models/fruits/"]]#'
+  expect_failure "IAM check: the monitor cannot read a baseline" 'storage.objects.get on models/models/\* \(the baseline.json' \
+    env TF_CHECK_WORKDIR="$tmp/tf-work-monitor-read" "$checks/terraform.sh" "$d"
+
+  d="$(tf_copy tf-dashboard)"
+  plant "$d/monitoring.tf" 's#container/instance_count#container/instances#g'
+  expect_failure "terraform test: the dashboard charts a metric nobody writes" 'the dashboard charts a metric that neither' \
+    env TF_CHECK_WORKDIR="$tmp/tf-work-dashboard" "$checks/terraform.sh" "$d"
+
   echo "planted-errors: cloudbuild.yaml"
   cp "$repo/cloudbuild.yaml" "$tmp/unknown-field.yaml"
   plant "$tmp/unknown-field.yaml" "0,/^    waitFor: \['onnxruntime'\]$/s//    waitFor: ['onnxruntime']\n    timeoutz: 600s/"

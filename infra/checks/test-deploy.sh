@@ -56,7 +56,7 @@ export PATH="$tmp/bin:$PATH" REAL_GCLOUD="$real_gcloud" FAKE_SDK_CONFIG="$tmp/sd
 # deploy.sh's optional inputs take their defaults here, whatever the caller's
 # shell exports (e.g. MODEL_URI for a local run of the functions).
 unset PREFIX BUCKET_PREFIX MODEL_NAME MODEL_ALIAS MODEL_URI EVAL_URI TRAINING_OVERRIDE_LIMITS VERTEX_REGION \
-  TRAINER_MACHINE_TYPE MAX_DELIVERY_ATTEMPTS UPLOAD_PREFIXES
+  TRAINER_MACHINE_TYPE MAX_DELIVERY_ATTEMPTS UPLOAD_PREFIXES MONITOR_INTERVAL_MINUTES
 export PROJECT_ID=p-test REGION=europe-west1 \
   FUNCTIONS_IMAGE=europe-west1-docker.pkg.dev/p-test/orchard/functions:b1 \
   TRAINER_IMAGE=europe-west1-docker.pkg.dev/p-test/orchard/trainer:b1
@@ -87,7 +87,7 @@ log="$tmp/fresh.log"
 line() { grep -E -- "$1" "$log"; }
 has() { grep -qE -- "$1" "$log"; }
 lacks() { ! grep -qE -- "$1" <<<"$2"; } # lacks PATTERN TEXT
-for fn in predict:predict:Predict predict-on-upload:upload:PredictOnUpload submit-training:submit:SubmitTraining; do
+for fn in predict:predict:Predict predict-on-upload:upload:PredictOnUpload submit-training:submit:SubmitTraining monitor:monitor:Monitor; do
   IFS=: read -r svc account target <<<"$fn"
   cmd="$(line "^run deploy orchard-$svc ")" || { echo "  FAIL no deploy of $svc" >&2; fail=1; continue; }
   check "$svc: deployed from the functions image" grep -q -- "--image=$FUNCTIONS_IMAGE" <<<"$cmd"
@@ -106,15 +106,19 @@ done
 check "submit-training: MODEL_PUBLISHED_TOPIC for the jobs" has \
   "^run deploy orchard-submit-training .*[|]MODEL_PUBLISHED_TOPIC=projects/p-test/topics/orchard-model-published([| ]|$)"
 check "event-driven functions take internal traffic only" \
-  bash -c "[[ \$(grep -cE -- '^run deploy orchard-(predict-on-upload|submit-training) .*--ingress=internal ' '$log') == 2 ]]"
+  bash -c "[[ \$(grep -cE -- '^run deploy orchard-(predict-on-upload|submit-training|monitor) .*--ingress=internal ' '$log') == 3 ]]"
+check "monitor: one window at a time, as long as Terraform's default tick" has \
+  "^run deploy orchard-monitor .*--concurrency=1 .*--max-instances=1 .*[|]MONITOR_WINDOW=60m([| ]|$)"
 check "upload trigger: finalize on the uploads bucket, as its identity" has \
   "^eventarc triggers create orchard-predict-on-upload .*--destination-run-service=orchard-predict-on-upload .*--service-account=orchard-upload-trigger@.*type=google.cloud.storage.object.v1.finalized.*bucket=p-test-orchard-uploads"
 check "training trigger: messages on the training-requests topic" has \
   "^eventarc triggers create orchard-submit-training .*--service-account=orchard-train-trigger@.*type=google.cloud.pubsub.topic.v1.messagePublished.*--transport-topic=projects/p-test/topics/orchard-training-requests"
+check "monitor trigger: ticks on the monitor-tick topic, as its identity" has \
+  "^eventarc triggers create orchard-monitor .*--destination-run-service=orchard-monitor .*--service-account=orchard-monitor-trigger@.*type=google.cloud.pubsub.topic.v1.messagePublished.*--transport-topic=projects/p-test/topics/orchard-monitor-tick"
 check "dead-letter topics attached to both Eventarc subscriptions" \
   bash -c "[[ \$(grep -cE -- '^pubsub subscriptions update .*--dead-letter-topic=projects/p-test/topics/orchard-(upload-events|training-requests)-dead-letter --max-delivery-attempts=5' '$log') == 2 ]]"
 check "existing triggers are updated, not recreated" \
-  bash -c "! grep -q 'triggers create' '$tmp/existing.log' && [[ \$(grep -c 'triggers update' '$tmp/existing.log') == 2 ]]"
+  bash -c "! grep -q 'triggers create' '$tmp/existing.log' && [[ \$(grep -c 'triggers update' '$tmp/existing.log') == 3 ]]"
 
 # The environment keys must match Terraform's local.function_env (plus
 # GOOGLE_CLOUD_PROJECT, which Terraform adds to every service). MODEL_URI is

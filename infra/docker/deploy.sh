@@ -7,8 +7,8 @@
 # services (`gcloud run deploy --image`); `gcloud functions deploy` only takes
 # source. Event triggers for such services are Eventarc triggers.
 #
-# Usage: infra/docker/deploy.sh predict|predict-on-upload|submit-training|triggers|all
-#   all: the three functions in parallel, then the triggers (cloudbuild.yaml)
+# Usage: infra/docker/deploy.sh predict|predict-on-upload|submit-training|monitor|triggers|all
+#   all: the four functions in parallel, then the triggers (cloudbuild.yaml)
 #
 # Environment (cloudbuild.yaml maps its substitutions onto these):
 #   PROJECT_ID        project (required)
@@ -25,6 +25,10 @@
 #   TRAINER_MACHINE_TYPE    (default n2-standard-8)
 #   MAX_DELIVERY_ATTEMPTS   before dead-lettering (default 5)
 #   UPLOAD_PREFIXES   comma-separated object prefixes PredictOnUpload handles (default all)
+#   EVAL_URI          the quality gate's evaluation set (optional)
+#   TRAINING_OVERRIDE_LIMITS  bounds on training request overrides (optional)
+#   MONITOR_INTERVAL_MINUTES  the drift monitor's tick interval and window, as
+#                     Terraform's monitor_interval_minutes (default 60)
 #
 # The names, service accounts and environment match infra/terraform (which
 # creates the service accounts, buckets, topics and IAM this relies on);
@@ -45,6 +49,7 @@ MAX_DELIVERY_ATTEMPTS="${MAX_DELIVERY_ATTEMPTS:-5}"
 UPLOAD_PREFIXES="${UPLOAD_PREFIXES:-}"
 EVAL_URI="${EVAL_URI:-}"                                 # the quality gate's evaluation set (optional)
 TRAINING_OVERRIDE_LIMITS="${TRAINING_OVERRIDE_LIMITS:-}" # bounds on request overrides (optional)
+MONITOR_INTERVAL_MINUTES="${MONITOR_INTERVAL_MINUTES:-60}"
 
 sa() { echo "$PREFIX-$1@$PROJECT_ID.iam.gserviceaccount.com"; }
 topic() { echo "projects/$PROJECT_ID/topics/$PREFIX-$1"; }
@@ -151,6 +156,15 @@ case "${1:-}" in
       "MODEL_PUBLISHED_TOPIC=$(topic model-published)" \
       "${gate_env[@]}"
     ;;
+  monitor)
+    # One window at a time: Terraform's scheduler ticks every
+    # MONITOR_INTERVAL_MINUTES, and each run covers that long.
+    deploy monitor monitor internal 1Gi 1 1 300s \
+      FUNCTION_TARGET=Monitor \
+      "REGISTRY_URI=$registry" \
+      "RESULTS_BUCKET=$BUCKET_PREFIX-results" \
+      "MONITOR_WINDOW=${MONITOR_INTERVAL_MINUTES}m"
+    ;;
   triggers)
     # Direct Cloud Storage events: the trigger lives in the bucket's location.
     ensure_trigger "$PREFIX-predict-on-upload" "$REGION" "$PREFIX-predict-on-upload" "$(sa upload-trigger)" \
@@ -159,12 +173,15 @@ case "${1:-}" in
     ensure_trigger "$PREFIX-submit-training" "$REGION" "$PREFIX-submit-training" "$(sa train-trigger)" \
       --event-filters=type=google.cloud.pubsub.topic.v1.messagePublished \
       --transport-topic="$(topic training-requests)"
+    ensure_trigger "$PREFIX-monitor" "$REGION" "$PREFIX-monitor" "$(sa monitor-trigger)" \
+      --event-filters=type=google.cloud.pubsub.topic.v1.messagePublished \
+      --transport-topic="$(topic monitor-tick)"
     dead_letter "$PREFIX-predict-on-upload" "$REGION" "$(topic upload-events-dead-letter)"
     dead_letter "$PREFIX-submit-training" "$REGION" "$(topic training-requests-dead-letter)"
     ;;
   all)
     pids=()
-    for fn in predict predict-on-upload submit-training; do
+    for fn in predict predict-on-upload submit-training monitor; do
       "$0" "$fn" &
       pids+=($!)
     done
@@ -176,7 +193,7 @@ case "${1:-}" in
     "$0" triggers
     ;;
   *)
-    echo "usage: $0 predict|predict-on-upload|submit-training|triggers|all" >&2
+    echo "usage: $0 predict|predict-on-upload|submit-training|monitor|triggers|all" >&2
     exit 2
     ;;
 esac

@@ -28,6 +28,14 @@ locals {
       id   = "${var.name_prefix}-train-trigger"
       name = "Orchard Eventarc trigger identity: training topic -> SubmitTraining"
     }
+    monitor = {
+      id   = "${var.name_prefix}-monitor"
+      name = "Orchard Monitor (drift monitor, Pub/Sub-triggered function)"
+    }
+    monitor_trigger = {
+      id   = "${var.name_prefix}-monitor-trigger"
+      name = "Orchard Eventarc trigger identity: monitor-tick topic -> Monitor"
+    }
   }
 
   # Bucket-level grants: [service account key, bucket key, role]. What each
@@ -56,6 +64,9 @@ locals {
     # grants below.
     ["trainer", "datasets", "roles/storage.objectViewer"],
     ["trainer", "models", "roles/storage.objectViewer"],
+    # The monitor lists and reads the results of a window; its writes are
+    # the conditional grant below.
+    ["monitor", "results", "roles/storage.objectViewer"],
   ]
 
   # Bucket-level grants limited by IAM Conditions to object-name prefixes:
@@ -67,6 +78,11 @@ locals {
     ["trainer", "models", "roles/storage.objectCreator", [for m in local.trainer_models : "models/${m}/versions/"]],
     ["trainer", "models", "roles/storage.objectUser", concat(["training-runs/"],
     flatten([for m in local.trainer_models : ["models/${m}/aliases/", "models/${m}/decisions/"]]))],
+    # The monitor writes its reports under monitoring/ only (a re-run of a
+    # window replaces its report: objectUser), and reads the baselines of the
+    # registry's versions, nothing else of the models bucket.
+    ["monitor", "results", "roles/storage.objectUser", ["monitoring/"]],
+    ["monitor", "models", "roles/storage.objectViewer", ["models/"]],
   ]
   trainer_models = coalesce(var.trainer_models, [var.model_name])
 
@@ -102,6 +118,7 @@ locals {
     # Eventarc trigger identities receive events.
     ["upload_trigger", "roles/eventarc.eventReceiver"],
     ["training_trigger", "roles/eventarc.eventReceiver"],
+    ["monitor_trigger", "roles/eventarc.eventReceiver"],
   ]
 }
 
@@ -183,6 +200,7 @@ resource "google_cloud_run_v2_service_iam_member" "trigger_invokers" {
   for_each = {
     predict_on_upload = "upload_trigger"
     submit_training   = "training_trigger"
+    monitor           = "monitor_trigger"
   }
 
   project  = var.project_id
@@ -215,7 +233,7 @@ resource "google_project_iam_member" "gcs_agent_pubsub_publisher" {
 # the trigger identity, minted by the Pub/Sub service agent (needed for
 # projects created before 2021-04-08, harmless after).
 resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
-  for_each = toset(["upload_trigger", "training_trigger"])
+  for_each = toset(["upload_trigger", "training_trigger", "monitor_trigger"])
 
   service_account_id = google_service_account.sa[each.key].name
   role               = "roles/iam.serviceAccountTokenCreator"
@@ -264,7 +282,7 @@ resource "google_artifact_registry_repository_iam_member" "deployer_writer" {
 # Deploying a service or trigger that runs as an account needs actAs on it.
 resource "google_service_account_iam_member" "deployer_acts_as" {
   for_each = var.create_deployer_service_account ? toset([
-    "predict", "predict_on_upload", "submit_training", "upload_trigger", "training_trigger",
+    "predict", "predict_on_upload", "submit_training", "upload_trigger", "training_trigger", "monitor", "monitor_trigger",
   ]) : toset([])
 
   service_account_id = google_service_account.sa[each.key].name

@@ -1,6 +1,7 @@
 # Orchard on Google Cloud: buckets, Pub/Sub, Artifact Registry, one service
-# account per workload, the three Cloud Run functions (one image, picked by
-# FUNCTION_TARGET) and their Eventarc triggers.
+# account per workload, the Cloud Run functions (one image, picked by
+# FUNCTION_TARGET) and their Eventarc triggers, the drift monitor's schedule
+# and Cloud Monitoring's dashboard, SLOs and alerts (monitoring.tf).
 #
 # Names are derived from var.name_prefix and var.bucket_prefix; cloudbuild.yaml
 # derives the same names from its _PREFIX and _BUCKET_PREFIX substitutions, so
@@ -39,6 +40,7 @@ locals {
     "aiplatform.googleapis.com",
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
+    "cloudscheduler.googleapis.com",
     "eventarc.googleapis.com",
     "eventarcpublishing.googleapis.com",
     "iam.googleapis.com",

@@ -39,7 +39,7 @@ output "training_output_uri" {
 }
 
 output "topics" {
-  description = "Pub/Sub topic IDs (projects/P/topics/T) by role: training_requests, predictions, model_published."
+  description = "Pub/Sub topic IDs (projects/P/topics/T) by role: training_requests, predictions, model_published, monitor_tick."
   value       = { for k, t in google_pubsub_topic.topics : k => t.id }
 }
 
@@ -79,7 +79,7 @@ output "trainer_image" {
 }
 
 output "service_accounts" {
-  description = "Service account emails by workload: predict, predict_on_upload, submit_training, trainer, upload_trigger, training_trigger."
+  description = "Service account emails by workload: predict, predict_on_upload, submit_training, trainer, monitor, upload_trigger, training_trigger, monitor_trigger."
   value       = { for k, sa in google_service_account.sa : k => sa.email }
 }
 
@@ -118,5 +118,6 @@ output "eventarc_triggers" {
   value = {
     predict_on_upload = google_eventarc_trigger.upload.id
     submit_training   = google_eventarc_trigger.training.id
+    monitor           = google_eventarc_trigger.monitor.id
   }
 }

@@ -5,6 +5,7 @@
 #   training-requests  SubmitTraining's trigger (through Eventarc)
 #   predictions        PredictOnUpload publishes every result (PREDICTIONS_TOPIC)
 #   model-published    the registry announces published versions and alias moves
+#   monitor-tick       Cloud Scheduler's ticks for the drift monitor (monitor.tf)
 #
 # Eventarc creates the subscription behind each trigger itself (so Terraform
 # cannot own its dead-letter policy; see eventarc.tf), and the Cloud Storage
@@ -16,6 +17,8 @@ locals {
     training_requests = "${var.name_prefix}-training-requests"
     predictions       = "${var.name_prefix}-predictions"
     model_published   = "${var.name_prefix}-model-published"
+    # Cloud Scheduler's ticks for the drift monitor (monitor.tf).
+    monitor_tick = "${var.name_prefix}-monitor-tick"
   }
   # One dead-letter topic per source of messages.
   dead_letter_topics = {

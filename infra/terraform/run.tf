@@ -1,4 +1,5 @@
-# The three Cloud Run functions. They run the same image (the Functions
+# The Cloud Run functions (Predict, PredictOnUpload, SubmitTraining and the
+# drift Monitor). They run the same image (the Functions
 # Framework server in functions/cmd/functions); FUNCTION_TARGET picks the
 # function, which the framework then serves at "/".
 #
@@ -51,6 +52,15 @@ locals {
       # versions and promotions there.
       MODEL_PUBLISHED_TOPIC = google_pubsub_topic.topics["model_published"].id
     }
+    # The drift monitor (monitor.tf): reads the results of a window and the
+    # baselines in the registry, writes reports under monitoring/ in the
+    # results bucket. A window is the tick interval, so windows tile.
+    monitor = {
+      FUNCTION_TARGET = "Monitor"
+      REGISTRY_URI    = local.registry_uri
+      RESULTS_BUCKET  = google_storage_bucket.buckets["results"].name
+      MONITOR_WINDOW  = "${var.monitor_interval_minutes}m"
+    }
   }
 
   # What each service is given: function_env without its null values.
@@ -73,7 +83,17 @@ locals {
       service = "${var.name_prefix}-submit-training"
       ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
     }
+    monitor = {
+      service = "${var.name_prefix}-monitor"
+      ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    }
   }
+
+  # var.functions may leave the monitor out (it came later): these defaults
+  # then apply. One window at a time, on one instance.
+  function_sizing = merge({
+    monitor = { cpu = "1", memory = "1Gi", concurrency = 1, max_instances = 1, min_instances = 0, timeout = "300s" }
+  }, var.functions)
 }
 
 resource "google_cloud_run_v2_service" "functions" {
@@ -91,13 +111,13 @@ resource "google_cloud_run_v2_service" "functions" {
 
   template {
     service_account                  = google_service_account.sa[each.key].email
-    max_instance_request_concurrency = var.functions[each.key].concurrency
-    timeout                          = var.functions[each.key].timeout
+    max_instance_request_concurrency = local.function_sizing[each.key].concurrency
+    timeout                          = local.function_sizing[each.key].timeout
     execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
 
     scaling {
-      min_instance_count = var.functions[each.key].min_instances
-      max_instance_count = var.functions[each.key].max_instances
+      min_instance_count = local.function_sizing[each.key].min_instances
+      max_instance_count = local.function_sizing[each.key].max_instances
     }
 
     containers {
@@ -109,8 +129,8 @@ resource "google_cloud_run_v2_service" "functions" {
 
       resources {
         limits = {
-          cpu    = var.functions[each.key].cpu
-          memory = var.functions[each.key].memory
+          cpu    = local.function_sizing[each.key].cpu
+          memory = local.function_sizing[each.key].memory
         }
         cpu_idle          = true
         startup_cpu_boost = true

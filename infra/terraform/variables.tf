@@ -195,7 +195,7 @@ variable "predict_invokers" {
 }
 
 variable "functions" {
-  description = "Per-function Cloud Run sizing. Keys are predict, predict_on_upload and submit_training; omitted attributes keep their defaults (2 GiB gives 1 vCPU)."
+  description = "Per-function Cloud Run sizing. Keys are predict, predict_on_upload, submit_training and (optional: 1 GiB, one instance, one request at a time) monitor; omitted attributes keep their defaults (2 GiB gives 1 vCPU)."
   type = map(object({
     cpu           = optional(string, "1")
     memory        = optional(string, "2Gi")
@@ -211,8 +211,8 @@ variable "functions" {
   }
 
   validation {
-    condition     = length(setsubtract(toset(keys(var.functions)), toset(["predict", "predict_on_upload", "submit_training"]))) == 0 && length(var.functions) == 3
-    error_message = "functions must have exactly the keys predict, predict_on_upload and submit_training."
+    condition     = length(setsubtract(toset(keys(var.functions)), toset(["predict", "predict_on_upload", "submit_training", "monitor"]))) == 0 && length(setintersection(toset(keys(var.functions)), toset(["predict", "predict_on_upload", "submit_training"]))) == 3
+    error_message = "functions must have the keys predict, predict_on_upload and submit_training, and may have monitor."
   }
   validation {
     condition = alltrue([
@@ -248,6 +248,46 @@ variable "max_delivery_attempts" {
   validation {
     condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100 && floor(var.max_delivery_attempts) == var.max_delivery_attempts
     error_message = "max_delivery_attempts must be a whole number from 5 to 100."
+  }
+}
+
+variable "monitor_interval_minutes" {
+  description = "Minutes between two runs of the drift monitor (Cloud Scheduler -> monitor-tick -> Monitor); each run aggregates the window of this length that ends at its tick, so windows tile."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = contains([5, 10, 15, 20, 30, 60], var.monitor_interval_minutes)
+    error_message = "monitor_interval_minutes must divide the hour: 5, 10, 15, 20, 30 or 60."
+  }
+}
+
+variable "slos" {
+  description = "Service level objectives (monitoring.tf), over a rolling period of rolling_days: Predict's availability (share of requests not answered 5xx) and latency (share answered within predict_latency_ms), and the share of uploads whose result is written within upload_latency_ms of the upload."
+  type = object({
+    rolling_days         = optional(number, 28)
+    predict_availability = optional(number, 0.995)
+    predict_latency_ms   = optional(number, 1000)
+    predict_latency_goal = optional(number, 0.95)
+    upload_latency_ms    = optional(number, 30000)
+    upload_latency_goal  = optional(number, 0.95)
+  })
+  default = {}
+
+  validation {
+    condition     = alltrue([for g in [var.slos.predict_availability, var.slos.predict_latency_goal, var.slos.upload_latency_goal] : g > 0 && g < 1]) && var.slos.rolling_days >= 1 && var.slos.rolling_days <= 30 && var.slos.predict_latency_ms > 0 && var.slos.upload_latency_ms > 0
+    error_message = "slos: goals must lie strictly between 0 and 1, rolling_days from 1 to 30, thresholds above 0."
+  }
+}
+
+variable "error_alert_threshold" {
+  description = "Server-side prediction failures (log lines of severity ERROR or above carrying an error_kind) in 5 minutes, per kind, above which the errors alert fires."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.error_alert_threshold >= 0
+    error_message = "error_alert_threshold must be 0 or more."
   }
 }
 
@@ -293,7 +333,7 @@ variable "training_override_limits" {
 }
 
 variable "alert_notification_channels" {
-  description = "Monitoring notification channels (projects/P/notificationChannels/ID) told when dead letters wait."
+  description = "Monitoring notification channels (projects/P/notificationChannels/ID) every Orchard alert policy notifies: dead letters waiting, SLO burn rates, prediction errors, drift warnings. Empty: the policies still open incidents in the console."
   type        = list(string)
   default     = []
 }

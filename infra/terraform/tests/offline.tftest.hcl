@@ -95,6 +95,24 @@ override_resource {
 }
 override_resource {
   override_during = plan
+  target          = google_service_account.sa["monitor"]
+  values = {
+    email  = "monitor@orchard-test.iam.gserviceaccount.com"
+    member = "serviceAccount:monitor@orchard-test.iam.gserviceaccount.com"
+    name   = "projects/orchard-test/serviceAccounts/monitor@orchard-test.iam.gserviceaccount.com"
+  }
+}
+override_resource {
+  override_during = plan
+  target          = google_service_account.sa["monitor_trigger"]
+  values = {
+    email  = "monitor-trigger@orchard-test.iam.gserviceaccount.com"
+    member = "serviceAccount:monitor-trigger@orchard-test.iam.gserviceaccount.com"
+    name   = "projects/orchard-test/serviceAccounts/monitor-trigger@orchard-test.iam.gserviceaccount.com"
+  }
+}
+override_resource {
+  override_during = plan
   target          = google_service_account.deployer
   values = {
     email  = "deployer@orchard-test.iam.gserviceaccount.com"
@@ -124,6 +142,13 @@ override_resource {
     id = "projects/orchard-test/topics/orchard-model-published"
   }
 }
+override_resource {
+  override_during = plan
+  target          = google_pubsub_topic.topics["monitor_tick"]
+  values = {
+    id = "projects/orchard-test/topics/orchard-monitor-tick"
+  }
+}
 
 variables {
   project_id                      = "orchard-test"
@@ -144,15 +169,15 @@ run "wiring_and_least_privilege" {
 
   # One service account per workload.
   assert {
-    condition     = length(google_service_account.sa) == 6 && length(distinct([for s in google_service_account.sa : s.account_id])) == 6
-    error_message = "expected six distinct service accounts"
+    condition     = length(google_service_account.sa) == 8 && length(distinct([for s in google_service_account.sa : s.account_id])) == 8
+    error_message = "expected eight distinct service accounts"
   }
 
   # Each function runs the functions image as its own service account, with
   # the right FUNCTION_TARGET.
   assert {
     condition = alltrue([
-      for k, target in { predict = "Predict", predict_on_upload = "PredictOnUpload", submit_training = "SubmitTraining" } :
+      for k, target in { predict = "Predict", predict_on_upload = "PredictOnUpload", submit_training = "SubmitTraining", monitor = "Monitor" } :
       contains([for e in google_cloud_run_v2_service.functions[k].template[0].containers[0].env : "${e.name}=${e.value}"], "FUNCTION_TARGET=${target}")
     ])
     error_message = "a service has the wrong FUNCTION_TARGET"
@@ -173,7 +198,8 @@ run "wiring_and_least_privilege" {
   assert {
     condition = (
       google_cloud_run_v2_service_iam_member.trigger_invokers["predict_on_upload"].member == google_service_account.sa["upload_trigger"].member &&
-      google_cloud_run_v2_service_iam_member.trigger_invokers["submit_training"].member == google_service_account.sa["training_trigger"].member
+      google_cloud_run_v2_service_iam_member.trigger_invokers["submit_training"].member == google_service_account.sa["training_trigger"].member &&
+      google_cloud_run_v2_service_iam_member.trigger_invokers["monitor"].member == google_service_account.sa["monitor_trigger"].member
     )
     error_message = "trigger identities are not wired to their own functions"
   }
@@ -390,4 +416,106 @@ run "dead_letters_for_eventarc_subscriptions_via_gcloud" {
     condition     = length(terraform_data.eventarc_dead_letter) == 2
     error_message = "expected a dead-letter step per Eventarc subscription"
   }
+}
+
+# The drift monitor: scheduled ticks reach it, it writes only its reports, and
+# the dashboard, SLOs and alerts name metrics that exist.
+run "monitoring" {
+  command = plan
+
+  # Cloud Scheduler -> monitor-tick -> Eventarc -> Monitor, windows tiling
+  # the tick interval.
+  assert {
+    condition = (
+      google_cloud_scheduler_job.monitor_tick.schedule == "0 * * * *" &&
+      google_cloud_scheduler_job.monitor_tick.pubsub_target[0].topic_name == "projects/orchard-test/topics/orchard-monitor-tick" &&
+      google_cloud_scheduler_job.monitor_tick.pubsub_target[0].data == null &&
+      google_eventarc_trigger.monitor.transport[0].pubsub[0].topic == "projects/orchard-test/topics/orchard-monitor-tick" &&
+      google_eventarc_trigger.monitor.destination[0].cloud_run_service[0].service == "orchard-monitor" &&
+      google_eventarc_trigger.monitor.service_account == google_service_account.sa["monitor_trigger"].email &&
+      output.function_env.monitor.MONITOR_WINDOW == "60m" &&
+      output.function_env.monitor.RESULTS_BUCKET == "orchard-test-orchard-results"
+    )
+    error_message = "the monitor is not ticked hourly through monitor-tick with an empty message (its window ending at the publish time), or its window does not match the tick"
+  }
+  assert {
+    condition     = google_cloud_run_v2_service.functions["monitor"].ingress == "INGRESS_TRAFFIC_INTERNAL_ONLY" && google_cloud_run_v2_service.functions["monitor"].template[0].scaling[0].max_instance_count == 1
+    error_message = "the monitor must take internal traffic only, on one instance"
+  }
+
+  # The monitor reads results and baselines; it writes under monitoring/ of
+  # the results bucket and nowhere else.
+  assert {
+    condition = (
+      alltrue([for g in google_storage_bucket_iam_member.grants : g.role == "roles/storage.objectViewer" if g.member == google_service_account.sa["monitor"].member]) &&
+      alltrue([for k, g in google_storage_bucket_iam_member.conditional_grants : g.role == "roles/storage.objectViewer" || (
+        g.bucket == google_storage_bucket.buckets["results"].name &&
+        g.condition[0].expression == "resource.name.startsWith(\"projects/_/buckets/orchard-test-orchard-results/objects/monitoring/\")"
+      ) if g.member == google_service_account.sa["monitor"].member])
+    )
+    error_message = "the monitor may write beyond monitoring/ in the results bucket"
+  }
+
+  # Every chart names a metric that exists: Cloud Run's and Pub/Sub's own,
+  # a log-based metric defined here, or one of the monitor's OTel gauges.
+  assert {
+    condition = alltrue(flatten([for t in jsondecode(google_monitoring_dashboard.orchard.dashboard_json).mosaicLayout.tiles : [
+      for d in try(t.widget.xyChart.dataSets, []) : contains(concat(
+        [for m in ["request_count", "request_latencies", "container/startup_latencies", "container/instance_count", "container/memory/utilizations", "container/cpu/utilizations"] : "run.googleapis.com/${m}"],
+        ["pubsub.googleapis.com/subscription/num_undelivered_messages"],
+        [for m in concat(values(google_logging_metric.counters), [google_logging_metric.upload_to_result]) : "logging.googleapis.com/user/${m.name}"],
+        [for g in ["js_divergence", "linf_distance", "ood_share", "live_accuracy"] : "workload.googleapis.com/orchard.monitor.${g}"],
+      ), regex("metric\\.type=\"([^\"]+)\"", d.timeSeriesQuery.timeSeriesFilter.filter)[0])
+    ]]))
+    error_message = "the dashboard charts a metric that neither Cloud Run, Pub/Sub, a log-based metric here nor the monitor defines"
+  }
+
+  # Predict: availability counts 5xx as bad, latency cuts at the threshold;
+  # both on the Predict service. Every SLO has a fast and a slow burn alert.
+  assert {
+    condition = (
+      strcontains(google_monitoring_slo.predict_availability.request_based_sli[0].good_total_ratio[0].bad_service_filter, "response_code_class=\"5xx\"") &&
+      strcontains(google_monitoring_slo.predict_availability.request_based_sli[0].good_total_ratio[0].total_service_filter, "service_name=\"orchard-predict\"") &&
+      strcontains(google_monitoring_slo.predict_latency.request_based_sli[0].distribution_cut[0].distribution_filter, "service_name=\"orchard-predict\"") &&
+      google_monitoring_slo.predict_latency.request_based_sli[0].distribution_cut[0].range[0].max == 1000 &&
+      strcontains(google_monitoring_slo.upload_to_result.request_based_sli[0].distribution_cut[0].distribution_filter, google_logging_metric.upload_to_result.name)
+    )
+    error_message = "an SLO measures the wrong service or the wrong thing"
+  }
+  assert {
+    condition = alltrue([for slo in ["predict-availability", "predict-latency", "upload-to-result"] :
+      alltrue([for speed in ["fast", "slow"] : length(google_monitoring_alert_policy.slo_burn_rate["${slo}/${speed}"].conditions) == 2 &&
+      alltrue([for c in google_monitoring_alert_policy.slo_burn_rate["${slo}/${speed}"].conditions : startswith(c.condition_threshold[0].filter, "select_slo_burn_rate(")])])
+    ])
+    error_message = "an SLO lacks its fast or slow burn-rate alert"
+  }
+
+  # The drift alert matches the monitor's WARNING lines, per feature.
+  assert {
+    condition = (
+      strcontains(google_monitoring_alert_policy.drift.conditions[0].condition_matched_log[0].filter, "resource.labels.service_name=\"orchard-monitor\"") &&
+      strcontains(google_monitoring_alert_policy.drift.conditions[0].condition_matched_log[0].filter, "severity=WARNING AND jsonPayload.drift_alert:*") &&
+      google_monitoring_alert_policy.drift.conditions[0].condition_matched_log[0].label_extractors["feature"] == "EXTRACT(jsonPayload.drift_alert)"
+    )
+    error_message = "the drift alert does not match the monitor's WARNING lines (jsonPayload.drift_alert)"
+  }
+}
+
+run "monitor_every_15_minutes" {
+  command = plan
+  variables {
+    monitor_interval_minutes = 15
+  }
+  assert {
+    condition     = google_cloud_scheduler_job.monitor_tick.schedule == "*/15 * * * *" && output.function_env.monitor.MONITOR_WINDOW == "15m"
+    error_message = "monitor_interval_minutes does not set the schedule and the window together"
+  }
+}
+
+run "monitor_interval_divides_the_hour" {
+  command = plan
+  variables {
+    monitor_interval_minutes = 7
+  }
+  expect_failures = [var.monitor_interval_minutes]
 }
