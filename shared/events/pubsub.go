@@ -17,14 +17,16 @@ type MessagePublishedData struct {
 // data is base64 in JSON, which encoding/json decodes into []byte.
 type PubSubMessage struct {
 	Data        []byte            `json:"data,omitempty"`
-	Attributes  map[string]string `json:"attributes"`
-	MessageID   string            `json:"messageId"`
-	PublishTime string            `json:"publishTime"` // RFC 3339; text, so an odd format cannot make the event unreadable
+	Attributes  map[string]string `json:"attributes,omitempty"`
+	MessageID   string            `json:"messageId,omitempty"`
+	PublishTime string            `json:"publishTime,omitempty"` // RFC 3339; text, so an odd format cannot make the event unreadable
 	OrderingKey string            `json:"orderingKey,omitempty"`
 	// Eventarc and the push envelope repeat the ID and time in snake_case
 	// for older clients.
-	MessageIDSnake   string `json:"message_id"`
-	PublishTimeSnake string `json:"publish_time"`
+	// Empty fields are left out: the Functions Framework refuses a push
+	// body whose publish time is present but empty.
+	MessageIDSnake   string `json:"message_id,omitempty"`
+	PublishTimeSnake string `json:"publish_time,omitempty"`
 }
 
 // ID returns the message ID in either spelling.

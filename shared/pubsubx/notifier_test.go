@@ -13,6 +13,8 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/pubsubx"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
@@ -20,6 +22,7 @@ import (
 // TestPublishNotifiesPubSub checks the model-published and alias-moved
 // messages on the Pub/Sub emulator.
 func TestPublishNotifiesPubSub(t *testing.T) {
+	onnxrttest.Init(t)
 	ps := emulators.PubSubForTest(t, emulators.UniqueName(t))
 	c := ps.ClientForTest(t)
 	ctx := t.Context()
@@ -44,7 +47,7 @@ func TestPublishNotifiesPubSub(t *testing.T) {
 	}
 	modeltest.Save(t, modeltest.Colour(t, modeltest.Options{Version: "v1"}), dir)
 	reg := registry.New(regStore, registry.Options{Notifier: n})
-	if _, err := registry.PublishFrom(ctx, reg, dir, registry.PublishOptions{Promote: true}); err != nil {
+	if _, err := registry.PublishFrom(ctx, reg, dir, registry.PublishOptions{Promote: true, Runtime: onnxrt.Runtime{}}); err != nil {
 		t.Fatal(err)
 	}
 
