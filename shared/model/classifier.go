@@ -105,15 +105,23 @@ func (c *Classifier) Close() error { return c.sess.Destroy() }
 // Classify decodes and preprocesses one encoded image and returns the top k
 // predictions. Image errors are *preprocess.Error.
 func (c *Classifier) Classify(img []byte, k int) ([]Prediction, error) {
+	ps, _, err := c.ClassifyStats(img, k)
+	return ps, err
+}
+
+// ClassifyStats is Classify, also returning the image's input statistics
+// for drift monitoring (computed in the same preprocessing pass).
+func (c *Classifier) ClassifyStats(img []byte, k int) ([]Prediction, preprocess.Stats, error) {
 	x := make([]float32, c.meta.Preprocessing.TensorLen())
-	if err := c.meta.Preprocessing.Process(img, c.limits, x); err != nil {
-		return nil, err
+	st, err := c.meta.Preprocessing.ProcessStats(img, c.limits, x)
+	if err != nil {
+		return nil, st, err
 	}
 	logits, err := c.Logits(x, 1)
 	if err != nil {
-		return nil, err
+		return nil, st, err
 	}
-	return c.TopK(logits, k), nil
+	return c.TopK(logits, k), st, nil
 }
 
 // Logits runs a batch of n preprocessed images (n*TensorLen values) and
