@@ -1,11 +1,13 @@
 package monitor
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
 
@@ -53,6 +55,20 @@ func (b *BaselineBuilder) Baseline() *Baseline {
 		low = percentile(sorted, ConfidencePercentile)
 	}
 	return &Baseline{Images: int64(len(b.conf)), features: b.f, ConfidenceLow: low}
+}
+
+// MaxBaselineBytes bounds a baseline.json read (a few kB in practice).
+const MaxBaselineBytes = 4 << 20
+
+// LoadBaseline reads a model version's baseline.json from its directory;
+// a version trained before baselines existed gives an error wrapping
+// blob.ErrNotFound.
+func LoadBaseline(ctx context.Context, version blob.Store) (*Baseline, error) {
+	data, _, err := version.Read(ctx, BaselineFile, MaxBaselineBytes)
+	if err != nil {
+		return nil, fmt.Errorf("loading the baseline: %w", err)
+	}
+	return ParseBaseline(data)
 }
 
 // ParseBaseline reads a baseline.json, checking that every feature's

@@ -187,18 +187,18 @@ func TestWindowCleanVersusShifted(t *testing.T) {
 func TestWindowLiveAccuracyAndConfusion(t *testing.T) {
 	b := baseline(t)
 	w := NewWindow(winStart, winEnd)
-	fill(w, b, "v1", 30, 12, false, 7)
+	fill(w, b, "v1", 60, 24, false, 7)
 	// HTTP predictions and uploads outside label folders are not labelled.
 	st := photo(rand.New(rand.NewPCG(8, 8)), false)
 	w.Add(Prediction{Model: "fruits", Version: "v1", Label: "plum", Score: 0.95, Stats: &st, Time: at(1)})
 	w.Add(Prediction{Object: "misc/x.jpg", Model: "fruits", Version: "v1", Label: "plum", Score: 0.95, Stats: &st, Time: at(2)})
 	w.Add(Prediction{Object: "top.jpg", Model: "fruits", Version: "v1", Label: "plum", Score: 0.95, Stats: &st, Time: at(3)})
 	r := w.Report(Key{"fruits", "v1"}, b, labels, DefaultThresholds())
-	if r.Predictions != 33 || r.Live == nil || r.Live.Labelled != 30 || r.Live.Correct != 18 || r.Live.Accuracy != 0.6 {
+	if r.Predictions != 63 || r.Live == nil || r.Live.Labelled != 60 || r.Live.Correct != 36 || r.Live.Accuracy != 0.6 {
 		t.Fatalf("live %+v of %d predictions", r.Live, r.Predictions)
 	}
-	// Wrong ones are i < 12: i%3 == 0 (apple) predicted pear, and so on.
-	if got := fmt.Sprint(r.Live.Confusion); got != "[[6 4 0] [0 6 4] [4 0 6]]" {
+	// Wrong ones are i < 24: i%3 == 0 (apple) predicted pear, and so on.
+	if got := fmt.Sprint(r.Live.Confusion); got != "[[12 8 0] [0 12 8] [8 0 12]]" {
 		t.Errorf("confusion %s", got)
 	}
 	if !r.Live.Alert || r.Alerts[len(r.Alerts)-1].Feature != Accuracy {
@@ -251,16 +251,16 @@ func TestEmptyWindow(t *testing.T) {
 func TestSmallWindowsDoNotAlert(t *testing.T) {
 	b := baseline(t)
 	w := NewWindow(winStart, winEnd)
-	fill(w, b, "v1", 10, 0, true, 10)
+	fill(w, b, "v1", 49, 0, true, 10)
 	if r := w.Report(Key{"fruits", "v1"}, b, labels, DefaultThresholds()); len(r.Alerts) != 0 {
-		t.Errorf("10 predictions alert: %v", r.Alerts)
+		t.Errorf("49 predictions alert: %v", r.Alerts)
 	}
 }
 
 func TestReportHTML(t *testing.T) {
 	b := baseline(t)
 	w := NewWindow(winStart, winEnd)
-	fill(w, b, "v<2>", 40, 20, true, 11)
+	fill(w, b, "v<2>", 60, 30, true, 11)
 	page, err := w.Report(Key{"fruits", "v<2>"}, b, labels, DefaultThresholds()).HTML()
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,7 @@ type Thresholds struct {
 // clean-vs-corrupted experiment.
 func DefaultThresholds() Thresholds {
 	return Thresholds{
-		JS: 0.1, LInf: 0.3, OODShare: 0.25, Accuracy: 0.8, MinPredictions: 20,
+		JS: 0.15, LInf: 0.3, OODShare: 0.3, Accuracy: 0.8, MinPredictions: 50,
 		AlertFeatures: []string{Luminance, Contrast, Saturation, Foreground, Confidence},
 	}
 }

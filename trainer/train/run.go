@@ -29,6 +29,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/trainer/cnn"
 	"github.com/orchard-mlops/orchard/trainer/config"
@@ -106,7 +107,8 @@ type Result struct {
 	GoLogits     []float32 // validation logits of the exported (best) model, GoMLX
 	ORTLogits    []float32 // the same from onnxruntime
 	ONNX         []byte
-	Interrupted  bool // stopped by StopAfterEpochs
+	Baseline     *monitor.Baseline // the drift monitor's, written as baseline.json
+	Interrupted  bool              // stopped by StopAfterEpochs
 }
 
 // ErrInterrupted is returned with a Result when StopAfterEpochs stopped the run.
@@ -382,8 +384,12 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if err := writeConfusion(ctx, modelStore, ds.Labels, Confusion(ortLogits, valY, len(ds.Labels))); err != nil {
 		return nil, err
 	}
+	base := Baseline(ds, ortLogits)
+	if err := writeBaseline(ctx, modelStore, base); err != nil {
+		return nil, err
+	}
 	res := &Result{Metadata: meta, History: st.History, Steps: steps, Verification: ver, BestEpoch: st.BestEpoch, Dataset: ds,
-		GoLogits: goLogits, ORTLogits: ortLogits, ONNX: onnxBytes}
+		GoLogits: goLogits, ORTLogits: ortLogits, ONNX: onnxBytes, Baseline: base}
 	if cfg.Report.Enabled {
 		if err := writeReport(ctx, modelStore, cfg, res, runStart, now()); err != nil {
 			return nil, fmt.Errorf("writing report: %w", err)
