@@ -32,12 +32,6 @@ func init() {
 	ff.CloudEvent("Monitor", monitorFromEnv())
 }
 
-// Tick is the optional content of a monitor-tick message.
-type Tick struct {
-	Start time.Time `json:"start"`
-	End   time.Time `json:"end"`
-}
-
 type monitorEnv struct {
 	run     *monitor.Runner
 	metrics *telemetry.Provider
@@ -99,7 +93,7 @@ func (e *monitorEnv) handle(ctx context.Context, ev event.Event) error {
 			end = t
 		}
 		if len(d.Message.Data) > 0 {
-			var t Tick
+			var t monitor.Tick
 			if err := json.Unmarshal(d.Message.Data, &t); err != nil || t.End.Before(t.Start) {
 				slog.ErrorContext(ctx, "Monitor: ignoring a malformed tick", "event_id", ev.ID(), "data", string(d.Message.Data))
 				return nil

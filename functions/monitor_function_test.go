@@ -41,7 +41,7 @@ func TestMonitorTick(t *testing.T) {
 		return ev
 	}
 	end := now.Add(time.Minute).Truncate(time.Second)
-	explicit, _ := json.Marshal(Tick{Start: now.Add(-time.Minute), End: end})
+	explicit, _ := json.Marshal(monitor.Tick{Start: now.Add(-time.Minute), End: end})
 	if err := e.handle(t.Context(), tick(explicit, now.Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,13 @@ const WindowEndLayout = "20060102T150405Z"
 // MaxRecordBytes bounds one result read (a result is about 1 kB).
 const MaxRecordBytes = 1 << 20
 
+// Tick is the optional content of a monitor-tick message: the window to
+// report on (a backfill); without it the window ends at the tick.
+type Tick struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
 // Config is the monitor's configuration (MONITOR_* in the environment).
 type Config struct {
 	Window     time.Duration  // MONITOR_WINDOW

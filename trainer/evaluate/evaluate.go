@@ -534,3 +534,30 @@ func colourBackground(m *image.RGBA, r *rand.Rand) *image.RGBA {
 	}
 	return m
 }
+
+// CorruptJPEG applies the corruptions in order to an encoded image, as Run
+// does (decoded by the serving path, shrunk to WorkSize, random draws keyed
+// by seed and index), and encodes the result as a JPEG of quality 95 (or
+// the last JPEG corruption's quality): an upload of the same photo under a
+// drift, for the monitor's demo.
+func CorruptJPEG(b []byte, corrs []Corruption, seed int64, index int) ([]byte, error) {
+	d, err := preprocess.Decode(b, preprocess.Limits{})
+	if err != nil {
+		return nil, fmt.Errorf("corrupting: %w", err)
+	}
+	img, q := shrink(d.Image, WorkSize), 95
+	for c, cond := range corrs {
+		r := rand.New(rand.NewPCG(uint64(seed), uint64(index)<<8|uint64(c)))
+		out := cond.Apply(cloneRGBA(img), r) // may be a sub-image (zoom_in)
+		img = image.NewRGBA(image.Rect(0, 0, out.Bounds().Dx(), out.Bounds().Dy()))
+		draw.Draw(img, img.Bounds(), out, out.Bounds().Min, draw.Src)
+		if cond.JPEG > 0 {
+			q = cond.JPEG
+		}
+	}
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: q}); err != nil {
+		return nil, fmt.Errorf("corrupting: encoding: %w", err)
+	}
+	return buf.Bytes(), nil
+}

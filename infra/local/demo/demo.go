@@ -40,6 +40,7 @@ import (
 	"cloud.google.com/go/aiplatform/apiv1/aiplatformpb"
 	"cloud.google.com/go/pubsub/v2"
 
+	"github.com/orchard-mlops/orchard/functions/monitor"
 	"github.com/orchard-mlops/orchard/functions/submittraining"
 	"github.com/orchard-mlops/orchard/infra/local/stack"
 	"github.com/orchard-mlops/orchard/shared/blob"
@@ -88,6 +89,10 @@ type Options struct {
 	// report, and the training log, since the emulators keep everything in
 	// memory (default REPO/.cache/orchard-demo/TIMESTAMP; "-" disables).
 	SaveDir string
+	// Drift is the corruptions (trainer eval names) of the second batch the
+	// demo uploads for the monitor (default DefaultDrift; "none": no
+	// second batch).
+	Drift string
 }
 
 // DefaultTrainerSets make a demo-sized run: 32x32 input, a few epochs.
@@ -120,6 +125,9 @@ type Report struct {
 	JobLog       string // the Vertex job's log, when trained
 	ResultsURI   string
 	SavedTo      string // local copies (Options.SaveDir)
+	// Monitor holds the monitor's reports on the clean and the drifted
+	// batch, side by side.
+	Monitor []monitor.Column
 }
 
 // OK reports whether every upload got a prediction.
@@ -188,6 +196,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	if o.PerClass == 0 {
 		o.PerClass = 5
+	}
+	if o.Drift == "" {
+		o.Drift = DefaultDrift
 	}
 	if o.ResultTimeout <= 0 {
 		o.ResultTimeout = 3 * time.Minute
@@ -362,6 +373,7 @@ func (r *runner) run(ctx context.Context) error {
 		}
 	}
 	var names []string
+	cleanStart := time.Now()
 	if err := r.step("upload sample photos to gs://"+st.Config.UploadsBucket, func() (string, error) {
 		var err error
 		names, err = r.upload(ctx, photos)
@@ -393,6 +405,9 @@ func (r *runner) run(ctx context.Context) error {
 			r.rep.Correct++
 		}
 		r.rep.Rows = append(r.rep.Rows, row)
+	}
+	if werr == nil && r.rep.OK() && o.Drift != "none" {
+		werr = r.drift(ctx, photos, names, cleanStart)
 	}
 	if o.SaveDir != "-" {
 		dir := o.SaveDir
@@ -863,6 +878,10 @@ func (r *runner) print() {
 		total := len(rep.Rows) + len(rep.Missing)
 		fmt.Fprintf(w, "\naccuracy: %d/%d = %.1f%% (results for %d of %d uploads)\n",
 			rep.Correct, total, 100*float64(rep.Correct)/float64(max(total, 1)), len(rep.Rows), total)
+	}
+	if len(rep.Monitor) > 0 {
+		fmt.Fprintln(w, "\nthe monitor, both windows side by side (! marks a threshold crossed; each one is a WARNING line in the functions' log):")
+		monitor.WriteTable(w, rep.Monitor)
 	}
 	fmt.Fprintln(w, "\nstep timings:")
 	var total time.Duration
