@@ -9,6 +9,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
 
@@ -97,8 +98,18 @@ func publicMessage(err error) string {
 // classified is one image's outcome.
 type classified struct {
 	preds   []model.Prediction
+	signals Signals
 	err     error
 	latency time.Duration
+}
+
+// Signals are a prediction's drift signals, carried by every upload result
+// and HTTP prediction so one odd image shows at once: the input statistics
+// (the same the trainer's baseline holds) and the out-of-distribution flag
+// against the model's baseline (absent when the model has none).
+type Signals struct {
+	Input *preprocess.Stats `json:"input,omitempty"`
+	OOD   *monitor.OOD      `json:"ood,omitempty"`
 }
 
 // classify runs one image and times it. Before decoding, it reserves the
@@ -110,6 +121,17 @@ func classify(ctx context.Context, budget *DecodeBudget, lim preprocess.Limits, 
 	out := func(preds []model.Prediction, err error) classified {
 		return classified{preds: preds, err: err, latency: time.Since(start)}
 	}
+	outStats := func(preds []model.Prediction, st preprocess.Stats, err error) classified {
+		o := out(preds, err)
+		if err == nil {
+			o.signals.Input = &st
+			if b := c.Baseline(); b != nil {
+				ood := b.Check(st, preds[0].Score)
+				o.signals.OOD = &ood
+			}
+		}
+		return o
+	}
 	cost, err := c.Metadata().Preprocessing.DecodeCost(img, lim)
 	if err != nil {
 		return out(nil, err) // the header alone already says why not
@@ -119,18 +141,18 @@ func classify(ctx context.Context, budget *DecodeBudget, lim preprocess.Limits, 
 		return out(nil, err)
 	}
 	defer release()
-	return out(safeClassify(c, img, k))
+	return outStats(safeClassify(c, img, k))
 }
 
 // safeClassify turns a panic in decoding or inference into an error: no
 // input may take the process down.
-func safeClassify(c *model.Classifier, img []byte, k int) (preds []model.Prediction, err error) {
+func safeClassify(c *model.Classifier, img []byte, k int) (preds []model.Prediction, st preprocess.Stats, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			preds, err = nil, &panicError{v: r}
 		}
 	}()
-	return c.Classify(img, k)
+	return c.ClassifyStats(img, k)
 }
 
 type panicError struct{ v any }

@@ -281,6 +281,7 @@ func (s *Server) bodyError(w http.ResponseWriter, r *http.Request, err error, rl
 type PredictResponse struct {
 	Model       modelInfo          `json:"model"`
 	Predictions []model.Prediction `json:"predictions"`
+	Signals
 }
 
 func (s *Server) raw(w http.ResponseWriter, r *http.Request, c *model.Classifier, k int, rl *requestLog) {
@@ -305,7 +306,7 @@ func (s *Server) raw(w http.ResponseWriter, r *http.Request, c *model.Classifier
 	}
 	s.record(r.Context(), c, out)
 	rl.label, rl.score = out.preds[0].Label, out.preds[0].Score
-	writeJSON(w, http.StatusOK, PredictResponse{Model: infoOf(c), Predictions: out.preds})
+	writeJSON(w, http.StatusOK, PredictResponse{Model: infoOf(c), Predictions: out.preds, Signals: out.signals})
 }
 
 func (s *Server) record(ctx context.Context, c *model.Classifier, out classified) {
@@ -320,8 +321,9 @@ type Result struct {
 	URI         string             `json:"uri,omitempty"`
 	Expected    string             `json:"expected,omitempty"` // the label its folder names (prefix evaluation)
 	Predictions []model.Prediction `json:"predictions,omitempty"`
-	Error       string             `json:"error,omitempty"`
-	Kind        string             `json:"kind,omitempty"`
+	Signals
+	Error string `json:"error,omitempty"`
+	Kind  string `json:"kind,omitempty"`
 }
 
 // BatchResponse is the answer for multipart and JSON requests.
@@ -481,7 +483,7 @@ func (s *Server) runJob(ctx context.Context, c *model.Classifier, k int, j job, 
 		fail(out.err)
 		return
 	}
-	res.Predictions = out.preds
+	res.Predictions, res.Signals = out.preds, out.signals
 	s.record(ctx, c, out)
 }
 

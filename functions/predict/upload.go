@@ -108,6 +108,7 @@ type UploadResult struct {
 	Label       string             `json:"label,omitempty"` // top-1
 	Score       float64            `json:"score,omitempty"`
 	Predictions []model.Prediction `json:"predictions,omitempty"`
+	Signals                        // input statistics and OOD flag, read by the monitor
 	Error       string             `json:"error,omitempty"`
 	Kind        string             `json:"kind,omitempty"`
 	LatencyMS   float64            `json:"latency_ms"`
@@ -339,6 +340,7 @@ func (u *Uploader) process(ctx context.Context, oe ObjectEvent) (Outcome, *Uploa
 	var (
 		data  []byte
 		preds []model.Prediction
+		sig   Signals
 	)
 	if oe.Size > maxBytes {
 		err = fmt.Errorf("%s is %d bytes, limit %d: %w", oe.URI(), oe.Size, maxBytes, blob.ErrTooLarge)
@@ -353,7 +355,7 @@ func (u *Uploader) process(ctx context.Context, oe ObjectEvent) (Outcome, *Uploa
 	}
 	if err == nil {
 		out := classify(ctx, u.Budget, u.Config.Limits(), lease.Classifier, data, u.Config.topK())
-		preds, err = out.preds, out.err
+		preds, sig, err = out.preds, out.signals, out.err
 	}
 	latency := time.Since(start)
 	res.LatencyMS = float64(latency.Microseconds()) / 1000
@@ -375,7 +377,7 @@ func (u *Uploader) process(ctx context.Context, oe ObjectEvent) (Outcome, *Uploa
 		}
 		return o, res, nil
 	}
-	res.Predictions = preds
+	res.Predictions, res.Signals = preds, sig
 	res.Label, res.Score = preds[0].Label, preds[0].Score
 	u.Metrics.Prediction(ctx, "upload", res.Label, mi.Version, latency)
 	o, err := u.writeOnce(ctx, key, oe, res)

@@ -22,6 +22,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/preprocess/preprocesstest"
 )
 
@@ -167,6 +168,16 @@ func TestPredictOnUpload(t *testing.T) {
 	}
 	if res.Label != "red" || res.Score < 0.9 || len(res.Predictions) != 3 || res.Predictions[0].Label != "red" {
 		t.Errorf("predictions: label %s score %v %v", res.Label, res.Score, res.Predictions)
+	}
+	// The drift signals: the image's input statistics (the colour model
+	// has no baseline, so no OOD flag), read back by the monitor.
+	if res.Input == nil || res.Input.Width != 100 || res.Input.Height != 100 || res.OOD != nil {
+		t.Errorf("signals: input %+v, ood %+v", res.Input, res.OOD)
+	}
+	if raw, _, err := e.u.Results.Read(t.Context(), "in/apple.jpg.json", 0); err != nil {
+		t.Fatal(err)
+	} else if p, err := monitor.DecodeRecord(raw); err != nil || p.Stats == nil || p.Label != "red" || p.Version != "v5" || p.Object != "in/apple.jpg" {
+		t.Errorf("the monitor reads the result as %+v, %v", p, err)
 	}
 	if res.LatencyMS <= 0 || time.Since(res.Time) > time.Minute || res.EventID != "ev-1" || res.Size != int64(len(img)) || res.Error != "" {
 		t.Errorf("latency %v, time %v, event %q, size %d, error %q", res.LatencyMS, res.Time, res.EventID, res.Size, res.Error)

@@ -8,6 +8,7 @@ import (
 
 	onnx "github.com/yalue/onnxruntime_go"
 
+	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/ort"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
@@ -32,9 +33,10 @@ type Options struct {
 // DynamicAdvancedSession, created once (creating sessions per request leaks
 // memory in practice), and is safe for concurrent use.
 type Classifier struct {
-	meta   Metadata
-	limits preprocess.Limits
-	sess   *onnx.DynamicAdvancedSession
+	meta     Metadata
+	baseline *monitor.Baseline
+	limits   preprocess.Limits
+	sess     *onnx.DynamicAdvancedSession
 }
 
 // NewClassifier initialises onnxruntime if needed, checks the graph against
@@ -66,7 +68,7 @@ func NewClassifier(m *Model, opts Options) (*Classifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %s: creating onnxruntime session: %w", m.URI, err)
 	}
-	return &Classifier{meta: m.Metadata, limits: opts.Limits, sess: sess}, nil
+	return &Classifier{meta: m.Metadata, baseline: m.Baseline, limits: opts.Limits, sess: sess}, nil
 }
 
 // checkGraph compares the graph's declared input and output with the
@@ -98,6 +100,10 @@ func checkGraph(m *Model) error {
 
 // Metadata returns the model's metadata.
 func (c *Classifier) Metadata() *Metadata { return &c.meta }
+
+// Baseline is the model's drift baseline, nil when it has none (its
+// Check then flags nothing).
+func (c *Classifier) Baseline() *monitor.Baseline { return c.baseline }
 
 // Close releases the session.
 func (c *Classifier) Close() error { return c.sess.Destroy() }
