@@ -55,8 +55,12 @@ vet: turbojpeg
 	# The trainer's optional XLA backend (GPU jobs) must keep compiling.
 	$(GO) vet -tags xla ./trainer/...
 
+.PHONY: structure
+structure: turbojpeg ## structure checks (not yet in lint: CGO_ENABLED=0 fails at shared/preprocess's TurboJPEG): CGO_ENABLED=0 CLI and publish path, shared/ imports, no testing in functions, staticcheck, deadcode
+	infra/checks/structure.sh
+
 .PHONY: lint
-lint: fmt-check vet ## gofmt check and go vet
+lint: fmt-check vet ## gofmt check and go vet (structure joins once shared/preprocess builds without cgo: see infra/checks/structure.sh)
 
 .PHONY: test
 # GoMLX's pure-Go backend does pointer arithmetic in its SIMD kernels that the

@@ -11,16 +11,18 @@ import (
 
 	"github.com/orchard-mlops/orchard/functions/predict"
 	"github.com/orchard-mlops/orchard/shared/emulators"
+	"github.com/orchard-mlops/orchard/shared/events"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/preprocess/preprocesstest"
+	"github.com/orchard-mlops/orchard/shared/results"
 )
 
 // TestRegisteredFunctions serves the registered functions through the
 // Functions Framework itself, configured only by the environment, as
 // cmd/functions and Cloud Run do, and calls both over real HTTP.
 func TestRegisteredFunctions(t *testing.T) {
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	g := emulators.GCSForTest(t)
 	g.Setenv(t) // the functions build their own storage client
 	sc := g.ClientForTest(t)
@@ -85,7 +87,7 @@ func TestRegisteredFunctions(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, base+"/PredictOnUpload", bytes.NewReader(data))
 		for k, v := range map[string]string{
 			"Content-Type": "application/json", "ce-specversion": "1.0", "ce-id": id,
-			"ce-type": predict.FinalizedType, "ce-source": "//storage.googleapis.com/projects/_/buckets/uploads",
+			"ce-type": events.StorageFinalized, "ce-source": "//storage.googleapis.com/projects/_/buckets/uploads",
 			"ce-subject": "objects/" + name, "ce-time": time.Now().UTC().Format(time.RFC3339),
 		} {
 			req.Header.Set(k, v)
@@ -97,14 +99,14 @@ func TestRegisteredFunctions(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	readResult := func(key string) (predict.UploadResult, int64) {
+	readResult := func(key string) (results.Upload, int64) {
 		t.Helper()
 		r, err := sc.Bucket("results").Object(key).NewReader(t.Context())
 		if err != nil {
 			t.Fatalf("no result %s: %v", key, err)
 		}
 		defer r.Close()
-		var res predict.UploadResult
+		var res results.Upload
 		if err := json.NewDecoder(r).Decode(&res); err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +137,7 @@ func TestRegisteredFunctions(t *testing.T) {
 		if code := deliver("bad-"+i, i, g, len(bad)); code/100 != 2 {
 			t.Errorf("%s: HTTP %d, want 2xx (recorded, not retried)", i, code)
 		}
-		if res, _ := readResult(i + predict.ErrorSuffix); res.Error == "" {
+		if res, _ := readResult(i + results.ErrorSuffix); res.Error == "" {
 			t.Errorf("%s: error record %+v has no reason", i, res)
 		}
 	}

@@ -15,9 +15,9 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/orchard-mlops/orchard/functions/monitor"
-	"github.com/orchard-mlops/orchard/functions/submittraining"
 	"github.com/orchard-mlops/orchard/functions/telemetry"
 	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/events"
 	"github.com/orchard-mlops/orchard/shared/logging"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
@@ -65,11 +65,12 @@ func newMonitorEnv(ctx context.Context, getenv func(string) string) (*monitorEnv
 	if bucket == "" || reg == "" {
 		return nil, errors.New("monitor: RESULTS_BUCKET (the predictions) and REGISTRY_URI (the baselines) are required")
 	}
-	results, err := blob.Open(ctx, "gs://"+bucket)
+	stores := blob.LazyOpener() // the Monitor's one storage client
+	results, err := stores.Open(ctx, "gs://"+bucket)
 	if err != nil {
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
-	r, err := registry.Open(ctx, reg, registry.Options{})
+	r, err := registry.Open(ctx, reg, registry.Options{Storage: stores})
 	if err != nil {
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
@@ -87,8 +88,7 @@ func newMonitorEnv(ctx context.Context, getenv func(string) string) (*monitorEnv
 // redelivers the tick.
 func (e *monitorEnv) handle(ctx context.Context, ev event.Event) error {
 	end, start := ev.Time(), time.Time{}
-	var d submittraining.MessagePublishedData
-	if err := json.Unmarshal(ev.Data(), &d); err == nil {
+	if d, err := events.DecodeMessagePublished(ev.Data()); err == nil {
 		if t, err := time.Parse(time.RFC3339Nano, d.Message.PublishTime); err == nil {
 			end = t
 		}

@@ -10,8 +10,8 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/orchard-mlops/orchard/functions/monitor"
-	"github.com/orchard-mlops/orchard/functions/submittraining"
 	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/events"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
@@ -34,7 +34,7 @@ func TestMonitorTick(t *testing.T) {
 		ev.SetID("1")
 		ev.SetType("google.cloud.pubsub.topic.v1.messagePublished")
 		ev.SetSource("//pubsub.googleapis.com/projects/p/topics/monitor-tick")
-		body, _ := json.Marshal(submittraining.MessagePublishedData{Message: submittraining.PubsubMessage{Data: data, PublishTime: published.Format(time.RFC3339Nano)}})
+		body, _ := json.Marshal(events.MessagePublishedData{Message: events.PubSubMessage{Data: data, PublishTime: published.Format(time.RFC3339Nano)}})
 		if err := ev.SetData("application/json", body); err != nil {
 			t.Fatal(err)
 		}

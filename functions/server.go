@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 	_ "unsafe" // go:linkname
 
@@ -13,6 +11,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 
 	"github.com/orchard-mlops/orchard/functions/predict"
+	"github.com/orchard-mlops/orchard/shared/env"
 )
 
 // frameworkHandler is the Functions Framework's own router (FUNCTION_TARGET
@@ -52,28 +51,14 @@ func DefaultTimeouts() Timeouts {
 // TimeoutsFromEnv reads the HTTP_*_TIMEOUT variables (Go durations such as
 // "30s", or whole seconds) over DefaultTimeouts.
 func TimeoutsFromEnv(getenv func(string) string) (Timeouts, error) {
-	t := DefaultTimeouts()
-	for _, f := range []struct {
-		key string
-		dst *time.Duration
-	}{
-		{"HTTP_READ_HEADER_TIMEOUT", &t.ReadHeader}, {"HTTP_READ_TIMEOUT", &t.Read},
-		{"HTTP_WRITE_TIMEOUT", &t.Write}, {"HTTP_IDLE_TIMEOUT", &t.Idle},
-	} {
-		s := strings.TrimSpace(getenv(f.key))
-		if s == "" {
-			continue
-		}
-		d, err := time.ParseDuration(s)
-		if n, nerr := strconv.Atoi(s); nerr == nil {
-			d, err = time.Duration(n)*time.Second, nil
-		}
-		if err != nil || d <= 0 {
-			return t, fmt.Errorf("%s=%q: want a positive duration such as 30s", f.key, s)
-		}
-		*f.dst = d
+	d, e := DefaultTimeouts(), env.New(getenv)
+	t := Timeouts{
+		ReadHeader: e.Duration("HTTP_READ_HEADER_TIMEOUT", d.ReadHeader, time.Second, time.Nanosecond),
+		Read:       e.Duration("HTTP_READ_TIMEOUT", d.Read, time.Second, time.Nanosecond),
+		Write:      e.Duration("HTTP_WRITE_TIMEOUT", d.Write, time.Second, time.Nanosecond),
+		Idle:       e.Duration("HTTP_IDLE_TIMEOUT", d.Idle, time.Second, time.Nanosecond),
 	}
-	return t, nil
+	return t, e.Err()
 }
 
 // NewServer returns the server for addr: the framework's routing behind

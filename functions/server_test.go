@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orchard-mlops/orchard/functions/predict"
+	"github.com/orchard-mlops/orchard/shared/events"
 )
 
 // serveForTest serves NewServer (the framework's routing) on a loopback
@@ -88,7 +88,7 @@ func TestMalformedCloudEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := map[string]string{
-		"Content-Type": "application/json", "ce-specversion": "1.0", "ce-id": "e1", "ce-type": predict.FinalizedType,
+		"Content-Type": "application/json", "ce-specversion": "1.0", "ce-id": "e1", "ce-type": events.StorageFinalized,
 		"ce-source": "//storage.googleapis.com/projects/_/buckets/uploads", "ce-time": "2026-12-01T10:00:00Z",
 	}
 	for _, tt := range []struct{ name, header, value string }{

@@ -190,13 +190,9 @@ func (r *Runner) log() *slog.Logger { return cmp.Or(r.Log, slog.Default()) }
 // slack is how far an object's update time may be from its record's.
 const slack = time.Minute
 
-// aggregate reads the window's results with Config.Readers parallel reads
-// feeding one aggregator, so memory stays bounded by the readers.
+// aggregate lists the results bucket and reads the window's results with
+// Config.Readers parallel reads feeding one aggregator.
 func (r *Runner) aggregate(ctx context.Context, w *mon.Window) (int64, error) {
-	objs, err := r.Results.List(ctx, "")
-	if err != nil {
-		return 0, fmt.Errorf("monitor: listing results: %w", err)
-	}
 	keys := make(chan string)
 	recs := make(chan []byte, 64)
 	var wg sync.WaitGroup
@@ -221,7 +217,15 @@ func (r *Runner) aggregate(ctx context.Context, w *mon.Window) (int64, error) {
 		defer close(recs)
 		defer wg.Wait()
 		defer close(keys)
-		for _, o := range objs {
+		// The listing streams page by page: memory stays bounded by the
+		// readers however many results the bucket holds.
+		for o, err := range r.Results.List(ctx, blob.ListOptions{}) {
+			if err != nil {
+				mu.Lock()
+				readErr = cmp.Or(readErr, fmt.Errorf("monitor: listing results: %w", err))
+				mu.Unlock()
+				return
+			}
 			if strings.HasPrefix(o.Key, ReportPrefix) || !strings.HasSuffix(o.Key, ".json") ||
 				o.Updated.Before(w.Start.Add(-slack)) || o.Updated.After(w.End.Add(slack)) {
 				continue

@@ -5,49 +5,42 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/option"
 
 	"github.com/orchard-mlops/orchard/functions/telemetry"
 	"github.com/orchard-mlops/orchard/shared/blob"
-	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/pubsubx"
 )
 
-// App wires both functions from a Config: one model provider (one
-// onnxruntime session per process, shared by Predict and PredictOnUpload),
-// one storage client made on first use, the metrics, and the optional
-// Pub/Sub publisher.
+// App wires both functions from a Config: one Service (one model
+// provider, so one onnxruntime session per process, shared by Predict and
+// PredictOnUpload; one decode budget; one storage client), the Predict
+// server over it, and PredictOnUpload's uploader on demand.
 type App struct {
-	Config   Config
-	Provider modelsource.Provider
-	Metrics  *telemetry.Metrics
-	Log      *slog.Logger
-	HTTP     *Server
-	// Budget is the process's one decode memory budget, used by both
-	// functions (Config.DecodeMemory, Config.DecodeWait).
-	Budget *DecodeBudget
+	Service *Service
+	HTTP    *Server
 
-	storage  func() (*storage.Client, error)
-	objects  Objects
-	upload   func() (*Uploader, error)
-	closeFns []func() error
-	mu       sync.Mutex
+	storage    *storage.Client
+	storageErr error
+	psOpts     []option.ClientOption
+	mu         sync.Mutex
+	closeFns   []func() error
 }
 
 // AppOptions supply dependencies; zero values get production defaults.
 type AppOptions struct {
-	// Provider overrides the lazy MODEL_URI loader (e.g. the registry's
-	// hot-reloading provider, or a static classifier in tests).
+	// Provider overrides the MODEL_URI or REGISTRY_URI model (e.g. a
+	// static classifier in tests).
 	Provider modelsource.Provider
 	// Storage is the client for source objects and results; nil makes one
-	// on first use with storage.NewClient (which honours
-	// STORAGE_EMULATOR_HOST and Application Default Credentials).
+	// with storage.NewClient (which honours STORAGE_EMULATOR_HOST and
+	// Application Default Credentials), closed by Close.
 	Storage *storage.Client
 	// PubSubOptions are extra options for the Pub/Sub client (emulators
 	// are found through PUBSUB_EMULATOR_HOST without them).
@@ -56,53 +49,49 @@ type AppOptions struct {
 	Log           *slog.Logger
 }
 
-// NewApp builds the functions. It does no I/O: the model, the storage
-// client and the Pub/Sub client are made on first use, so a missing model
-// or credentials surface as per-request errors, not a crash at start-up.
+// NewApp builds the functions. It does no network I/O: the model is loaded
+// on first use, so a missing model surfaces as per-request errors, not a
+// crash at start-up; so does a storage client that cannot be made.
 func NewApp(cfg Config, o AppOptions) *App {
-	a := &App{Config: cfg, Metrics: o.Metrics, Log: o.Log, Budget: NewDecodeBudget(cfg.decodeMemory(), cfg.DecodeWait)}
-	if a.Log == nil {
-		a.Log = slog.Default()
+	svc := &Service{Config: cfg, Provider: o.Provider, Metrics: o.Metrics, Log: o.Log,
+		Budget: NewDecodeBudget(cfg.DecodeMemory, cfg.DecodeWait)}
+	a := &App{Service: svc, HTTP: &Server{Service: svc}, storage: o.Storage, psOpts: o.PubSubOptions}
+	if a.storage == nil {
+		if a.storage, a.storageErr = storage.NewClient(context.Background()); a.storageErr != nil {
+			a.storageErr = fmt.Errorf("creating the storage client: %w", a.storageErr)
+		} else {
+			a.addClose(a.storage.Close)
+		}
 	}
-	switch {
-	case o.Provider != nil:
-		a.Provider = o.Provider
-	case cfg.ServesRegistry():
-		w := newRegistryProvider(cfg, a.Log)
-		a.Provider = w
-		a.closeFns = append(a.closeFns, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			return w.Close(ctx)
-		})
-	default:
-		lazy := modelsource.NewLazy(modelsource.FromURI(cfg.ModelURI, model.Options{
+	svc.Objects = GCSObjects{Client: a.storage, Err: a.storageErr}
+	if svc.Provider == nil {
+		svc.Provider = a.modelProvider(cfg, svc.log())
+	}
+	return a
+}
+
+// modelProvider is the registry alias's hot-reloading provider, or a lazy
+// loader of MODEL_URI; Close releases it.
+func (a *App) modelProvider(cfg Config, log *slog.Logger) modelsource.Provider {
+	type closer interface {
+		modelsource.Provider
+		Close(context.Context) error
+	}
+	var p closer
+	if cfg.ServesRegistry() {
+		p = newRegistryProvider(cfg, log)
+	} else {
+		p = modelsource.NewLazy(modelsource.FromURI(blob.LazyOpener(), cfg.ModelURI, onnxrt.Options{
 			IntraOpThreads: cfg.IntraOpThreads,
 			Limits:         cfg.Limits(),
 		}), modelsource.Backoff{Initial: time.Second, Max: cfg.ModelRetry})
-		a.Provider = lazy
-		a.closeFns = append(a.closeFns, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			return lazy.Close(ctx)
-		})
 	}
-	if o.Storage != nil {
-		a.storage = func() (*storage.Client, error) { return o.Storage, nil }
-	} else {
-		a.storage = sync.OnceValues(func() (*storage.Client, error) {
-			c, err := storage.NewClient(context.Background())
-			if err != nil {
-				return nil, fmt.Errorf("creating the storage client: %w", err)
-			}
-			a.addClose(c.Close)
-			return c, nil
-		})
-	}
-	a.objects = lazyObjects{a.storage}
-	a.HTTP = &Server{Config: cfg, Provider: a.Provider, Objects: a.objects, Budget: a.Budget, Metrics: a.Metrics, Log: a.Log}
-	a.upload = sync.OnceValues(func() (*Uploader, error) { return a.newUploader(o.PubSubOptions) })
-	return a
+	a.addClose(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return p.Close(ctx)
+	})
+	return p
 }
 
 func (a *App) addClose(f func() error) {
@@ -111,29 +100,22 @@ func (a *App) addClose(f func() error) {
 	a.closeFns = append(a.closeFns, f)
 }
 
-// Uploader returns the PredictOnUpload core, or the configuration error
-// that stops it from running.
-func (a *App) Uploader() (*Uploader, error) { return a.upload() }
-
-func (a *App) newUploader(psOpts []option.ClientOption) (*Uploader, error) {
-	if err := a.Config.ValidateUpload(); err != nil {
+// Uploader builds the PredictOnUpload core, or returns the configuration
+// error that stops it from running. Close releases its publisher.
+func (a *App) Uploader() (*Uploader, error) {
+	cfg := a.Service.Config
+	if err := cfg.ValidateUpload(); err != nil {
 		return nil, err
 	}
-	c, err := a.storage()
-	if err != nil {
-		return nil, err
+	if a.storageErr != nil {
+		return nil, a.storageErr
 	}
 	u := &Uploader{
-		Config:   a.Config,
-		Provider: a.Provider,
-		Objects:  a.objects,
-		Results:  blob.NewGCS(c, a.Config.ResultsBucket, ""),
-		Budget:   a.Budget,
-		Metrics:  a.Metrics,
-		Log:      a.Log,
+		Service: a.Service,
+		Results: &Results{Store: blob.NewGCS(a.storage, cfg.ResultsBucket, ""), Timeout: cfg.StorageTimeout},
 	}
-	if a.Config.Topic != "" {
-		p, err := NewPubSubPublisher(context.Background(), a.Config.Project, a.Config.Topic, psOpts...)
+	if cfg.Topic != "" {
+		p, err := pubsubx.Dial(context.Background(), cfg.Project, cfg.Topic, a.psOpts...)
 		if err != nil {
 			return nil, err
 		}
@@ -154,59 +136,4 @@ func (a *App) Close() error {
 		errs = append(errs, fns[i]())
 	}
 	return errors.Join(errs...)
-}
-
-// lazyObjects makes the storage client on first use.
-type lazyObjects struct {
-	client func() (*storage.Client, error)
-}
-
-func (l lazyObjects) Read(ctx context.Context, bucket, name string, generation, maxBytes int64) ([]byte, ObjectInfo, error) {
-	c, err := l.client()
-	if err != nil {
-		return nil, ObjectInfo{Bucket: bucket, Name: name}, err
-	}
-	return GCSObjects{Client: c}.Read(ctx, bucket, name, generation, maxBytes)
-}
-
-func (l lazyObjects) List(ctx context.Context, bucket, prefix string, keep func(ObjectInfo) bool, limit, scanLimit int) ([]ObjectInfo, error) {
-	c, err := l.client()
-	if err != nil {
-		return nil, err
-	}
-	return GCSObjects{Client: c}.List(ctx, bucket, prefix, keep, limit, scanLimit)
-}
-
-// PubSubPublisher publishes results to one topic.
-type PubSubPublisher struct {
-	client *pubsub.Client
-	pub    *pubsub.Publisher
-}
-
-// NewPubSubPublisher connects to topic, an ID in project or a full
-// projects/P/topics/T name.
-func NewPubSubPublisher(ctx context.Context, project, topic string, opts ...option.ClientOption) (*PubSubPublisher, error) {
-	if parts := strings.Split(topic, "/"); len(parts) == 4 && parts[0] == "projects" && parts[2] == "topics" && project == "" {
-		project = parts[1]
-	}
-	c, err := pubsub.NewClient(ctx, project, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("creating the Pub/Sub client: %w", err)
-	}
-	p := c.Publisher(topic)
-	// One message per event: do not wait to fill a batch.
-	p.PublishSettings.DelayThreshold = time.Millisecond
-	return &PubSubPublisher{client: c, pub: p}, nil
-}
-
-// Publish implements Publisher; it waits for the server's acknowledgement.
-func (p *PubSubPublisher) Publish(ctx context.Context, data []byte, attrs map[string]string) error {
-	_, err := p.pub.Publish(ctx, &pubsub.Message{Data: data, Attributes: attrs}).Get(ctx)
-	return err
-}
-
-// Close flushes and closes.
-func (p *PubSubPublisher) Close() error {
-	p.pub.Stop()
-	return p.client.Close()
 }

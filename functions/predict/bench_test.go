@@ -43,7 +43,8 @@ import (
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
 
@@ -54,7 +55,7 @@ const benchModelEnv = "ORCHARD_BENCH_MODEL"
 // benchModel is built (or loaded) once per test binary.
 var benchModel = sync.OnceValues(func() (*model.Model, error) {
 	if dir := os.Getenv(benchModelEnv); dir != "" {
-		return model.Load(context.Background(), dir)
+		return model.Load(context.Background(), nil, dir)
 	}
 	return modeltest.CNN(modeltest.CNNOptions{})
 })
@@ -74,9 +75,9 @@ func benchConfig() Config {
 
 // benchClassifier returns a classifier of the benchmark model, closed when
 // the benchmark ends.
-func benchClassifier(b *testing.B, cfg Config) *model.Classifier {
+func benchClassifier(b *testing.B, cfg Config) *onnxrt.Classifier {
 	b.Helper()
-	ort.InitForTest(b)
+	onnxrttest.Init(b)
 	m, err := benchModel()
 	if err != nil {
 		b.Fatalf("benchmark model: %v", err)
@@ -85,7 +86,7 @@ func benchClassifier(b *testing.B, cfg Config) *model.Classifier {
 		md := m.Metadata
 		b.Logf("model %s %s (%s): input %v, %d labels, %d-byte graph", md.Name, md.Version, m.URI, md.Input.Shape, len(md.Labels), len(m.ONNX))
 	})
-	c, err := model.NewClassifier(m, model.Options{IntraOpThreads: cfg.IntraOpThreads, Limits: cfg.Limits()})
+	c, err := onnxrt.NewClassifier(m, onnxrt.Options{IntraOpThreads: cfg.IntraOpThreads, Limits: cfg.Limits()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func benchClassifier(b *testing.B, cfg Config) *model.Classifier {
 
 func benchServer(b *testing.B, cfg Config) *Server {
 	b.Helper()
-	return &Server{Config: cfg, Provider: modelsource.Static{C: benchClassifier(b, cfg)}, Log: quietLog()}
+	return &Server{&Service{Config: cfg, Provider: modelsource.Static{C: benchClassifier(b, cfg)}, Log: quietLog()}}
 }
 
 // benchImage is one test photo.
@@ -207,7 +208,7 @@ func BenchmarkClassify(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(img.jpeg)))
 			for b.Loop() {
-				if _, err := c.Classify(img.jpeg, cfg.topK()); err != nil {
+				if _, err := c.Classify(img.jpeg, cfg.TopK); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/memlimit"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/shared/results"
 )
 
 func TestDecodeBudgetAdmits(t *testing.T) {
@@ -188,7 +189,7 @@ func TestPredictOnUploadOverBudgetIsRetried(t *testing.T) {
 	if code := e.send(t, finalizeRequest("ev-1", "uploads", "red.jpg", gen, int64(len(img)), "image/jpeg", nil)); !acked(code) {
 		t.Fatalf("redelivery after the release: HTTP %d", code)
 	}
-	if res, _ := e.result(t, "red.jpg"+ResultSuffix); res.Label != "red" {
+	if res, _ := e.result(t, "red.jpg"+results.ResultSuffix); res.Label != "red" {
 		t.Errorf("result %+v, want red", res)
 	}
 }
@@ -201,12 +202,12 @@ func TestDecodeBudgetConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, _ := memlimit.Limit()
-	if got, want := c.decodeMemory(), int64(float64(n)*DecodeMemoryShare); got != want || c.DecodeWait != DefaultDecodeWait {
+	if got, want := c.DecodeMemory, int64(float64(n)*DecodeMemoryShare); got != want || c.DecodeWait != DefaultDecodeWait {
 		t.Errorf("defaults: budget %d, wait %v; want %d (%.0f%% of %d) and %v", got, c.DecodeWait, want, 100*DecodeMemoryShare, n, DefaultDecodeWait)
 	}
 	env["DECODE_MEMORY_BYTES"], env["DECODE_WAIT_MS"] = "536870912", "0"
-	if c, err = ConfigFromEnv(get); err != nil || c.decodeMemory() != 512<<20 || c.DecodeWait != 0 {
-		t.Errorf("set: budget %d, wait %v, err %v; want 512 MiB, 0", c.decodeMemory(), c.DecodeWait, err)
+	if c, err = ConfigFromEnv(get); err != nil || c.DecodeMemory != 512<<20 || c.DecodeWait != 0 {
+		t.Errorf("set: budget %d, wait %v, err %v; want 512 MiB, 0", c.DecodeMemory, c.DecodeWait, err)
 	}
 	for _, bad := range []map[string]string{{"DECODE_MEMORY_BYTES": "1000"}, {"DECODE_MEMORY_BYTES": "lots"}, {"DECODE_WAIT_MS": "-1"}} {
 		bad["MODEL_URI"] = "file:///m"

@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/orchard-mlops/orchard/shared/env"
+	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/memlimit"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
@@ -59,7 +60,7 @@ type Config struct {
 	UploadPrefixes []string // UPLOAD_PREFIXES: comma-separated object-name prefixes to classify (default all)
 	ContentTypes   []string // UPLOAD_CONTENT_TYPES: comma-separated; "image/*" or "*" wildcards (default jpeg, png, webp)
 	Topic          string   // PREDICTIONS_TOPIC: Pub/Sub topic ID or projects/P/topics/T (optional)
-	Project        string   // GOOGLE_CLOUD_PROJECT (or GCP_PROJECT): the topic's project
+	Project        string   // GOOGLE_CLOUD_PROJECT (see gcp.ProjectEnv): the topic's project
 }
 
 // Limits are the preprocessing limits the config implies.
@@ -67,52 +68,75 @@ func (c Config) Limits() preprocess.Limits {
 	return preprocess.Limits{MaxBytes: c.MaxImageBytes, MaxPixels: c.MaxImagePixels}
 }
 
-// ConfigFromEnv reads the configuration; getenv is os.Getenv in
-// production. Malformed numbers are errors, never silently defaulted.
+// DefaultConfig is the configuration with nothing set: the one place the
+// defaults are written. A Config is used as it is (zero fields are not
+// defaulted again), so build one from DefaultConfig or ConfigFromEnv.
+func DefaultConfig() Config {
+	return Config{
+		ModelAlias:     "production",
+		ModelPoll:      10 * time.Second,
+		IntraOpThreads: 1,
+		TopK:           DefaultTopK,
+		MaxBodyBytes:   DefaultMaxBodyBytes,
+		MaxImageBytes:  preprocess.DefaultMaxBytes,
+		MaxImagePixels: preprocess.DefaultMaxPixels,
+		MaxObjects:     DefaultMaxObjects,
+		Workers:        2 * runtime.GOMAXPROCS(0),
+		ModelRetry:     30 * time.Second,
+		StorageTimeout: DefaultStorageTimeout,
+		DecodeMemory:   defaultDecodeMemory(),
+		DecodeWait:     DefaultDecodeWait,
+		ContentTypes:   DefaultContentTypes,
+	}
+}
+
+// DefaultStorageTimeout bounds one storage call. The storage client
+// retries failed calls until its context ends, so without a bound an
+// outage would hold requests open indefinitely.
+const DefaultStorageTimeout = 30 * time.Second
+
+// defaultDecodeMemory is DecodeMemoryShare of the memory limit.
+func defaultDecodeMemory() int64 {
+	n, _ := memlimit.Limit()
+	if n <= 0 {
+		n = 2 << 30 // unknown: Cloud Run's size for these functions
+	}
+	return int64(float64(n) * DecodeMemoryShare)
+}
+
+// ConfigFromEnv reads the configuration over DefaultConfig; getenv is
+// os.Getenv in production. Malformed numbers are errors, never silently
+// defaulted.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	var errs []error
-	integer := func(key string, def int64, minimum int64) int64 {
-		s := strings.TrimSpace(getenv(key))
-		if s == "" {
-			return def
-		}
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || v < minimum {
-			errs = append(errs, fmt.Errorf("%s=%q: want an integer >= %d", key, s, minimum))
-			return def
-		}
-		return v
-	}
+	d := DefaultConfig()
+	e := env.New(getenv)
 	c := Config{
-		ModelURI:       strings.TrimSpace(getenv("MODEL_URI")),
-		RegistryURI:    strings.TrimSpace(getenv("REGISTRY_URI")),
-		ModelName:      strings.TrimSpace(getenv("MODEL_NAME")),
-		ModelAlias:     strings.TrimSpace(getenv("MODEL_ALIAS")),
-		ModelPoll:      time.Duration(integer("MODEL_POLL_SECONDS", 10, 1)) * time.Second,
-		IntraOpThreads: int(integer("INTRA_OP_THREADS", 1, 1)),
-		TopK:           int(integer("TOP_K", DefaultTopK, 1)),
-		MaxBodyBytes:   integer("MAX_BODY_BYTES", DefaultMaxBodyBytes, 1),
-		MaxImageBytes:  integer("MAX_IMAGE_BYTES", preprocess.DefaultMaxBytes, 1),
-		MaxImagePixels: integer("MAX_IMAGE_PIXELS", preprocess.DefaultMaxPixels, 1),
-		MaxObjects:     int(integer("MAX_OBJECTS", DefaultMaxObjects, 1)),
-		Workers:        int(integer("WORKERS", int64(2*runtime.GOMAXPROCS(0)), 1)),
-		AllowedBuckets: list(getenv("PREDICT_ALLOWED_BUCKETS")),
-		ModelRetry:     time.Duration(integer("MODEL_RETRY_MAX_SECONDS", 30, 1)) * time.Second,
-		StorageTimeout: time.Duration(integer("STORAGE_TIMEOUT_SECONDS", 30, 1)) * time.Second,
-		DecodeMemory:   integer("DECODE_MEMORY_BYTES", 0, 1<<20),
-		DecodeWait:     time.Duration(integer("DECODE_WAIT_MS", DefaultDecodeWait.Milliseconds(), 0)) * time.Millisecond,
-		ResultsBucket:  strings.TrimSpace(getenv("RESULTS_BUCKET")),
-		UploadBucket:   strings.TrimSpace(getenv("UPLOAD_BUCKET")),
-		UploadPrefixes: list(getenv("UPLOAD_PREFIXES")),
-		ContentTypes:   list(getenv("UPLOAD_CONTENT_TYPES")),
-		Topic:          strings.TrimSpace(getenv("PREDICTIONS_TOPIC")),
-		Project:        strings.TrimSpace(getenv("GOOGLE_CLOUD_PROJECT")),
-	}
-	if c.Project == "" {
-		c.Project = strings.TrimSpace(getenv("GCP_PROJECT"))
+		ModelURI:       e.String("MODEL_URI", ""),
+		RegistryURI:    e.String("REGISTRY_URI", ""),
+		ModelName:      e.String("MODEL_NAME", ""),
+		ModelAlias:     e.String("MODEL_ALIAS", d.ModelAlias),
+		ModelPoll:      e.Duration("MODEL_POLL_SECONDS", d.ModelPoll, time.Second, time.Second),
+		IntraOpThreads: int(e.Int("INTRA_OP_THREADS", int64(d.IntraOpThreads), 1)),
+		TopK:           int(e.Int("TOP_K", int64(d.TopK), 1)),
+		MaxBodyBytes:   e.Int("MAX_BODY_BYTES", d.MaxBodyBytes, 1),
+		MaxImageBytes:  e.Int("MAX_IMAGE_BYTES", d.MaxImageBytes, 1),
+		MaxImagePixels: e.Int("MAX_IMAGE_PIXELS", d.MaxImagePixels, 1),
+		MaxObjects:     int(e.Int("MAX_OBJECTS", int64(d.MaxObjects), 1)),
+		Workers:        int(e.Int("WORKERS", int64(d.Workers), 1)),
+		AllowedBuckets: e.List("PREDICT_ALLOWED_BUCKETS"),
+		ModelRetry:     e.Duration("MODEL_RETRY_MAX_SECONDS", d.ModelRetry, time.Second, time.Second),
+		StorageTimeout: e.Duration("STORAGE_TIMEOUT_SECONDS", d.StorageTimeout, time.Second, time.Second),
+		DecodeMemory:   e.Int("DECODE_MEMORY_BYTES", d.DecodeMemory, 1<<20),
+		DecodeWait:     e.Duration("DECODE_WAIT_MS", d.DecodeWait, time.Millisecond, 0),
+		ResultsBucket:  e.String("RESULTS_BUCKET", ""),
+		UploadBucket:   e.String("UPLOAD_BUCKET", ""),
+		UploadPrefixes: e.List("UPLOAD_PREFIXES"),
+		ContentTypes:   e.List("UPLOAD_CONTENT_TYPES"),
+		Topic:          e.String("PREDICTIONS_TOPIC", ""),
+		Project:        gcp.ProjectFrom(getenv),
 	}
 	if c.ContentTypes == nil {
-		c.ContentTypes = DefaultContentTypes
+		c.ContentTypes = d.ContentTypes
 	}
 	switch {
 	case c.ModelURI != "":
@@ -120,19 +144,16 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		// which shares the environment when every function runs in one
 		// process (./functions/cmd/functions).
 	case c.RegistryURI != "" && c.ModelName == "":
-		errs = append(errs, errors.New("REGISTRY_URI is set but MODEL_NAME is not: name the registry model to serve"))
-	case c.ModelURI == "" && c.RegistryURI == "":
-		errs = append(errs, errors.New("no model: set MODEL_URI (gs://bucket/prefix or file:///dir holding model.json and model.onnx) or REGISTRY_URI and MODEL_NAME (serve the production alias, reloading when it moves)"))
+		e.Failf("REGISTRY_URI is set but MODEL_NAME is not: name the registry model to serve")
+	case c.RegistryURI == "":
+		e.Failf("no model: set MODEL_URI (gs://bucket/prefix or file:///dir holding model.json and model.onnx) or REGISTRY_URI and MODEL_NAME (serve the production alias, reloading when it moves)")
 	}
 	if c.ServesRegistry() {
 		if err := validRegistryURI(c.RegistryURI); err != nil {
-			errs = append(errs, fmt.Errorf("REGISTRY_URI=%q: %w", c.RegistryURI, err))
+			e.Failf("REGISTRY_URI=%q: %v", c.RegistryURI, err)
 		}
 	}
-	if c.ModelAlias == "" {
-		c.ModelAlias = "production"
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := e.Err(); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)
 	}
 	return c, nil
@@ -146,91 +167,24 @@ func (c Config) ServesRegistry() bool { return c.ModelURI == "" && c.RegistryURI
 // configuration. Writing results into the trigger bucket would trigger the
 // function on its own output forever, so that is refused outright.
 func (c Config) ValidateUpload() error {
-	var errs []error
+	var errs []string
 	if c.ResultsBucket == "" {
-		errs = append(errs, errors.New("RESULTS_BUCKET is not set"))
+		errs = append(errs, "RESULTS_BUCKET is not set")
 	} else if strings.Contains(c.ResultsBucket, "/") || strings.HasPrefix(c.ResultsBucket, "gs:") {
-		errs = append(errs, fmt.Errorf("RESULTS_BUCKET=%q: want a bucket name, not a URI", c.ResultsBucket))
+		errs = append(errs, fmt.Sprintf("RESULTS_BUCKET=%q: want a bucket name, not a URI", c.ResultsBucket))
 	}
 	if c.UploadBucket != "" && c.UploadBucket == c.ResultsBucket {
-		errs = append(errs, fmt.Errorf("RESULTS_BUCKET and UPLOAD_BUCKET are both %q: results written into the trigger bucket would trigger the function again, forever", c.ResultsBucket))
+		errs = append(errs, fmt.Sprintf("RESULTS_BUCKET and UPLOAD_BUCKET are both %q: results written into the trigger bucket would trigger the function again, forever", c.ResultsBucket))
 	}
-	if c.Topic != "" && !strings.HasPrefix(c.Topic, "projects/") && c.Project == "" {
-		errs = append(errs, fmt.Errorf("PREDICTIONS_TOPIC=%q needs GOOGLE_CLOUD_PROJECT (or a full projects/P/topics/T name)", c.Topic))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("PredictOnUpload configuration: %w", err)
-	}
-	return nil
-}
-
-func list(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
+	if c.Topic != "" {
+		if _, err := gcp.TopicName(c.Project, c.Topic); err != nil {
+			errs = append(errs, fmt.Sprintf("PREDICTIONS_TOPIC: %v", err))
 		}
 	}
-	return out
-}
-
-func (c Config) workers() int {
-	if c.Workers > 0 {
-		return c.Workers
+	if len(errs) > 0 {
+		return errors.New("PredictOnUpload configuration: " + strings.Join(errs, "; "))
 	}
-	return 2 * runtime.GOMAXPROCS(0)
-}
-
-func (c Config) topK() int {
-	if c.TopK > 0 {
-		return c.TopK
-	}
-	return DefaultTopK
-}
-
-func (c Config) maxObjects() int {
-	if c.MaxObjects > 0 {
-		return c.MaxObjects
-	}
-	return DefaultMaxObjects
-}
-
-func (c Config) maxBody() int64 {
-	if c.MaxBodyBytes > 0 {
-		return c.MaxBodyBytes
-	}
-	return DefaultMaxBodyBytes
-}
-
-// DefaultStorageTimeout bounds one storage read when Config.StorageTimeout is 0.
-// The storage client retries failed reads until its context ends, so
-// without a bound an outage would hold requests open indefinitely.
-const DefaultStorageTimeout = 30 * time.Second
-
-func (c Config) storageTimeout() time.Duration {
-	if c.StorageTimeout > 0 {
-		return c.StorageTimeout
-	}
-	return DefaultStorageTimeout
-}
-
-// decodeMemory is DecodeMemory, or DecodeMemoryShare of the memory limit.
-func (c Config) decodeMemory() int64 {
-	if c.DecodeMemory > 0 {
-		return c.DecodeMemory
-	}
-	n, _ := memlimit.Limit()
-	if n <= 0 {
-		n = 2 << 30 // unknown: Cloud Run's size for these functions
-	}
-	return int64(float64(n) * DecodeMemoryShare)
-}
-
-func (c Config) maxImage() int64 {
-	if c.MaxImageBytes > 0 {
-		return c.MaxImageBytes
-	}
-	return preprocess.DefaultMaxBytes
+	return nil
 }
 
 // bucketAllowed fails closed: with no allow-list, no bucket may be read

@@ -2,12 +2,20 @@
 // free of the Functions Framework so it can be tested over httptest and
 // reused by other entry points:
 //
-//   - Server is the Predict HTTP function (raw image, multipart, gs:// URIs
-//     or a prefix with evaluation; GET for model information);
-//   - Uploader is the PredictOnUpload CloudEvent function;
-//   - App wires both from a Config (ConfigFromEnv reads the environment).
+//   - Service is the transport-free core: Classify takes a batch of sources
+//     (bytes, or objects to read) and returns one Classification each, on a
+//     bounded worker pool within the decode memory budget; ErrorKind sorts
+//     every failure into the kinds answers, result files and metrics use;
+//   - Results writes one result per source object generation (WriteOnce);
+//   - Server is the Predict HTTP function over the Service (raw image,
+//     multipart, gs:// URIs or a prefix with evaluation, see Evaluate; GET
+//     for model information);
+//   - Uploader is the PredictOnUpload CloudEvent function over the Service
+//     and Results;
+//   - App wires them from a Config (DefaultConfig holds the defaults,
+//     ConfigFromEnv reads the environment over them).
 //
-// Every image goes through model.Classifier.Classify, the shared
+// Every image goes through onnxrt.Classifier.Classify, the shared
 // preprocessing path; this package has no preprocessing of its own.
 //
 // # Exactly one result per object generation

@@ -12,10 +12,10 @@ import (
 
 	"github.com/orchard-mlops/orchard/functions/telemetry"
 	"github.com/orchard-mlops/orchard/shared/emulators"
-	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 )
 
 func TestMain(m *testing.M) { os.Exit(emulators.RunTests(m)) }
@@ -31,10 +31,10 @@ func quietLog() *slog.Logger {
 
 // newClassifier returns the colour model (labels red, green, blue) with the
 // config's limits, closed when the test ends.
-func newClassifier(tb testing.TB, cfg Config, o modeltest.Options) *model.Classifier {
+func newClassifier(tb testing.TB, cfg Config, o modeltest.Options) *onnxrt.Classifier {
 	tb.Helper()
-	ort.InitForTest(tb)
-	c, err := model.NewClassifier(modeltest.Colour(tb, o), model.Options{Limits: cfg.Limits()})
+	onnxrttest.Init(tb)
+	c, err := onnxrt.NewClassifier(modeltest.Colour(tb, o), onnxrt.Options{Limits: cfg.Limits()})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -43,13 +43,16 @@ func newClassifier(tb testing.TB, cfg Config, o modeltest.Options) *model.Classi
 }
 
 func testConfig() Config {
-	return Config{ModelURI: "test://", StorageTimeout: 2 * time.Second, TopK: DefaultTopK, MaxBodyBytes: 1 << 20, MaxImageBytes: 1 << 20, MaxObjects: 16, Workers: 4, ContentTypes: DefaultContentTypes}
+	c := DefaultConfig()
+	c.ModelURI, c.StorageTimeout = "test://", 2*time.Second
+	c.MaxBodyBytes, c.MaxImageBytes, c.MaxObjects, c.Workers = 1<<20, 1<<20, 16, 4
+	return c
 }
 
 func newServer(tb testing.TB, cfg Config, objs Objects, metrics *telemetry.Metrics) *Server {
 	tb.Helper()
 	c := newClassifier(tb, cfg, modeltest.Options{Version: "v3"})
-	return &Server{Config: cfg, Provider: modelsource.Static{C: c}, Objects: objs, Metrics: metrics, Log: quietLog()}
+	return &Server{&Service{Config: cfg, Provider: modelsource.Static{C: c}, Objects: objs, Metrics: metrics, Log: quietLog()}}
 }
 
 var (

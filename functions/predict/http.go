@@ -1,26 +1,21 @@
 package predict
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
 	"mime"
-	"mime/multipart"
 	"net/http"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/orchard-mlops/orchard/functions/telemetry"
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/results"
 )
 
 // Server is the Predict HTTP function.
@@ -36,29 +31,12 @@ import (
 // ?top_k=N picks how many predictions each image gets (default Config.TopK).
 // Errors are {"error":..,"kind":..} with 400, 405, 413, 415, 503 (with
 // Retry-After) and so on.
-type Server struct {
-	Config   Config
-	Provider modelsource.Provider
-	// Objects reads gs:// images for JSON requests; nil refuses them.
-	Objects Objects
-	// Budget bounds the memory of concurrent decodes (shared with
-	// PredictOnUpload); nil admits every decode.
-	Budget  *DecodeBudget
-	Metrics *telemetry.Metrics
-	Log     *slog.Logger
-}
-
-// requestLog collects the fields of a request's one log line.
-type requestLog struct {
-	mode         string
-	images       int
-	failed       int
-	label        string
-	score        float64
-	modelVersion string
-	errKind      string
-	err          error
-}
+//
+// It decodes requests into sources for the Service (raw bytes and
+// multipart files here and in multipart.go, gs:// objects and folders in
+// gsrequest.go) and answers with what it classified. The Service's Objects
+// reads gs:// images; without it, JSON requests are refused.
+type Server struct{ *Service }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -89,58 +67,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) log() *slog.Logger {
-	if s.Log != nil {
-		return s.Log
-	}
-	return slog.Default()
-}
-
-func (s *Server) logRequest(r *http.Request, status int, rl *requestLog, d time.Duration) {
-	if status == 0 {
-		status = http.StatusOK
-	}
-	attrs := []slog.Attr{
-		slog.String("function", "Predict"),
-		slog.String("method", r.Method),
-		slog.String("mode", rl.mode),
-		slog.Int("status", status),
-		slog.Float64("latency_ms", float64(d.Microseconds())/1000),
-	}
-	if rl.modelVersion != "" {
-		attrs = append(attrs, slog.String("model_version", rl.modelVersion))
-	}
-	if rl.images > 0 {
-		attrs = append(attrs, slog.Int("images", rl.images))
-	}
-	if rl.failed > 0 {
-		attrs = append(attrs, slog.Int("failed", rl.failed))
-	}
-	if rl.label != "" {
-		attrs = append(attrs, slog.String("label", rl.label), slog.Float64("score", rl.score))
-	}
-	if rl.errKind != "" {
-		attrs = append(attrs, slog.String("error_kind", rl.errKind))
-	}
-	level := slog.LevelInfo
-	if rl.err != nil {
-		attrs = append(attrs, slog.String("error", rl.err.Error()))
-	}
-	if status >= 500 {
-		level = slog.LevelError
-	} else if status >= 400 {
-		level = slog.LevelWarn
-	}
-	s.log().LogAttrs(r.Context(), level, "predict", attrs...)
-}
-
 // acquire leases the model or answers 503.
 func (s *Server) acquire(w http.ResponseWriter, r *http.Request, rl *requestLog) (*modelsource.Lease, bool) {
-	if s.Provider == nil {
-		writeError(w, http.StatusServiceUnavailable, KindModelUnavailable, "no model configured")
-		return nil, false
-	}
-	lease, err := s.Provider.Acquire(r.Context())
+	lease, err := s.Acquire(r.Context())
 	if err != nil {
 		setRetryAfter(w, err)
 		rl.errKind, rl.err = KindModelUnavailable, err
@@ -152,15 +81,10 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request, rl *requestLog)
 	return lease, true
 }
 
-// modelInfo is the "model" member of every answer.
-type modelInfo struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-}
-
-func infoOf(c *model.Classifier) modelInfo {
+// modelOf is the "model" member of every answer and result.
+func modelOf(c *onnxrt.Classifier) results.Model {
 	m := c.Metadata()
-	return modelInfo{Name: m.Name, Version: m.Version}
+	return results.Model{Name: m.Name, Version: m.Version}
 }
 
 // InfoResponse is the GET answer.
@@ -184,11 +108,7 @@ type ModelInfo struct {
 }
 
 func (s *Server) info(w http.ResponseWriter, r *http.Request, rl *requestLog) {
-	var lease *modelsource.Lease
-	err := errors.New("no model configured")
-	if s.Provider != nil {
-		lease, err = s.Provider.Acquire(r.Context())
-	}
+	lease, err := s.Acquire(r.Context())
 	if err != nil {
 		setRetryAfter(w, err)
 		rl.errKind, rl.err = KindModelUnavailable, err
@@ -208,7 +128,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request, rl *requestLog) {
 var rawTypes = map[string]bool{"image/jpeg": true, "image/png": true, "image/webp": true, "application/octet-stream": true}
 
 func (s *Server) post(w http.ResponseWriter, r *http.Request, rl *requestLog) {
-	k := s.Config.topK()
+	k := s.Config.TopK
 	if q := r.URL.Query().Get("top_k"); q != "" {
 		n, err := strconv.Atoi(q)
 		if err != nil || n < 1 {
@@ -239,7 +159,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, rl *requestLog) {
 			fmt.Sprintf("unsupported Content-Type %q: send image/jpeg, image/png or image/webp bytes, multipart/form-data files, or application/json {\"uris\":[..]} or {\"prefix\":..}", ct))
 		return
 	}
-	limit := s.Config.maxBody()
+	limit := s.Config.MaxBodyBytes
 	if r.ContentLength > limit {
 		rl.errKind = KindTooLarge
 		s.Metrics.Error(r.Context(), "http", KindTooLarge)
@@ -279,40 +199,32 @@ func (s *Server) bodyError(w http.ResponseWriter, r *http.Request, err error, rl
 
 // PredictResponse is the answer for one raw image.
 type PredictResponse struct {
-	Model       modelInfo          `json:"model"`
+	Model       results.Model      `json:"model"`
 	Predictions []model.Prediction `json:"predictions"`
-	Signals
+	results.Signals
 }
 
-func (s *Server) raw(w http.ResponseWriter, r *http.Request, c *model.Classifier, k int, rl *requestLog) {
+func (s *Server) raw(w http.ResponseWriter, r *http.Request, c *onnxrt.Classifier, k int, rl *requestLog) {
 	// MaxBytesReader caps the body (a 413); the declared length only sizes
 	// the buffer, and only up to that cap, since a client may claim anything.
-	body, err := blob.ReadCapped(r.Body, min(r.ContentLength, s.Config.maxBody()), 0)
+	body, err := blob.ReadCapped(r.Body, min(r.ContentLength, s.Config.MaxBodyBytes), 0)
 	if err != nil {
 		s.bodyError(w, r, err, rl)
 		return
 	}
 	rl.images = 1
-	out := classify(r.Context(), s.Budget, s.Config.Limits(), c, body, k)
-	if out.err != nil {
-		kind := errorKind(out.err)
-		rl.failed, rl.errKind, rl.err = 1, kind, out.err
-		s.Metrics.Error(r.Context(), "http", kind)
+	out := s.Classify(r.Context(), c, []Source{{Data: body}}, Options{TopK: k, Via: "http"})[0]
+	if out.Err != nil {
+		kind := out.Kind()
+		rl.failed, rl.errKind, rl.err = 1, kind, out.Err
 		if kind == KindOverloaded {
 			retryAfter(w, s.Budget.retryAfter())
 		}
-		writeError(w, statusFor(kind), kind, publicMessage(out.err))
+		writeError(w, statusFor(kind), kind, PublicMessage(out.Err))
 		return
 	}
-	s.record(r.Context(), c, out)
-	rl.label, rl.score = out.preds[0].Label, out.preds[0].Score
-	writeJSON(w, http.StatusOK, PredictResponse{Model: infoOf(c), Predictions: out.preds, Signals: out.signals})
-}
-
-func (s *Server) record(ctx context.Context, c *model.Classifier, out classified) {
-	if len(out.preds) > 0 {
-		s.Metrics.Prediction(ctx, "http", out.preds[0].Label, c.Metadata().Version, out.latency)
-	}
+	rl.label, rl.score = out.Predictions[0].Label, out.Predictions[0].Score
+	writeJSON(w, http.StatusOK, PredictResponse{Model: modelOf(c), Predictions: out.Predictions, Signals: out.Signals})
 }
 
 // Result is one image's outcome in a batch answer.
@@ -321,332 +233,34 @@ type Result struct {
 	URI         string             `json:"uri,omitempty"`
 	Expected    string             `json:"expected,omitempty"` // the label its folder names (prefix evaluation)
 	Predictions []model.Prediction `json:"predictions,omitempty"`
-	Signals
+	results.Signals
 	Error string `json:"error,omitempty"`
 	Kind  string `json:"kind,omitempty"`
 }
 
 // BatchResponse is the answer for multipart and JSON requests.
 type BatchResponse struct {
-	Model           modelInfo  `json:"model"`
-	Results         []Result   `json:"results"`
-	Accuracy        *float64   `json:"accuracy,omitempty"`
-	Evaluated       int        `json:"evaluated,omitempty"`
-	ConfusionMatrix *Confusion `json:"confusion_matrix,omitempty"`
+	Model           results.Model `json:"model"`
+	Results         []Result      `json:"results"`
+	Accuracy        *float64      `json:"accuracy,omitempty"`
+	Evaluated       int           `json:"evaluated,omitempty"`
+	ConfusionMatrix *Confusion    `json:"confusion_matrix,omitempty"`
 }
 
-// Confusion counts images by expected label (rows) and predicted top-1
-// label (columns), both in Labels order.
-type Confusion struct {
-	Labels []string `json:"labels"`
-	Matrix [][]int  `json:"matrix"`
-}
-
-// job is one image of a batch: bytes already in hand, or an object to read.
-type job struct {
-	data []byte
-	err  error // set when reading the upload already failed
-	obj  *ObjectInfo
-}
-
-func (s *Server) multipart(w http.ResponseWriter, r *http.Request, c *model.Classifier, boundary string, k int, rl *requestLog) {
-	if boundary == "" {
-		rl.errKind = KindBadRequest
-		writeError(w, http.StatusBadRequest, KindBadRequest, "multipart/form-data without a boundary")
-		return
-	}
-	mr := multipart.NewReader(r.Body, boundary)
-	var (
-		results []Result
-		jobs    []job
-	)
-	maxImage := s.Config.maxImage()
-	for {
-		p, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			s.bodyError(w, r, err, rl)
-			return
-		}
-		if p.FileName() == "" && p.FormName() != "file" && p.FormName() != "files" {
-			// A plain form field: not an image.
-			_, _ = io.Copy(io.Discard, p)
-			if err := drainErr(p); err != nil {
-				s.bodyError(w, r, err, rl)
-				return
-			}
-			continue
-		}
-		if len(jobs) == s.Config.maxObjects() {
-			rl.errKind = KindBadRequest
-			writeError(w, http.StatusBadRequest, KindBadRequest, fmt.Sprintf("more than %d files in one request", s.Config.maxObjects()))
-			return
-		}
-		name := p.FileName()
-		if name == "" {
-			name = p.FormName()
-		}
-		data, err := io.ReadAll(io.LimitReader(p, maxImage+1))
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			s.bodyError(w, r, err, rl)
-			return
-		case err != nil:
-			s.bodyError(w, r, err, rl)
-			return
-		case int64(len(data)) > maxImage:
-			if _, err := io.Copy(io.Discard, p); err != nil {
-				s.bodyError(w, r, err, rl)
-				return
-			}
-			jobs = append(jobs, job{err: fmt.Errorf("file is over the %d-byte limit: %w", maxImage, blob.ErrTooLarge)})
-		default:
-			jobs = append(jobs, job{data: data})
-		}
-		results = append(results, Result{Filename: name})
-	}
-	if len(jobs) == 0 {
-		rl.errKind = KindBadRequest
-		writeError(w, http.StatusBadRequest, KindBadRequest, "no files in the multipart request")
-		return
-	}
-	s.runBatch(r.Context(), c, k, jobs, results, rl)
-	writeJSON(w, http.StatusOK, BatchResponse{Model: infoOf(c), Results: results})
-}
-
-func drainErr(p *multipart.Part) error { _, err := io.Copy(io.Discard, p); return err }
-
-// runBatch classifies jobs on a bounded worker pool, filling results in
-// request order.
-func (s *Server) runBatch(ctx context.Context, c *model.Classifier, k int, jobs []job, results []Result, rl *requestLog) {
-	workers := min(s.Config.workers(), len(jobs))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := range next {
-				s.runJob(ctx, c, k, jobs[i], &results[i])
-			}
-		})
-	}
-	for i := range jobs {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	rl.images = len(jobs)
-	for _, res := range results {
-		if res.Error != "" {
+// classifyInto classifies a batch's sources into its results (same order)
+// and counts them in the request log.
+func (s *Server) classifyInto(ctx context.Context, c *onnxrt.Classifier, k int, srcs []Source, results []Result, rl *requestLog) []Classification {
+	got := s.Classify(ctx, c, srcs, Options{TopK: k, Via: "http"})
+	rl.images = len(got)
+	for i, g := range got {
+		if g.Err != nil {
+			results[i].Error, results[i].Kind = PublicMessage(g.Err), g.Kind()
 			rl.failed++
-		}
-	}
-}
-
-func (s *Server) runJob(ctx context.Context, c *model.Classifier, k int, j job, res *Result) {
-	defer func() {
-		if p := recover(); p != nil {
-			res.Predictions, res.Error, res.Kind = nil, "internal error", KindInternal
-			s.log().ErrorContext(ctx, "predict: panic in a batch job", "panic", fmt.Sprint(p))
-		}
-	}()
-	fail := func(err error) {
-		kind := errorKind(err)
-		res.Error, res.Kind = publicMessage(err), kind
-		s.Metrics.Error(ctx, "http", kind)
-	}
-	if j.err != nil {
-		fail(j.err)
-		return
-	}
-	if err := ctx.Err(); err != nil {
-		fail(fmt.Errorf("before reading the image: %w", err)) // the client left: do no more work for it
-		return
-	}
-	data := j.data
-	start := time.Now()
-	if j.obj != nil {
-		var err error
-		rctx, cancel := context.WithTimeout(ctx, s.Config.storageTimeout())
-		data, _, err = s.Objects.Read(rctx, j.obj.Bucket, j.obj.Name, 0, s.Config.maxImage())
-		cancel()
-		if err != nil {
-			fail(err)
-			return
-		}
-	}
-	out := classify(ctx, s.Budget, s.Config.Limits(), c, data, k)
-	out.latency = time.Since(start)
-	if out.err != nil {
-		fail(out.err)
-		return
-	}
-	res.Predictions, res.Signals = out.preds, out.signals
-	s.record(ctx, c, out)
-}
-
-// JSONRequest is the application/json body.
-type JSONRequest struct {
-	URIs   []string `json:"uris,omitempty"`
-	Prefix string   `json:"prefix,omitempty"`
-}
-
-func (s *Server) jsonRequest(w http.ResponseWriter, r *http.Request, c *model.Classifier, k int, rl *requestLog) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		s.bodyError(w, r, err, rl)
-		return
-	}
-	bad := func(msg string) {
-		rl.errKind = KindBadRequest
-		s.Metrics.Error(r.Context(), "http", KindBadRequest)
-		writeError(w, http.StatusBadRequest, KindBadRequest, msg)
-	}
-	var req JSONRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		bad("bad JSON: " + err.Error())
-		return
-	}
-	if dec.More() {
-		bad("bad JSON: more than one value")
-		return
-	}
-	if s.Objects == nil {
-		writeError(w, http.StatusNotImplemented, KindInternal, "this deployment cannot read gs:// objects")
-		return
-	}
-	switch {
-	case len(req.URIs) > 0 && req.Prefix != "":
-		bad(`give either "uris" or "prefix", not both`)
-	case len(req.URIs) > 0:
-		rl.mode = "uris"
-		s.uris(w, r, c, k, req.URIs, rl, bad)
-	case req.Prefix != "":
-		rl.mode = "prefix"
-		s.prefix(w, r, c, k, req.Prefix, rl, bad)
-	default:
-		bad(`give "uris": ["gs://bucket/object", ...] or "prefix": "gs://bucket/folder/"`)
-	}
-}
-
-// parseGS parses gs://bucket/name, refusing other schemes: a client must
-// never make the function read its own file system.
-func (s *Server) parseGS(uri string, wantObject bool) (bucket, name string, err error) {
-	if !strings.HasPrefix(uri, "gs://") {
-		return "", "", fmt.Errorf("%q: only gs:// URIs are accepted: %w", uri, errBadRequest)
-	}
-	bucket, name, _, err = blob.Parse(uri)
-	if err != nil {
-		return "", "", fmt.Errorf("%w: %w", err, errBadRequest)
-	}
-	if wantObject && (name == "" || strings.HasSuffix(name, "/")) {
-		return "", "", fmt.Errorf("%q names no object: %w", uri, errBadRequest)
-	}
-	if !s.Config.bucketAllowed(bucket) {
-		return "", "", fmt.Errorf("bucket %q is not in PREDICT_ALLOWED_BUCKETS: %w", bucket, ErrForbidden)
-	}
-	return bucket, name, nil
-}
-
-func (s *Server) uris(w http.ResponseWriter, r *http.Request, c *model.Classifier, k int, uris []string, rl *requestLog, bad func(string)) {
-	if len(uris) > s.Config.maxObjects() {
-		bad(fmt.Sprintf("%d uris; at most %d per request", len(uris), s.Config.maxObjects()))
-		return
-	}
-	jobs := make([]job, len(uris))
-	results := make([]Result, len(uris))
-	for i, u := range uris {
-		results[i].URI = u
-		bucket, name, err := s.parseGS(u, true)
-		if err != nil {
-			jobs[i].err = err
 			continue
 		}
-		jobs[i].obj = &ObjectInfo{Bucket: bucket, Name: name}
+		results[i].Predictions, results[i].Signals = g.Predictions, g.Signals
 	}
-	s.runBatch(r.Context(), c, k, jobs, results, rl)
-	writeJSON(w, http.StatusOK, BatchResponse{Model: infoOf(c), Results: results})
-}
-
-func (s *Server) prefix(w http.ResponseWriter, r *http.Request, c *model.Classifier, k int, prefix string, rl *requestLog, bad func(string)) {
-	bucket, folder, err := s.parseGS(prefix, false)
-	if err != nil {
-		kind := errorKind(err)
-		rl.errKind = kind
-		writeError(w, statusFor(kind), kind, err.Error())
-		return
-	}
-	if folder != "" && !strings.HasSuffix(folder, "/") {
-		folder += "/"
-	}
-	maxN := s.Config.maxObjects()
-	lctx, cancel := context.WithTimeout(r.Context(), s.Config.storageTimeout())
-	objs, err := s.Objects.List(lctx, bucket, folder, looksLikeImage, maxN, 20*maxN)
-	cancel()
-	if err != nil {
-		if errors.Is(err, ErrTooMany) {
-			bad(err.Error() + "; narrow the prefix (MAX_OBJECTS)")
-			return
-		}
-		kind := errorKind(err)
-		rl.errKind, rl.err = kind, err
-		s.Metrics.Error(r.Context(), "http", kind)
-		writeError(w, statusFor(kind), kind, err.Error())
-		return
-	}
-	if len(objs) == 0 {
-		bad(fmt.Sprintf("no images below gs://%s/%s", bucket, folder))
-		return
-	}
-	labels := c.Metadata().Labels
-	index := make(map[string]int, len(labels))
-	for i, l := range labels {
-		index[l] = i
-	}
-	jobs := make([]job, len(objs))
-	results := make([]Result, len(objs))
-	labelled := true // every image sits in a sub-folder named after a label
-	for i := range objs {
-		o := objs[i]
-		jobs[i].obj = &o
-		results[i].URI = o.URI()
-		sub, _, nested := strings.Cut(strings.TrimPrefix(o.Name, folder), "/")
-		if _, ok := index[sub]; !nested || !ok {
-			labelled = false
-		}
-	}
-	s.runBatch(r.Context(), c, k, jobs, results, rl)
-	resp := BatchResponse{Model: infoOf(c), Results: results}
-	if labelled {
-		conf := &Confusion{Labels: labels, Matrix: make([][]int, len(labels))}
-		for i := range conf.Matrix {
-			conf.Matrix[i] = make([]int, len(labels))
-		}
-		correct := 0
-		for i := range results {
-			sub, _, _ := strings.Cut(strings.TrimPrefix(objs[i].Name, folder), "/")
-			results[i].Expected = sub
-			if len(results[i].Predictions) == 0 {
-				continue // failed images are listed with their error, not scored
-			}
-			got := results[i].Predictions[0].Label
-			conf.Matrix[index[sub]][index[got]]++
-			resp.Evaluated++
-			if got == sub {
-				correct++
-			}
-		}
-		if resp.Evaluated > 0 {
-			acc := float64(correct) / float64(resp.Evaluated)
-			resp.Accuracy = &acc
-		}
-		resp.ConfusionMatrix = conf
-	}
-	writeJSON(w, http.StatusOK, resp)
+	return got
 }
 
 // ErrorResponse is every error answer.
@@ -673,28 +287,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// statusWriter remembers the status for the request log.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if !s.wrote {
-		s.status, s.wrote = code, true
+// statusFor maps an error kind to the HTTP status of a single-image answer.
+func statusFor(kind string) int {
+	switch kind {
+	case KindCorrupt, KindBadRequest, KindUnsupported:
+		// The declared content type was acceptable (checked earlier, 415),
+		// the bytes are not an image of it.
+		return http.StatusBadRequest
+	case KindTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case KindNotFound:
+		return http.StatusNotFound
+	case KindForbidden:
+		return http.StatusForbidden
+	case KindModelUnavailable, KindOverloaded, KindCancelled:
+		return http.StatusServiceUnavailable
+	case KindStorage:
+		return http.StatusBadGateway
 	}
-	s.ResponseWriter.WriteHeader(code)
+	return http.StatusInternalServerError
 }
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if !s.wrote {
-		s.status, s.wrote = http.StatusOK, true
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // setRetryAfter tells a client when a model may be loaded: the provider's
 // own estimate, or DefaultRetryAfter; at least a second.

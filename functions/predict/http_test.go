@@ -20,6 +20,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/preprocess/preprocesstest"
 )
 
@@ -196,9 +197,9 @@ func TestPredictInfo(t *testing.T) {
 func TestPredictModelUnavailable(t *testing.T) {
 	cfg := testConfig()
 	var mu sync.Mutex
-	var ready *model.Classifier
+	var ready *onnxrt.Classifier
 	loads := 0
-	lazy := modelsource.NewLazy(func(ctx context.Context) (*model.Classifier, error) {
+	lazy := modelsource.NewLazy(func(ctx context.Context) (*onnxrt.Classifier, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		loads++
@@ -207,7 +208,7 @@ func TestPredictModelUnavailable(t *testing.T) {
 		}
 		return ready, nil
 	}, modelsource.Backoff{Initial: 300 * time.Millisecond, Max: time.Second})
-	s := &Server{Config: cfg, Provider: lazy, Log: quietLog()}
+	s := &Server{&Service{Config: cfg, Provider: lazy, Log: quietLog()}}
 	for _, r := range []*http.Request{
 		post("/", "image/jpeg", redJPEG(t)),
 		post("/", "image/jpeg", redJPEG(t)),
@@ -373,7 +374,7 @@ func TestPredictMultipartOverBodyCap(t *testing.T) {
 // TestPredictPanicRecovered: a panicking provider gives a JSON 500 and the
 // handler keeps serving.
 func TestPredictPanicRecovered(t *testing.T) {
-	s := &Server{Config: testConfig(), Provider: panicProvider{}, Log: quietLog()}
+	s := &Server{&Service{Config: testConfig(), Provider: panicProvider{}, Log: quietLog()}}
 	w, body := do(t, s, post("/", "image/jpeg", []byte("x")))
 	if w.Code != 500 || body["kind"] != KindInternal {
 		t.Fatalf("status %d: %s", w.Code, w.Body)

@@ -15,8 +15,8 @@ const storageCallsTable = "../../infra/terraform/storage_calls.csv"
 // what was called: replacing a result needs storage.objects.delete.
 func TestStorageCallsTable(t *testing.T) {
 	e := newUploadEnv(t, testConfig())
-	rec := blobtest.Record(e.u.Results)
-	e.u.Results = rec
+	rec := blobtest.Record(e.u.Results.Store)
+	e.u.Results.Store = rec
 	img := redJPEG(t)
 	gen := e.put(t, "uploads", "a.jpg", "image/jpeg", img)
 	for _, id := range []string{"ev-1", "ev-1-again"} {

@@ -50,10 +50,16 @@ type Objects interface {
 var ErrTooMany = errors.New("too many objects")
 
 // GCSObjects is Objects over a storage client.
-type GCSObjects struct{ Client *storage.Client }
+type GCSObjects struct {
+	Client *storage.Client
+	Err    error // why there is no client: every call fails with it
+}
 
 // Read implements Objects.
 func (g GCSObjects) Read(ctx context.Context, bucket, name string, generation, maxBytes int64) ([]byte, ObjectInfo, error) {
+	if g.Err != nil {
+		return nil, ObjectInfo{Bucket: bucket, Name: name}, g.Err
+	}
 	o := g.Client.Bucket(bucket).Object(name)
 	if generation > 0 {
 		o = o.Generation(generation)
@@ -77,6 +83,9 @@ func (g GCSObjects) Read(ctx context.Context, bucket, name string, generation, m
 
 // List implements Objects.
 func (g GCSObjects) List(ctx context.Context, bucket, prefix string, keep func(ObjectInfo) bool, limit, scanLimit int) ([]ObjectInfo, error) {
+	if g.Err != nil {
+		return nil, g.Err
+	}
 	it := g.Client.Bucket(bucket).Objects(ctx, &storage.Query{Prefix: prefix})
 	var out []ObjectInfo
 	scanned := 0

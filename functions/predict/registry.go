@@ -7,33 +7,33 @@ import (
 	"sync"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
-	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
 // registryProvider serves the model an alias of the registry names (see
-// registry.Watcher) and reloads it when the alias moves. The watcher polls
+// modelsource.Watcher) and reloads it when the alias moves. The watcher polls
 // from Acquire, never from a background goroutine, because Cloud Run
 // throttles CPU between requests. The registry is opened on first use so
 // that NewApp stays free of I/O.
 type registryProvider struct {
-	watcher func() (*registry.Watcher, error)
+	watcher func() (*modelsource.Watcher, error)
 	mu      sync.Mutex
-	made    *registry.Watcher
+	made    *modelsource.Watcher
 }
 
 func newRegistryProvider(cfg Config, log *slog.Logger) *registryProvider {
 	p := &registryProvider{}
-	p.watcher = sync.OnceValues(func() (*registry.Watcher, error) {
-		reg, err := registry.Open(context.Background(), cfg.RegistryURI, registry.Options{Logger: log})
+	p.watcher = sync.OnceValues(func() (*modelsource.Watcher, error) {
+		reg, err := registry.Open(context.Background(), cfg.RegistryURI, registry.Options{Logger: log, Storage: blob.LazyOpener()})
 		if err != nil {
 			return nil, fmt.Errorf("opening REGISTRY_URI: %w", err)
 		}
-		w := registry.NewWatcher(reg, cfg.ModelName, registry.WatcherOptions{
+		w := modelsource.NewWatcher(reg, cfg.ModelName, modelsource.WatcherOptions{
 			Alias:      cfg.ModelAlias,
 			Interval:   cfg.ModelPoll,
-			Classifier: model.Options{IntraOpThreads: cfg.IntraOpThreads, Limits: cfg.Limits()},
+			Classifier: onnxrt.Options{IntraOpThreads: cfg.IntraOpThreads, Limits: cfg.Limits()},
 			Logger:     log,
 		})
 		p.mu.Lock()

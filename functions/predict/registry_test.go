@@ -10,7 +10,8 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
@@ -18,7 +19,7 @@ import (
 // does (REGISTRY_URI, MODEL_NAME) and checks that Predict serves the
 // production alias and follows it when it moves, without a restart.
 func TestAppServesRegistryAlias(t *testing.T) {
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	ctx := t.Context()
 	root := t.TempDir()
 	env := map[string]string{"REGISTRY_URI": "file://" + root, "MODEL_NAME": "colours", "MODEL_POLL_SECONDS": "1"}
@@ -45,7 +46,7 @@ func TestAppServesRegistryAlias(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := registry.PublishFrom(ctx, reg, src, registry.PublishOptions{Promote: true})
+		res, err := registry.PublishFrom(ctx, reg, src, registry.PublishOptions{Runtime: onnxrt.Runtime{}, Promote: true})
 		if err != nil || !res.Promoted() {
 			t.Fatalf("publishing %s: %v (%+v)", version, err, res)
 		}

@@ -5,11 +5,11 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
 	"github.com/orchard-mlops/orchard/shared/monitor"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
 
@@ -17,10 +17,10 @@ import (
 // statistics; with a baseline, the OOD flag says whether (and why) the
 // image is unlike the validation set.
 func TestPredictCarriesSignals(t *testing.T) {
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	cfg := testConfig()
 	m := modeltest.Colour(t, modeltest.Options{Version: "v3"})
-	plain, err := model.NewClassifier(m, model.Options{Limits: cfg.Limits()})
+	plain, err := onnxrt.NewClassifier(m, onnxrt.Options{Limits: cfg.Limits()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestPredictCarriesSignals(t *testing.T) {
 		bb.Add(st, p[0].Label, p[0].Score)
 	}
 	m.Baseline = bb.Baseline()
-	withBase, err := model.NewClassifier(m, model.Options{Limits: cfg.Limits()})
+	withBase, err := onnxrt.NewClassifier(m, onnxrt.Options{Limits: cfg.Limits()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestPredictCarriesSignals(t *testing.T) {
 
 	for _, tc := range []struct {
 		name    string
-		c       *model.Classifier
+		c       *onnxrt.Classifier
 		img     []byte
 		wantOOD string // "": no OOD field; else "true"/"false"
 	}{
@@ -54,7 +54,7 @@ func TestPredictCarriesSignals(t *testing.T) {
 		{"unlike the baseline", withBase, dark, "true"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &Server{Config: cfg, Provider: modelsource.Static{C: tc.c}, Log: quietLog()}
+			s := &Server{&Service{Config: cfg, Provider: modelsource.Static{C: tc.c}, Log: quietLog()}}
 			w := httptest.NewRecorder()
 			s.ServeHTTP(w, post("/", "image/jpeg", tc.img))
 			var pr PredictResponse

@@ -13,128 +13,27 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
-	"github.com/googleapis/google-cloudevents-go/cloud/storagedata"
-	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/orchard-mlops/orchard/functions/telemetry"
-	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/events"
 	"github.com/orchard-mlops/orchard/shared/logging"
-	"github.com/orchard-mlops/orchard/shared/model"
-	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/results"
 )
-
-// FinalizedType is the CloudEvent type of a GCS upload (or overwrite).
-const FinalizedType = "google.cloud.storage.object.v1.finalized"
-
-// Result-object metadata keys. SourceGenerationKey is the idempotency key:
-// together with the result's name (the source object's name) it identifies
-// bucket/name#generation.
-const (
-	SourceGenerationKey = "orchard-source-generation"
-	SourceBucketKey     = "orchard-source-bucket"
-	SourceNameKey       = "orchard-source-name"
-)
-
-// Suffixes of the objects written into the results bucket.
-const (
-	ResultSuffix = ".json"
-	ErrorSuffix  = ".error.json"
-)
-
-// ObjectEvent is what PredictOnUpload needs of a finalize event.
-type ObjectEvent struct {
-	ID          string
-	Time        time.Time
-	Bucket      string
-	Name        string
-	Generation  int64
-	Size        int64 // as the event declares it
-	ContentType string
-}
-
-// URI is gs://bucket/name.
-func (e ObjectEvent) URI() string { return "gs://" + e.Bucket + "/" + e.Name }
-
-// ErrMalformedEvent marks events that can never be processed.
-var ErrMalformedEvent = errors.New("malformed event")
-
-// ParseStorageEvent reads a google.cloud.storage.object.v1.finalized event.
-// Errors wrap ErrMalformedEvent.
-func ParseStorageEvent(ev cloudevents.Event) (ObjectEvent, error) {
-	out := ObjectEvent{ID: ev.ID(), Time: ev.Time()}
-	var d storagedata.StorageObjectData
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(ev.Data(), &d); err != nil {
-		return out, fmt.Errorf("%w: data is not a storage object: %v", ErrMalformedEvent, err)
-	}
-	out.Bucket, out.Name = d.GetBucket(), d.GetName()
-	// The source and subject say the same; use them when data does not.
-	if out.Bucket == "" {
-		if b, ok := strings.CutPrefix(ev.Source(), "//storage.googleapis.com/projects/_/buckets/"); ok {
-			out.Bucket = b
-		}
-	}
-	if out.Name == "" {
-		if n, ok := strings.CutPrefix(ev.Subject(), "objects/"); ok {
-			out.Name = n
-		}
-	}
-	if out.Bucket == "" || out.Name == "" {
-		return out, fmt.Errorf("%w: no bucket or object name (bucket %q, name %q)", ErrMalformedEvent, out.Bucket, out.Name)
-	}
-	out.Generation = d.GetGeneration()
-	out.Size = d.GetSize() // 0 when absent: the read still enforces the cap
-	out.ContentType = d.GetContentType()
-	if out.Generation <= 0 {
-		return out, fmt.Errorf("%w: %s has no generation", ErrMalformedEvent, out.URI())
-	}
-	return out, nil
-}
 
 // Publisher sends a result message (PREDICTIONS_TOPIC).
 type Publisher interface {
 	Publish(ctx context.Context, data []byte, attrs map[string]string) error
 }
 
-// UploadResult is the content of <name>.json and <name>.error.json in the
-// results bucket, and of the Pub/Sub message.
-type UploadResult struct {
-	Bucket      string             `json:"bucket"`
-	Name        string             `json:"name"`
-	Generation  int64              `json:"generation,string"`
-	URI         string             `json:"uri"`
-	ContentType string             `json:"content_type,omitempty"`
-	Size        int64              `json:"size,omitempty"`
-	Model       *modelInfo         `json:"model,omitempty"`
-	Label       string             `json:"label,omitempty"` // top-1
-	Score       float64            `json:"score,omitempty"`
-	Predictions []model.Prediction `json:"predictions,omitempty"`
-	Signals                        // input statistics and OOD flag, read by the monitor
-	Error       string             `json:"error,omitempty"`
-	Kind        string             `json:"kind,omitempty"`
-	LatencyMS   float64            `json:"latency_ms"`
-	EventID     string             `json:"event_id,omitempty"`
-	EventTime   *time.Time         `json:"event_time,omitempty"`
-	Time        time.Time          `json:"time"` // when the result was made
-}
-
 // Uploader is the PredictOnUpload core.
+//
+// It reads the event, skips what is out of scope, classifies the object
+// through the Service, and writes its result once (Results.WriteOnce).
 type Uploader struct {
-	Config    Config
-	Provider  modelsource.Provider
-	Objects   Objects       // reads the uploaded objects
-	Results   blob.Store    // the results bucket
-	Publisher Publisher     // optional
-	Budget    *DecodeBudget // decode memory, shared with Predict; nil admits all
-	Metrics   *telemetry.Metrics
-	Log       *slog.Logger
+	*Service
+	Results   *Results
+	Publisher Publisher // optional
 	Now       func() time.Time
-}
-
-func (u *Uploader) log() *slog.Logger {
-	if u.Log != nil {
-		return u.Log
-	}
-	return slog.Default()
 }
 
 func (u *Uploader) now() time.Time {
@@ -198,11 +97,11 @@ func (u *Uploader) Handle(ctx context.Context, ev cloudevents.Event) (Outcome, e
 		attrs := append(line, slog.String("outcome", string(o)), slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000))
 		u.log().LogAttrs(ctx, level, msg, append(attrs, extra...)...)
 	}
-	if ev.Type() != FinalizedType {
+	if ev.Type() != events.StorageFinalized {
 		logOutcome(slog.LevelWarn, OutcomeSkipped, "predict on upload: not a finalize event, ignored")
 		return OutcomeSkipped, nil
 	}
-	oe, err := ParseStorageEvent(ev)
+	oe, err := events.ParseStorageEvent(ev)
 	if err != nil {
 		u.Metrics.Error(ctx, "upload", "malformed_event")
 		logOutcome(slog.LevelError, OutcomeMalformed, "predict on upload: malformed event acknowledged without processing", slog.String("error", err.Error()))
@@ -230,21 +129,10 @@ func (u *Uploader) Handle(ctx context.Context, ev cloudevents.Event) (Outcome, e
 	}
 
 	o, res, err := u.process(ctx, oe)
-	attrs := []slog.Attr{}
-	if res != nil {
-		if res.Model != nil {
-			attrs = append(attrs, slog.String("model_version", res.Model.Version))
-		}
-		if res.Label != "" {
-			attrs = append(attrs, slog.String("label", res.Label), slog.Float64("score", res.Score))
-		}
-		if res.Kind != "" {
-			attrs = append(attrs, slog.String("error_kind", res.Kind), slog.String("reason", res.Error))
-		}
-	}
+	attrs := resultAttrs(res)
 	switch {
 	case err != nil:
-		attrs = append(attrs, slog.String("error", err.Error()), slog.String("error_kind", errorKind(err)))
+		attrs = append(attrs, slog.String("error", err.Error()), slog.String("error_kind", ErrorKind(err)))
 		logOutcome(slog.LevelError, OutcomeRetry, "predict on upload: transient failure, will be retried", attrs...)
 		return OutcomeRetry, err
 	case o == OutcomeFailed:
@@ -258,8 +146,26 @@ func (u *Uploader) Handle(ctx context.Context, ev cloudevents.Event) (Outcome, e
 	return o, nil
 }
 
+// resultAttrs are the log fields of a result (none for nil).
+func resultAttrs(res *results.Upload) []slog.Attr {
+	var attrs []slog.Attr
+	if res == nil {
+		return attrs
+	}
+	if res.Model != nil {
+		attrs = append(attrs, slog.String("model_version", res.Model.Version))
+	}
+	if res.Label != "" {
+		attrs = append(attrs, slog.String("label", res.Label), slog.Float64("score", res.Score))
+	}
+	if res.Kind != "" {
+		attrs = append(attrs, slog.String("error_kind", res.Kind), slog.String("reason", res.Error))
+	}
+	return attrs
+}
+
 // skip says why an event is out of scope, or "".
-func (u *Uploader) skip(oe ObjectEvent) string {
+func (u *Uploader) skip(oe events.ObjectEvent) string {
 	if u.Config.UploadBucket != "" && oe.Bucket != u.Config.UploadBucket {
 		return fmt.Sprintf("bucket %q is not UPLOAD_BUCKET %q", oe.Bucket, u.Config.UploadBucket)
 	}
@@ -305,70 +211,33 @@ func contentTypeMatches(patterns []string, ct string) bool {
 }
 
 // process reads, classifies and records one object.
-func (u *Uploader) process(ctx context.Context, oe ObjectEvent) (Outcome, *UploadResult, error) {
-	key := oe.Name + ResultSuffix
+func (u *Uploader) process(ctx context.Context, oe events.ObjectEvent) (Outcome, *results.Upload, error) {
+	key := results.ObjectName(oe.Name, false)
 	// Cheap duplicate check first: a redelivered event costs one stat, not
 	// a download and an inference.
-	switch o, existing, err := u.existing(ctx, key, oe.Name, oe.Generation); {
+	switch o, _, err := u.Results.Lookup(ctx, key, oe.Name, oe.Generation); {
 	case err != nil:
 		return OutcomeRetry, nil, err
 	case o == OutcomeDuplicate:
-		return o, nil, u.republish(ctx, key, existing)
+		return o, nil, u.republish(ctx, key)
 	case o == OutcomeStale, o == OutcomeCollision:
 		return o, nil, nil
 	}
 
-	lease, err := u.Provider.Acquire(ctx)
+	lease, err := u.Acquire(ctx)
 	if err != nil {
 		u.Metrics.Error(ctx, "upload", KindModelUnavailable)
 		return OutcomeRetry, nil, err
 	}
 	defer lease.Release()
-	mi := infoOf(lease.Classifier)
-	res := &UploadResult{
-		Bucket: oe.Bucket, Name: oe.Name, Generation: oe.Generation, URI: oe.URI(),
-		ContentType: oe.ContentType, Model: &mi, EventID: oe.ID,
-	}
-	if !oe.Time.IsZero() {
-		t := oe.Time.UTC()
-		res.EventTime = &t
-	}
-	res.Size = oe.Size
-
-	start := time.Now()
-	maxBytes := u.Config.maxImage()
-	var (
-		data  []byte
-		preds []model.Prediction
-		sig   Signals
-	)
-	if oe.Size > maxBytes {
-		err = fmt.Errorf("%s is %d bytes, limit %d: %w", oe.URI(), oe.Size, maxBytes, blob.ErrTooLarge)
-	} else {
-		var info ObjectInfo
-		rctx, cancel := context.WithTimeout(ctx, u.Config.storageTimeout())
-		data, info, err = u.Objects.Read(rctx, oe.Bucket, oe.Name, oe.Generation, maxBytes)
-		cancel()
-		if info.Size > 0 {
-			res.Size = info.Size
+	obj := ObjectInfo{Bucket: oe.Bucket, Name: oe.Name, Generation: oe.Generation, Size: oe.Size}
+	out := u.Classify(ctx, lease.Classifier, []Source{{Object: &obj}}, Options{TopK: u.Config.TopK, Via: "upload"})[0]
+	res := u.result(oe, lease.Classifier, out)
+	if out.Err != nil {
+		if !Permanent(res.Kind) {
+			return OutcomeRetry, res, out.Err
 		}
-	}
-	if err == nil {
-		out := classify(ctx, u.Budget, u.Config.Limits(), lease.Classifier, data, u.Config.topK())
-		preds, sig, err = out.preds, out.signals, out.err
-	}
-	latency := time.Since(start)
-	res.LatencyMS = float64(latency.Microseconds()) / 1000
-	res.Time = u.now().UTC()
-
-	if err != nil {
-		kind := errorKind(err)
-		u.Metrics.Error(ctx, "upload", kind)
-		if !permanent(kind) {
-			return OutcomeRetry, res, err
-		}
-		res.Error, res.Kind = publicMessage(err), kind
-		o, err := u.writeOnce(ctx, oe.Name+ErrorSuffix, oe, res)
+		o, err := u.Results.WriteOnce(ctx, results.ObjectName(oe.Name, true), res)
 		if err != nil {
 			return OutcomeRetry, res, err
 		}
@@ -377,10 +246,7 @@ func (u *Uploader) process(ctx context.Context, oe ObjectEvent) (Outcome, *Uploa
 		}
 		return o, res, nil
 	}
-	res.Predictions, res.Signals = preds, sig
-	res.Label, res.Score = preds[0].Label, preds[0].Score
-	u.Metrics.Prediction(ctx, "upload", res.Label, mi.Version, latency)
-	o, err := u.writeOnce(ctx, key, oe, res)
+	o, err := u.Results.WriteOnce(ctx, key, res)
 	if err != nil {
 		return OutcomeRetry, res, err
 	}
@@ -392,104 +258,38 @@ func (u *Uploader) process(ctx context.Context, oe ObjectEvent) (Outcome, *Uploa
 	return o, res, nil
 }
 
-// permanent reports whether retrying cannot help. A forbidden read is
-// treated as transient: it is a deployment problem (IAM) that, once fixed,
-// lets the redelivered events succeed.
-func permanent(kind string) bool {
-	switch kind {
-	case KindCorrupt, KindUnsupported, KindTooLarge, KindNotFound:
-		return true
+// result is the result record of an event's classification.
+func (u *Uploader) result(oe events.ObjectEvent, c *onnxrt.Classifier, out Classification) *results.Upload {
+	mi := modelOf(c)
+	res := &results.Upload{
+		Bucket: oe.Bucket, Name: oe.Name, Generation: oe.Generation, URI: oe.URI(),
+		ContentType: oe.ContentType, Size: oe.Size, Model: &mi, EventID: oe.ID,
+		LatencyMS: float64(out.Latency.Microseconds()) / 1000, Time: u.now().UTC(),
 	}
-	return false
-}
-
-// existing looks for a result of this object under key: OutcomeDuplicate if
-// one exists for this generation, OutcomeStale for a newer one, "" if none
-// or an older one.
-func (u *Uploader) existing(ctx context.Context, key, name string, gen int64) (Outcome, blob.Attrs, error) {
-	ctx, cancel := context.WithTimeout(ctx, u.Config.storageTimeout())
-	defer cancel()
-	a, err := u.Results.Attributes(ctx, key)
-	if errors.Is(err, blob.ErrNotFound) {
-		return "", a, nil
+	if out.Size > 0 {
+		res.Size = out.Size
 	}
-	if err != nil {
-		return "", a, fmt.Errorf("checking for an existing result: %w", err)
+	if !oe.Time.IsZero() {
+		t := oe.Time.UTC()
+		res.EventTime = &t
 	}
-	if n, ok := a.Metadata[SourceNameKey]; ok && n != name {
-		return OutcomeCollision, a, nil
+	if out.Err != nil {
+		res.Error, res.Kind = PublicMessage(out.Err), out.Kind()
+		return res
 	}
-	switch g := sourceGeneration(a); {
-	case g == gen:
-		return OutcomeDuplicate, a, nil
-	case g > gen:
-		return OutcomeStale, a, nil
+	res.Predictions = make([]results.Prediction, len(out.Predictions))
+	for i, p := range out.Predictions {
+		res.Predictions[i] = results.Prediction(p)
 	}
-	return "", a, nil
-}
-
-func sourceGeneration(a blob.Attrs) int64 {
-	g, _ := strconv.ParseInt(a.Metadata[SourceGenerationKey], 10, 64)
-	return g
-}
-
-// writeOnce writes res under key so that each source generation gets
-// exactly one result, however many times and however concurrently its
-// event is delivered:
-//
-//   - create the object only if it does not exist;
-//   - if it exists, its metadata names the source generation it describes:
-//     the same generation means a duplicate (no-op); a newer one means this
-//     event is stale (no-op: never replace a newer result with an older
-//     one); an older one is replaced, conditional on the result generation
-//     that was read, so of two racing writers exactly one wins and the other
-//     re-reads and finds a duplicate.
-func (u *Uploader) writeOnce(ctx context.Context, key string, oe ObjectEvent, res *UploadResult) (Outcome, error) {
-	data, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return "", fmt.Errorf("encoding the result: %w", err)
-	}
-	opts := blob.WriteOptions{
-		ContentType: "application/json",
-		Metadata: map[string]string{
-			SourceGenerationKey: strconv.FormatInt(oe.Generation, 10),
-			SourceBucketKey:     oe.Bucket,
-			SourceNameKey:       oe.Name,
-		},
-		IfNotExist: true,
-	}
-	const attempts = 5
-	for range attempts {
-		wctx, cancel := context.WithTimeout(ctx, u.Config.storageTimeout())
-		_, err := u.Results.Write(wctx, key, append(data, '\n'), opts)
-		cancel()
-		if err == nil {
-			return OutcomeWritten, nil
-		}
-		if !errors.Is(err, blob.ErrPrecondition) {
-			return "", fmt.Errorf("writing the result: %w", err)
-		}
-		o, a, err := u.existing(ctx, key, oe.Name, oe.Generation)
-		switch {
-		case errors.Is(err, blob.ErrNotFound):
-		case err != nil:
-			return "", err
-		case o != "":
-			return o, nil
-		}
-		if a.Generation == 0 { // deleted meanwhile: create again
-			opts.IfNotExist, opts.IfGenerationMatch = true, 0
-		} else {
-			opts.IfNotExist, opts.IfGenerationMatch = false, a.Generation
-		}
-	}
-	return "", fmt.Errorf("writing %s: still contended after %d attempts: %w", u.Results.URI(key), attempts, blob.ErrPrecondition)
+	res.Label, res.Score = out.Predictions[0].Label, out.Predictions[0].Score
+	res.Signals = out.Signals
+	return res
 }
 
 // publish sends a result to PREDICTIONS_TOPIC, if set. The attributes let
 // subscribers filter and deduplicate (idempotency_key is unique per source
 // object generation).
-func (u *Uploader) publish(ctx context.Context, res *UploadResult) error {
+func (u *Uploader) publish(ctx context.Context, res *results.Upload) error {
 	if u.Publisher == nil {
 		return nil
 	}
@@ -520,23 +320,19 @@ func (u *Uploader) publish(ctx context.Context, res *UploadResult) error {
 // cannot tell that apart from a plain duplicate, so it publishes again.
 // Messages are therefore at-least-once, like Pub/Sub itself: subscribers
 // deduplicate on the idempotency_key attribute.
-func (u *Uploader) republish(ctx context.Context, key string, _ blob.Attrs) error {
+func (u *Uploader) republish(ctx context.Context, key string) error {
 	if u.Publisher == nil {
 		return nil
 	}
-	rctx, cancel := context.WithTimeout(ctx, u.Config.storageTimeout())
-	defer cancel()
-	data, _, err := u.Results.Read(rctx, key, 1<<20)
-	if err != nil {
-		if errors.Is(err, blob.ErrNotFound) {
-			return nil
-		}
-		return fmt.Errorf("reading the stored result to republish: %w", err)
-	}
-	var res UploadResult
-	if err := json.Unmarshal(data, &res); err != nil {
+	res, err := u.Results.Stored(ctx, key)
+	switch {
+	case errors.Is(err, errNotAResult):
 		u.log().WarnContext(ctx, "predict on upload: stored result is not readable, not republished", "key", key, "error", err.Error())
 		return nil
+	case err != nil:
+		return fmt.Errorf("reading the stored result to republish: %w", err)
+	case res == nil:
+		return nil
 	}
-	return u.publish(ctx, &res)
+	return u.publish(ctx, res)
 }

@@ -19,11 +19,13 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/emulators"
-	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/events"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
-	"github.com/orchard-mlops/orchard/shared/monitor"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/preprocess/preprocesstest"
+	"github.com/orchard-mlops/orchard/shared/pubsubx"
+	"github.com/orchard-mlops/orchard/shared/results"
 )
 
 // ceHandler serves fn the way the Functions Framework does: the
@@ -75,7 +77,7 @@ func finalizeRequest(id, bucket, name string, gen, size int64, contentType strin
 	r.Header.Set("Content-Type", "application/json")
 	r.Header.Set("ce-specversion", "1.0")
 	r.Header.Set("ce-id", id)
-	r.Header.Set("ce-type", FinalizedType)
+	r.Header.Set("ce-type", events.StorageFinalized)
 	r.Header.Set("ce-source", "//storage.googleapis.com/projects/_/buckets/"+bucket)
 	r.Header.Set("ce-subject", "objects/"+name)
 	r.Header.Set("ce-time", "2026-03-01T10:00:00.123Z")
@@ -99,11 +101,8 @@ func newUploadEnv(t *testing.T, cfg Config) *uploadEnv {
 	}
 	c := newClassifier(t, cfg, modeltest.Options{Version: "v5"})
 	u := &Uploader{
-		Config:   cfg,
-		Provider: modelsource.Static{C: c},
-		Objects:  GCSObjects{Client: g.client},
-		Results:  blob.NewGCS(g.client, cfg.ResultsBucket, ""),
-		Log:      quietLog(),
+		Service: &Service{Config: cfg, Provider: modelsource.Static{C: c}, Objects: GCSObjects{Client: g.client}, Log: quietLog()},
+		Results: &Results{Store: blob.NewGCS(g.client, cfg.ResultsBucket, ""), Timeout: cfg.StorageTimeout},
 	}
 	return &uploadEnv{gcsEnv: g, u: u, h: ceHandler(t, u.HandleCloudEvent)}
 }
@@ -119,17 +118,17 @@ func (e *uploadEnv) send(t testing.TB, r *http.Request) int {
 func acked(code int) bool { return code >= 200 && code < 300 }
 
 // result reads a result object and its attributes.
-func (e *uploadEnv) result(t testing.TB, key string) (*UploadResult, blob.Attrs) {
+func (e *uploadEnv) result(t testing.TB, key string) (*results.Upload, blob.Attrs) {
 	t.Helper()
-	data, a, err := e.u.Results.Read(context.Background(), key, 1<<20)
+	data, a, err := e.u.Results.Store.Read(context.Background(), key, 1<<20)
 	if err != nil {
 		t.Fatalf("reading result %s: %v", key, err)
 	}
-	a, err = e.u.Results.Attributes(context.Background(), key)
+	a, err = e.u.Results.Store.Attributes(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r UploadResult
+	var r results.Upload
 	if err := json.Unmarshal(data, &r); err != nil {
 		t.Fatalf("result %s is not JSON: %v: %s", key, err, data)
 	}
@@ -138,7 +137,7 @@ func (e *uploadEnv) result(t testing.TB, key string) (*UploadResult, blob.Attrs)
 
 func (e *uploadEnv) keys(t testing.TB) []string {
 	t.Helper()
-	as, err := e.u.Results.List(context.Background(), "")
+	as, err := blob.Collect(context.Background(), e.u.Results.Store, blob.ListOptions{}, blob.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,20 +168,10 @@ func TestPredictOnUpload(t *testing.T) {
 	if res.Label != "red" || res.Score < 0.9 || len(res.Predictions) != 3 || res.Predictions[0].Label != "red" {
 		t.Errorf("predictions: label %s score %v %v", res.Label, res.Score, res.Predictions)
 	}
-	// The drift signals: the image's input statistics (the colour model
-	// has no baseline, so no OOD flag), read back by the monitor.
-	if res.Input == nil || res.Input.Width != 100 || res.Input.Height != 100 || res.OOD != nil {
-		t.Errorf("signals: input %+v, ood %+v", res.Input, res.OOD)
-	}
-	if raw, _, err := e.u.Results.Read(t.Context(), "in/apple.jpg.json", 0); err != nil {
-		t.Fatal(err)
-	} else if p, err := monitor.DecodeRecord(raw); err != nil || p.Stats == nil || p.Label != "red" || p.Version != "v5" || p.Object != "in/apple.jpg" {
-		t.Errorf("the monitor reads the result as %+v, %v", p, err)
-	}
 	if res.LatencyMS <= 0 || time.Since(res.Time) > time.Minute || res.EventID != "ev-1" || res.Size != int64(len(img)) || res.Error != "" {
 		t.Errorf("latency %v, time %v, event %q, size %d, error %q", res.LatencyMS, res.Time, res.EventID, res.Size, res.Error)
 	}
-	if attrs.Metadata[SourceGenerationKey] != strconv.FormatInt(gen, 10) || attrs.ContentType != "application/json" {
+	if attrs.Metadata[results.SourceGenerationKey] != strconv.FormatInt(gen, 10) || attrs.ContentType != "application/json" {
 		t.Errorf("result attributes: %+v", attrs)
 	}
 
@@ -212,7 +201,7 @@ func TestPredictOnUpload(t *testing.T) {
 			t.Fatalf("HTTP %d", code)
 		}
 		res2, attrs2 := e.result(t, "in/apple.jpg.json")
-		if res2.Generation != gen2 || res2.Label != "blue" || attrs2.Metadata[SourceGenerationKey] != strconv.FormatInt(gen2, 10) {
+		if res2.Generation != gen2 || res2.Label != "blue" || attrs2.Metadata[results.SourceGenerationKey] != strconv.FormatInt(gen2, 10) {
 			t.Fatalf("after overwrite: generation %d label %s, want %d blue", res2.Generation, res2.Label, gen2)
 		}
 		// The first generation's event arrives late (redelivery).
@@ -306,14 +295,14 @@ func TestPredictOnUploadPermanentFailures(t *testing.T) {
 					t.Fatalf("permanent failure not acknowledged: HTTP %d", code)
 				}
 			}
-			res, attrs := e.result(t, tt.object+ErrorSuffix)
+			res, attrs := e.result(t, tt.object+results.ErrorSuffix)
 			if res.Kind != tt.wantKind || res.Error == "" || res.Generation != tt.gen || res.Name != tt.object || len(res.Predictions) != 0 {
 				t.Errorf("error result %+v, want kind %s for generation %d", res, tt.wantKind, tt.gen)
 			}
-			if attrs.Metadata[SourceGenerationKey] != strconv.FormatInt(tt.gen, 10) {
+			if attrs.Metadata[results.SourceGenerationKey] != strconv.FormatInt(tt.gen, 10) {
 				t.Errorf("error result metadata %v", attrs.Metadata)
 			}
-			if _, err := e.u.Results.Attributes(context.Background(), tt.object+ResultSuffix); err == nil {
+			if _, err := e.u.Results.Store.Attributes(context.Background(), tt.object+results.ResultSuffix); err == nil {
 				t.Errorf("a result was written for a failed image")
 			}
 		})
@@ -400,7 +389,7 @@ func TestPredictOnUploadRefusesResultsInUploadBucket(t *testing.T) {
 	if code := e.send(t, finalizeRequest("1", "uploads", "a.jpg", gen, int64(len(img)), "image/jpeg", nil)); acked(code) {
 		t.Errorf("misconfigured function acknowledged the event (HTTP %d)", code)
 	}
-	objs, err := blob.NewGCS(e.client, "uploads", "").List(context.Background(), "")
+	objs, err := blob.Collect(context.Background(), blob.NewGCS(e.client, "uploads", ""), blob.ListOptions{}, blob.Limits{})
 	if err != nil || len(objs) != 1 {
 		t.Errorf("upload bucket holds %v (%v), want only a.jpg", objs, err)
 	}
@@ -423,8 +412,9 @@ func TestPredictOnUploadTransientErrors(t *testing.T) {
 	gen := e.put(t, "uploads", "a.jpg", "image/jpeg", img)
 
 	t.Run("model not loadable yet", func(t *testing.T) {
-		u := *e.u
-		u.Provider = modelsource.NewLazy(func(context.Context) (*model.Classifier, error) {
+		u, svc := *e.u, *e.u.Service
+		u.Service = &svc
+		u.Provider = modelsource.NewLazy(func(context.Context) (*onnxrt.Classifier, error) {
 			return nil, fmt.Errorf("model.json: %w", blob.ErrNotFound)
 		}, modelsource.Backoff{})
 		h := ceHandler(t, u.HandleCloudEvent)
@@ -467,7 +457,7 @@ func TestPredictOnUploadPublishes(t *testing.T) {
 	cfg := testConfig()
 	cfg.Topic, cfg.Project = topic, ps.Project
 	e := newUploadEnv(t, cfg)
-	pub, err := NewPubSubPublisher(t.Context(), cfg.Project, cfg.Topic, ps.ClientOptions()...)
+	pub, err := pubsubx.Dial(t.Context(), cfg.Project, cfg.Topic, ps.ClientOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,7 +485,7 @@ func TestPredictOnUploadPublishes(t *testing.T) {
 	if got == nil {
 		t.Fatal("no message received")
 	}
-	var res UploadResult
+	var res results.Upload
 	if err := json.Unmarshal(got.Data, &res); err != nil {
 		t.Fatalf("message is not a result: %v: %s", err, got.Data)
 	}
@@ -548,7 +538,7 @@ func TestPredictOnUploadPublishRetry(t *testing.T) {
 	if len(fp.sent) != 1 {
 		t.Fatalf("%d messages published, want 1", len(fp.sent))
 	}
-	var res UploadResult
+	var res results.Upload
 	if err := json.Unmarshal(fp.sent[0], &res); err != nil || res.Label != "red" || res.Generation != gen {
 		t.Errorf("republished %s (%v)", fp.sent[0], err)
 	}

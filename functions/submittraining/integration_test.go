@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -33,11 +32,15 @@ import (
 	"github.com/orchard-mlops/orchard/infra/vertexlocal"
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/emulators"
+	"github.com/orchard-mlops/orchard/shared/events"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/proc"
 	"github.com/orchard-mlops/orchard/shared/registry"
+	"github.com/orchard-mlops/orchard/shared/training"
 	"github.com/orchard-mlops/orchard/trainer/trainertest"
 )
 
@@ -50,18 +53,13 @@ func TestMain(m *testing.M) {
 	os.Exit(emulators.RunTests(m))
 }
 
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
-
 // fakeTrainer implements the trainer's command-line contract that
 // SubmitTraining relies on,
 //
-//	train -data DIR -set name=N [-set k=v ...] -publish REGISTRY -name N [-allow-new-labels]
+//	train -data DIR -name N [-set k=v ...] -publish REGISTRY [-allow-new-labels]
 //
 // without training: the "dataset" holds a ready model under seed/, which is
-// written to AIP_MODEL_DIR (with the name from -set and the version
+// written to AIP_MODEL_DIR (with the name from -name and the version
 // "m<message ID>", as requests may not choose versions) and then
 // published with registry.Publish, as the real trainer's -publish step
 // should. With ORCHARD_REAL_TRAINER set it execs that binary instead.
@@ -75,50 +73,46 @@ func fakeTrainer(args []string) int {
 		fmt.Fprintf(os.Stderr, "fake trainer: want 'train ...', got %q\n", args)
 		return 2
 	}
-	fs := flag.NewFlagSet("train", flag.ContinueOnError)
-	data := fs.String("data", "", "")
-	publish := fs.String("publish", "", "")
-	name := fs.String("name", "", "")
-	allowNew := fs.Bool("allow-new-labels", false, "")
-	var sets multiFlag
-	fs.Var(&sets, "set", "")
-	if err := fs.Parse(args[1:]); err != nil {
+	job, err := training.Parse(args, os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fake trainer:", err)
 		return 2
 	}
 	fail := func(err error) int { fmt.Fprintln(os.Stderr, "fake trainer:", err); return 1 }
 	ctx := context.Background()
-	m, err := model.Load(ctx, filepath.Join(*data, "seed"))
+	m, err := model.Load(ctx, nil, filepath.Join(job.Dataset, "seed"))
 	if err != nil {
 		return fail(err)
 	}
-	for _, s := range sets {
-		k, v, _ := strings.Cut(s, "=")
+	m.Metadata.Name = job.Model
+	for _, s := range job.Overrides {
+		k, _, _ := strings.Cut(s, "=")
 		switch k {
-		case "name":
-			m.Metadata.Name = v
 		case "train.epochs":
 		default:
 			return fail(fmt.Errorf("unknown config key %q", k))
 		}
 	}
-	m.Metadata.Version = "m" + os.Getenv("ORCHARD_MESSAGE_ID")
-	out := os.Getenv("AIP_MODEL_DIR")
-	if out == "" || *publish == "" {
+	m.Metadata.Version = "m" + job.MessageID
+	out := os.Getenv(training.EnvModelDir)
+	if out == "" || job.Registry == "" {
 		return fail(errors.New("AIP_MODEL_DIR and -publish are required"))
 	}
-	st, err := blob.Open(ctx, out)
+	stores := blob.LazyOpener() // STORAGE_EMULATOR_HOST
+	defer stores.Close()
+	st, err := stores.Open(ctx, out)
 	if err != nil {
 		return fail(err)
 	}
 	if err := m.Save(ctx, st); err != nil {
 		return fail(err)
 	}
-	reg, err := registry.Open(ctx, *publish, registry.Options{})
+	reg, err := registry.Open(ctx, job.Registry, registry.Options{Storage: stores})
 	if err != nil {
 		return fail(err)
 	}
-	res, err := registry.Publish(ctx, reg, out, registry.PublishOptions{Name: *name, Promote: true, AllowNewLabels: *allowNew,
-		By: "vertex:" + os.Getenv("CLOUD_ML_JOB_ID"), Reason: "training request " + os.Getenv("ORCHARD_MESSAGE_ID")})
+	res, err := registry.Publish(ctx, reg, out, registry.PublishOptions{Runtime: onnxrt.Runtime{}, Name: job.Model, Promote: true, AllowNewLabels: job.AllowNewLabels,
+		By: "vertex:" + os.Getenv(training.EnvJobID), Reason: "training request " + job.MessageID})
 	if err != nil {
 		return fail(err)
 	}
@@ -165,7 +159,7 @@ type pipeline struct {
 // fake-gcs-server -> gate -> production -> a running predictor swaps
 // without restart. Redelivery and poison messages submit nothing.
 func TestPipelineEndToEnd(t *testing.T) {
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	ctx := t.Context()
 	g := emulators.GCSForTest(t)
 	gc := g.ClientForTest(t)
@@ -218,7 +212,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	pushes := &pushLog{got: map[string][]int{}}
 	proxy := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		var env submittraining.MessagePublishedData
+		var env events.MessagePublishedData
 		_ = json.Unmarshal(body, &env)
 		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://127.0.0.1:"+ffPort+r.URL.RequestURI(), bytes.NewReader(body))
 		req.Header = r.Header.Clone()
@@ -329,8 +323,8 @@ func (p *pipeline) jobsForMessage(msgID string) int {
 
 // predictor is what a running Predict function does with a Provider: it
 // stands in for functions/predict until that package takes a
-// registry.Watcher (see the issue 5 report).
-func predict(t *testing.T, w *registry.Watcher, img []byte) (label, version string, err error) {
+// modelsource.Watcher (it reloads on alias moves).
+func predict(t *testing.T, w *modelsource.Watcher, img []byte) (label, version string, err error) {
 	lease, err := w.Acquire(t.Context())
 	if err != nil {
 		return "", "", err
@@ -343,7 +337,7 @@ func predict(t *testing.T, w *registry.Watcher, img []byte) (label, version stri
 	return preds[0].Label, lease.Metadata().Version, nil
 }
 
-func waitServing(t *testing.T, w *registry.Watcher, img []byte, wantVersion, wantLabel string) {
+func waitServing(t *testing.T, w *modelsource.Watcher, img []byte, wantVersion, wantLabel string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	var label, version string
@@ -364,7 +358,7 @@ func (p *pipeline) runFake(t *testing.T) {
 	ctx := t.Context()
 	red := modeltest.JPEG(t, modeltest.Solid(modeltest.Red, 32, 32))
 	// The predictor runs from the start, before any model exists.
-	w := registry.NewWatcher(p.reg, "colours", registry.WatcherOptions{Interval: 100 * time.Millisecond, Background: true})
+	w := modelsource.NewWatcher(p.reg, "colours", modelsource.WatcherOptions{Interval: 100 * time.Millisecond, Background: true})
 	if err := w.Start(ctx); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("watcher start without a model: %v", err)
 	}
@@ -405,8 +399,8 @@ func (p *pipeline) runFake(t *testing.T) {
 
 	// 4. A second identical delivery of message 2 (same ID and body, as
 	// Pub/Sub redelivers) submits nothing.
-	envelope, _ := json.Marshal(submittraining.MessagePublishedData{
-		Message:      submittraining.PubsubMessage{Data: mustJSON(t, req2), MessageID: id2},
+	envelope, _ := json.Marshal(events.MessagePublishedData{
+		Message:      events.PubSubMessage{Data: mustJSON(t, req2), MessageID: id2},
 		Subscription: "projects/" + p.project + "/subscriptions/submit-training",
 	})
 	resp, err := http.Post(p.pushURL, "application/json", bytes.NewReader(envelope))
@@ -478,7 +472,7 @@ func (p *pipeline) runReal(t *testing.T) {
 		t.Fatalf("gen-data: %v\n%s", err, out)
 	}
 	t.Setenv("ORCHARD_REAL_TRAINER", bin)
-	t.Setenv("ORT_LIB", ort.Path()) // jobs run in another directory
+	t.Setenv("ORT_LIB", onnxrt.Path()) // jobs run in another directory
 	t.Setenv("GOMAXPROCS", "2")
 	id := p.publish(t, submittraining.Request{Dataset: data, Model: "shapes", Overrides: []string{
 		"train.epochs=3", "model.input_size=16", "model.widths=[8,16]", "report.enabled=false",
@@ -488,7 +482,7 @@ func (p *pipeline) runReal(t *testing.T) {
 	if err != nil || a.Version == "" {
 		t.Fatalf("production of shapes = %+v, %v", a, err)
 	}
-	w := registry.NewWatcher(p.reg, "shapes", registry.WatcherOptions{})
+	w := modelsource.NewWatcher(p.reg, "shapes", modelsource.WatcherOptions{})
 	if err := w.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}

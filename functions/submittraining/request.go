@@ -175,30 +175,3 @@ func hasDotDot(p string) bool {
 func hasControl(s string) bool {
 	return strings.IndexFunc(s, unicode.IsControl) >= 0
 }
-
-// MessagePublishedData is the data of a
-// google.cloud.pubsub.topic.v1.messagePublished CloudEvent (the
-// functions framework builds the same shape from a raw push body).
-type MessagePublishedData struct {
-	Message      PubsubMessage `json:"message"`
-	Subscription string        `json:"subscription"`
-}
-
-// PubsubMessage is a Pub/Sub message as delivered in a push or CloudEvent:
-// data is base64 in JSON, which encoding/json decodes into []byte.
-type PubsubMessage struct {
-	Data        []byte            `json:"data"`
-	Attributes  map[string]string `json:"attributes,omitempty"`
-	MessageID   string            `json:"messageId,omitempty"`
-	MessageID2  string            `json:"message_id,omitempty"`  // the push envelope carries both spellings
-	PublishTime string            `json:"publishTime,omitempty"` // RFC 3339; text, so an odd format cannot make the event unreadable
-	OrderingKey string            `json:"orderingKey,omitempty"`
-}
-
-// ID returns the message ID in either spelling.
-func (m *PubsubMessage) ID() string {
-	if m.MessageID != "" {
-		return m.MessageID
-	}
-	return m.MessageID2
-}

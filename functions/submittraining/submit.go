@@ -22,31 +22,26 @@
 //
 // # The trainer's command line
 //
-// The job runs the trainer image with
+// The job runs the trainer image with the command line and environment of
+// a shared/training.Job:
 //
-//	train -data <dataset> -set name=<model> [-set k=v ...] -publish <registry URI> -name <model> [-allow-new-labels]
+//	train -data <dataset> -name <model> [-set k=v ...] -publish <registry URI> [-allow-new-labels]
 //
-// -set name=<model> makes model.json carry the registry name; -publish and
-// -name make the trainer call registry.Publish(ctx, reg, AIP_MODEL_DIR,
-// PublishOptions{Name: model, Promote: true, AllowNewLabels: ..., By:
-// "vertex:" + job}) after writing the model (see the report of issue 5
-// for what the trainer's CLI needs).
+// -name makes model.json carry the registry name; -publish makes the
+// trainer publish the model into the registry after writing it (quality
+// gate, promotion).
 package submittraining
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	aiplatform "cloud.google.com/go/aiplatform/apiv1"
@@ -60,7 +55,11 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/orchard-mlops/orchard/shared/env"
+	"github.com/orchard-mlops/orchard/shared/events"
+	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/logging"
+	"github.com/orchard-mlops/orchard/shared/training"
 	"github.com/orchard-mlops/orchard/trainer/config"
 )
 
@@ -106,58 +105,40 @@ type Config struct {
 
 // ConfigFromEnv reads the configuration from environment variables.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	e := env.New(getenv)
 	c := Config{
-		Project:        firstNonEmpty(getenv("GOOGLE_CLOUD_PROJECT"), getenv("GCP_PROJECT")),
-		Region:         getenv("VERTEX_REGION"),
-		Endpoint:       getenv("VERTEX_ENDPOINT"),
-		TrainerImage:   getenv("TRAINER_IMAGE"),
-		MachineType:    firstNonEmpty(getenv("TRAINER_MACHINE_TYPE"), "n1-standard-4"),
-		ServiceAccount: getenv("TRAINER_SERVICE_ACCOUNT"),
-		OutputURI:      strings.TrimRight(getenv("TRAINING_OUTPUT_URI"), "/"),
-		RegistryURI:    getenv("REGISTRY_URI"),
-		Timeout:        2 * time.Hour,
+		Project:        gcp.ProjectFrom(getenv),
+		Region:         e.String("VERTEX_REGION", ""),
+		Endpoint:       e.String("VERTEX_ENDPOINT", ""),
+		TrainerImage:   e.String("TRAINER_IMAGE", ""),
+		MachineType:    e.String("TRAINER_MACHINE_TYPE", "n1-standard-4"),
+		ServiceAccount: e.String("TRAINER_SERVICE_ACCOUNT", ""),
+		OutputURI:      strings.TrimRight(e.String("TRAINING_OUTPUT_URI", ""), "/"),
+		RegistryURI:    e.String("REGISTRY_URI", ""),
+		Timeout:        e.Duration("TRAINING_TIMEOUT", 2*time.Hour, time.Second, time.Second),
+		EvalURI:        e.String("EVAL_URI", ""),
+		AllowLocalData: e.Bool("ALLOW_LOCAL_DATA", false),
 
-		ModelPublishedTopic: getenv("MODEL_PUBLISHED_TOPIC"),
+		ModelPublishedTopic: e.String("MODEL_PUBLISHED_TOPIC", ""),
 	}
-	var errs []error
-	boolVar := func(name string, def bool) bool {
-		v := getenv(name)
-		if v == "" {
-			return def
-		}
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
-		}
-		return b
-	}
-	c.Insecure = boolVar("VERTEX_INSECURE", c.Endpoint != "" && isLoopback(c.Endpoint))
-	c.AllowLocalData = boolVar("ALLOW_LOCAL_DATA", false)
-	c.EvalURI = getenv("EVAL_URI")
-	lim, err := config.ParseLimits(getenv("TRAINING_OVERRIDE_LIMITS"))
+	c.Insecure = e.Bool("VERTEX_INSECURE", c.Endpoint != "" && isLoopback(c.Endpoint))
+	lim, err := config.ParseLimits(e.String("TRAINING_OVERRIDE_LIMITS", ""))
 	if err != nil {
-		errs = append(errs, fmt.Errorf("TRAINING_OVERRIDE_LIMITS: %w", err))
+		e.Failf("TRAINING_OVERRIDE_LIMITS: %v", err)
 	}
 	c.OverrideLimits = lim
-	if v := getenv("TRAINING_TIMEOUT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("TRAINING_TIMEOUT=%q: want a positive duration such as 2h", v))
-		}
-		c.Timeout = d
+	if err := c.Validate(); err != nil {
+		e.Failf("%v", err)
 	}
-	if err := errors.Join(append(errs, c.Validate())...); err != nil {
-		return c, err
-	}
-	return c, nil
+	return c, e.Err()
 }
 
 // Validate checks that the required settings are present.
 func (c *Config) Validate() error {
-	var errs []error
+	var errs []string
 	need := func(v, name string) {
 		if v == "" {
-			errs = append(errs, fmt.Errorf("%s is not set", name))
+			errs = append(errs, name+" is not set")
 		}
 	}
 	need(c.Project, "GOOGLE_CLOUD_PROJECT")
@@ -166,10 +147,10 @@ func (c *Config) Validate() error {
 	need(c.OutputURI, "TRAINING_OUTPUT_URI")
 	need(c.RegistryURI, "REGISTRY_URI")
 	if c.OutputURI != "" && !strings.HasPrefix(c.OutputURI, "gs://") && !c.AllowLocalData {
-		errs = append(errs, fmt.Errorf("TRAINING_OUTPUT_URI=%q must be gs:// (Vertex AI writes there)", c.OutputURI))
+		errs = append(errs, fmt.Sprintf("TRAINING_OUTPUT_URI=%q must be gs:// (Vertex AI writes there)", c.OutputURI))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("submittraining config: %w", err)
+	if len(errs) > 0 {
+		return errors.New("submittraining config: " + strings.Join(errs, "; "))
 	}
 	return nil
 }
@@ -193,15 +174,6 @@ func isLoopback(hostport string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // Submitter creates training jobs.
@@ -246,8 +218,8 @@ type Outcome struct {
 // HandleEvent is the CloudEvent function: it never returns an error for a
 // bad message, and returns one only when a retry can help.
 func (s *Submitter) HandleEvent(ctx context.Context, e event.Event) error {
-	var d MessagePublishedData
-	if err := json.Unmarshal(e.Data(), &d); err != nil {
+	d, err := events.DecodeMessagePublished(e.Data())
+	if err != nil {
 		s.log.ErrorContext(ctx, "SubmitTraining: dropping an event that is not a Pub/Sub messagePublished payload",
 			"event_id", e.ID(), "event_type", e.Type(), "err", err)
 		return nil
@@ -335,39 +307,29 @@ func LabelValue(s string) string {
 	return v + "-" + h
 }
 
-// jobEnv is the trainer's environment besides Vertex AI's AIP_* variables.
-func (s *Submitter) jobEnv(msgID string, req *Request) []*aiplatformpb.EnvVar {
-	env := []*aiplatformpb.EnvVar{
-		{Name: "ORCHARD_MESSAGE_ID", Value: msgID},
-		{Name: "ORCHARD_REQUESTER", Value: req.Requester},
-	}
-	// The trainer records requester, notes and job in the alias history.
-	if req.Notes != "" {
-		env = append(env, &aiplatformpb.EnvVar{Name: "ORCHARD_NOTES", Value: req.Notes})
-	}
-	if s.cfg.ModelPublishedTopic != "" {
-		env = append(env, &aiplatformpb.EnvVar{Name: "MODEL_PUBLISHED_TOPIC", Value: s.cfg.ModelPublishedTopic})
-	}
-	if s.cfg.EvalURI != "" {
-		env = append(env, &aiplatformpb.EnvVar{Name: "EVAL_URI", Value: s.cfg.EvalURI})
-	}
-	if s.cfg.Project != "" {
-		env = append(env, &aiplatformpb.EnvVar{Name: "GOOGLE_CLOUD_PROJECT", Value: s.cfg.Project})
-	}
-	return env
+// Job is the training job for a request (see the package doc): the
+// request's dataset, model and overrides, published into registryURI.
+func (r *Request) Job(registryURI string) *training.Job {
+	return &training.Job{Dataset: r.Dataset, Model: r.Model, Overrides: r.Overrides, Registry: registryURI,
+		AllowNewLabels: r.AllowNewLabels, Requester: r.Requester, Notes: r.Notes}
 }
 
-// Args is the trainer command line for a request (see the package doc).
-func Args(req *Request, registryURI string) []string {
-	args := []string{"train", "-data", req.Dataset, "-set", "name=" + req.Model}
-	for _, o := range req.Overrides {
-		args = append(args, "-set", o)
+// job is the request's job as this deployment runs it: the trainer records
+// the message, requester and notes in the alias history, announces on the
+// model-published topic and gates on the operator's evaluation set.
+func (s *Submitter) job(msgID string, req *Request) *training.Job {
+	j := req.Job(s.cfg.RegistryURI)
+	j.MessageID, j.ModelPublishedTopic, j.EvalURI, j.Project = msgID, s.cfg.ModelPublishedTopic, s.cfg.EvalURI, s.cfg.Project
+	return j
+}
+
+// containerEnv is a job's environment as Vertex AI takes it.
+func containerEnv(j *training.Job) []*aiplatformpb.EnvVar {
+	var env []*aiplatformpb.EnvVar
+	for _, v := range j.Env() {
+		env = append(env, &aiplatformpb.EnvVar{Name: v.Name, Value: v.Value})
 	}
-	args = append(args, "-publish", registryURI, "-name", req.Model)
-	if req.AllowNewLabels {
-		args = append(args, "-allow-new-labels")
-	}
-	return args
+	return env
 }
 
 // Submit creates the job for a message unless one exists.
@@ -382,40 +344,41 @@ func (s *Submitter) Submit(ctx context.Context, msgID string, req *Request) (*Ou
 	if req.Requester != "" {
 		labels[LabelRequester] = LabelValue(req.Requester)
 	}
+	job := s.job(msgID, req)
 	spec := &aiplatformpb.CustomJobSpec{
 		WorkerPoolSpecs: []*aiplatformpb.WorkerPoolSpec{{
 			MachineSpec:  &aiplatformpb.MachineSpec{MachineType: s.cfg.MachineType},
 			ReplicaCount: 1,
 			Task: &aiplatformpb.WorkerPoolSpec_ContainerSpec{ContainerSpec: &aiplatformpb.ContainerSpec{
 				ImageUri: s.cfg.TrainerImage,
-				Args:     Args(req, s.cfg.RegistryURI),
-				Env:      s.jobEnv(msgID, req),
+				Args:     job.Args(),
+				Env:      containerEnv(job),
 			}},
 		}},
 		ServiceAccount:      s.cfg.ServiceAccount,
 		BaseOutputDirectory: &aiplatformpb.GcsDestination{OutputUriPrefix: s.cfg.OutputURI + "/" + display},
 		Scheduling:          &aiplatformpb.Scheduling{Timeout: durationpb.New(s.cfg.Timeout)},
 	}
-	job, err := s.jobs.CreateCustomJob(ctx, &aiplatformpb.CreateCustomJobRequest{
+	created, err := s.jobs.CreateCustomJob(ctx, &aiplatformpb.CreateCustomJobRequest{
 		Parent:    s.cfg.parent(),
 		CustomJob: &aiplatformpb.CustomJob{DisplayName: display, Labels: labels, JobSpec: spec},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating CustomJob %s: %w", display, err)
 	}
-	out := &Outcome{Job: job.GetName(), DisplayName: display, Created: true, State: job.GetState()}
+	out := &Outcome{Job: created.GetName(), DisplayName: display, Created: true, State: created.GetState()}
 
 	// Two deliveries may have raced past the list: keep the oldest job.
 	all, err := s.jobsFor(ctx, msgLabel)
 	if err != nil {
-		s.log.WarnContext(ctx, "SubmitTraining: could not re-check for duplicate jobs", "job", job.GetName(), "err", err)
+		s.log.WarnContext(ctx, "SubmitTraining: could not re-check for duplicate jobs", "job", created.GetName(), "err", err)
 		return out, nil
 	}
-	if len(all) > 1 && all[0].GetName() != job.GetName() {
+	if len(all) > 1 && all[0].GetName() != created.GetName() {
 		s.log.WarnContext(ctx, "SubmitTraining: a concurrent delivery created the same job first; cancelling ours",
-			"ours", job.GetName(), "kept", all[0].GetName())
-		if err := s.jobs.CancelCustomJob(ctx, &aiplatformpb.CancelCustomJobRequest{Name: job.GetName()}); err != nil {
-			s.log.ErrorContext(ctx, "SubmitTraining: cancelling the duplicate job failed", "job", job.GetName(), "err", err)
+			"ours", created.GetName(), "kept", all[0].GetName())
+		if err := s.jobs.CancelCustomJob(ctx, &aiplatformpb.CancelCustomJobRequest{Name: created.GetName()}); err != nil {
+			s.log.ErrorContext(ctx, "SubmitTraining: cancelling the duplicate job failed", "job", created.GetName(), "err", err)
 		}
 		return &Outcome{Job: all[0].GetName(), DisplayName: display, State: all[0].GetState()}, nil
 	}
@@ -456,31 +419,4 @@ func printablePrefix(b []byte, n int) string {
 		b = b[:n]
 	}
 	return strings.ToValidUTF8(string(b), "?")
-}
-
-// FromEnv returns the CloudEvent function, configured from the environment
-// on its first event (so registering it in init() needs no configuration).
-// A configuration error is logged at CRITICAL and returned on every event,
-// so messages are retained (not dropped) until the deployment is fixed.
-func FromEnv() func(context.Context, event.Event) error {
-	var (
-		once sync.Once
-		sub  *Submitter
-		err  error
-	)
-	return func(ctx context.Context, e event.Event) error {
-		once.Do(func() {
-			var cfg Config
-			if cfg, err = ConfigFromEnv(os.Getenv); err == nil {
-				sub, err = NewSubmitter(ctx, cfg, slog.Default())
-			}
-			if err != nil {
-				slog.Default().Log(ctx, logging.LevelCritical, "SubmitTraining is misconfigured; events are retried until fixed", "err", err)
-			}
-		})
-		if err != nil {
-			return err
-		}
-		return sub.HandleEvent(ctx, e)
-	}
 }

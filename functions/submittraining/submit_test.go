@@ -24,6 +24,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/functions/submittraining"
 	"github.com/orchard-mlops/orchard/infra/vertexlocal"
+	"github.com/orchard-mlops/orchard/shared/events"
 )
 
 func TestParseRequest(t *testing.T) {
@@ -105,8 +106,8 @@ func TestLabelValueAndJobNames(t *testing.T) {
 	if d != "orchard-train-fruits-17592186044416" || l != "17592186044416" {
 		t.Errorf("JobNames = %q, %q", d, l)
 	}
-	got := submittraining.Args(&submittraining.Request{Dataset: "gs://b/d", Model: "fruits", Overrides: []string{"train.epochs=1"}, AllowNewLabels: true}, "gs://reg/r")
-	want := []string{"train", "-data", "gs://b/d", "-set", "name=fruits", "-set", "train.epochs=1", "-publish", "gs://reg/r", "-name", "fruits", "-allow-new-labels"}
+	got := (&submittraining.Request{Dataset: "gs://b/d", Model: "fruits", Overrides: []string{"train.epochs=1"}, AllowNewLabels: true}).Job("gs://reg/r").Args()
+	want := []string{"train", "-data", "gs://b/d", "-name", "fruits", "-set", "train.epochs=1", "-publish", "gs://reg/r", "-allow-new-labels"}
 	if !slices.Equal(got, want) {
 		t.Errorf("Args = %q, want %q", got, want)
 	}
@@ -204,8 +205,8 @@ func cloudEvent(t testing.TB, msgID string, data []byte) event.Event {
 	e.SetID(msgID)
 	e.SetType("google.cloud.pubsub.topic.v1.messagePublished")
 	e.SetSource("//pubsub.googleapis.com/projects/p/topics/training-requests")
-	body := submittraining.MessagePublishedData{
-		Message:      submittraining.PubsubMessage{Data: data, MessageID: msgID, Attributes: map[string]string{"k": "v"}},
+	body := events.MessagePublishedData{
+		Message:      events.PubSubMessage{Data: data, MessageID: msgID, Attributes: map[string]string{"k": "v"}},
 		Subscription: "projects/p/subscriptions/submit-training",
 	}
 	if err := e.SetData("application/json", body); err != nil {
@@ -245,8 +246,8 @@ func TestHandleEvent(t *testing.T) {
 	}
 	j := js[0]
 	cs := j.GetJobSpec().GetWorkerPoolSpecs()[0].GetContainerSpec()
-	wantArgs := []string{"train", "-data", "gs://orchard-data/fruits", "-set", "name=fruits", "-set", "train.epochs=1",
-		"-publish", "gs://orchard-models/registry", "-name", "fruits"}
+	wantArgs := []string{"train", "-data", "gs://orchard-data/fruits", "-name", "fruits", "-set", "train.epochs=1",
+		"-publish", "gs://orchard-models/registry"}
 	checks := []struct {
 		what      string
 		got, want any

@@ -61,6 +61,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/orchard-mlops/orchard/shared/proc"
+	"github.com/orchard-mlops/orchard/shared/training"
 )
 
 // Config configures the stand-in.
@@ -265,11 +266,9 @@ func (s *Server) CreateCustomJob(ctx context.Context, req *aiplatformpb.CreateCu
 	for _, e := range cs.GetEnv() {
 		env = append(env, e.GetName()+"="+e.GetValue())
 	}
-	env = append(env, "CLOUD_ML_JOB_ID="+id)
+	env = append(env, training.EnvJobID+"="+id)
 	if base := in.GetJobSpec().GetBaseOutputDirectory().GetOutputUriPrefix(); base != "" {
-		base = strings.TrimRight(base, "/")
-		env = append(env, "AIP_MODEL_DIR="+base+"/model/", "AIP_CHECKPOINT_DIR="+base+"/checkpoints/",
-			"AIP_TENSORBOARD_LOG_DIR="+base+"/logs/")
+		env = append(env, training.OutputEnv(base)...)
 	}
 	j := &job{pb: out, id: id, argv: append(append([]string(nil), prefix...), cs.GetArgs()...), env: env,
 		logPath: s.LogPath(id), timeout: timeout, cancelReq: make(chan struct{}), done: make(chan struct{})}

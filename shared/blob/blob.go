@@ -1,39 +1,49 @@
 // Package blob is Orchard's storage layer: one small interface, Store, over
 // a flat key space that is either a GCS bucket (with an optional prefix) or
-// a local directory. The trainer, the functions and the model registry use
-// it so that every code path runs the same against Cloud Storage, the
-// fake-gcs-server emulator and plain files. A conformance suite runs against
-// every driver.
+// a local directory, plus a prefixed view of any store (Prefixed). The
+// trainer, the functions, the model registry and the local stack use it so
+// that every code path runs the same against Cloud Storage, the
+// fake-gcs-server emulator and plain files. blobtest.Conformance runs
+// against every driver.
+//
+// GCS stores are opened from one *storage.Client per process, passed in
+// (NewGCS, NewOpener) or made once by a LazyOpener; the package keeps no
+// client of its own.
 package blob
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"iter"
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
-
-	"cloud.google.com/go/storage"
 )
 
-// Errors returned by every driver; test with errors.Is.
+// Errors returned by every driver; test with errors.Is. A driver's error
+// that maps onto one still matches the driver's own error too (e.g.
+// storage.ErrObjectNotExist), and its message stays on one line.
 var (
 	ErrNotFound     = errors.New("blob: object not found")
 	ErrTooLarge     = errors.New("blob: object larger than the read limit")
 	ErrPrecondition = errors.New("blob: precondition failed")
+	ErrForbidden    = errors.New("blob: access denied")
+	// ErrTooMany: a bounded listing (Collect) went past its limit.
+	ErrTooMany = errors.New("blob: too many objects")
 )
 
-// Attrs describes a stored object.
+// Attrs describes a stored object, fully enough to name it outside its
+// store: URI and, on GCS, Bucket.
 type Attrs struct {
 	Key         string // relative to the store's root
+	Bucket      string // the GCS bucket; "" for local files
+	URI         string // gs://bucket/name or file:///path: what Store.URI(Key) returns
 	Size        int64
 	Generation  int64 // changes on every write; 0 never names an object
 	ContentType string
-	Metadata    map[string]string
+	Metadata    map[string]string // set by Attributes, List and Write; Read leaves it nil
 	Updated     time.Time
 }
 
@@ -47,41 +57,37 @@ type WriteOptions struct {
 	IfGenerationMatch int64 // 0: no condition
 }
 
+// ListOptions select what List yields.
+type ListOptions struct {
+	Prefix string // only keys that start with it
+	// StartAfter yields only keys greater than it, so a listing stopped at
+	// key k resumes with StartAfter: k (a page token that is just a key).
+	StartAfter string
+}
+
 // Store is a flat key space of objects. Keys use "/" separators and are
 // relative to the store's root (the bucket plus prefix, or the directory).
 type Store interface {
-	// Read returns the object's bytes, refusing objects larger than
+	// Read returns the live object's bytes, refusing objects larger than
 	// maxBytes with ErrTooLarge before reading them (maxBytes <= 0: no cap).
 	Read(ctx context.Context, key string, maxBytes int64) ([]byte, Attrs, error)
+	// ReadGeneration is Read of one exact generation (0: the live one): an
+	// event names a generation, and the live object may already be newer.
+	// A generation that is no longer stored is ErrNotFound.
+	ReadGeneration(ctx context.Context, key string, generation, maxBytes int64) ([]byte, Attrs, error)
 	// Write stores data under key, atomically.
 	Write(ctx context.Context, key string, data []byte, opts WriteOptions) (Attrs, error)
 	// Attributes returns the object's attributes without its bytes.
 	Attributes(ctx context.Context, key string) (Attrs, error)
-	// List returns every object whose key starts with prefix, recursively,
-	// sorted by key.
-	List(ctx context.Context, prefix string) ([]Attrs, error)
+	// List streams the objects the options select, recursively, in key
+	// order, fetching them page by page as the loop asks for more: a loop
+	// that breaks early costs only the pages it used. A failed page ends
+	// the sequence with its error.
+	List(ctx context.Context, opts ListOptions) iter.Seq2[Attrs, error]
 	// Delete removes the object; a missing object is ErrNotFound.
 	Delete(ctx context.Context, key string) error
 	// URI names key in the store's scheme (gs://bucket/... or file:///...).
 	URI(key string) string
-}
-
-// Open returns the store a URI names: gs://bucket[/prefix], file:///dir, or
-// a plain local path. GCS stores share one client made on first use, which
-// honours STORAGE_EMULATOR_HOST.
-func Open(ctx context.Context, uri string) (Store, error) {
-	bucket, prefix, isGCS, err := Parse(uri)
-	if err != nil {
-		return nil, err
-	}
-	if !isGCS {
-		return NewDir(prefix)
-	}
-	c, err := defaultClient(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return NewGCS(c, bucket, prefix), nil
 }
 
 // Parse splits a URI into bucket and prefix (gs://) or a cleaned local path
@@ -112,71 +118,21 @@ func Parse(uri string) (bucket, path string, isGCS bool, err error) {
 	return "", filepath.Clean(uri), false, nil
 }
 
-var (
-	clientOnce sync.Once
-	client     *storage.Client
-	clientErr  error
-)
+// classified is a driver error tagged with one of the package's sentinels.
+// errors.Join would do the matching too, but its message holds a newline,
+// and these messages reach HTTP JSON, logs and .error.json files.
+type classified struct{ kind, err error }
 
-func defaultClient(ctx context.Context) (*storage.Client, error) {
-	clientOnce.Do(func() {
-		// The client outlives the caller's context, so it is made with a
-		// background one.
-		client, clientErr = storage.NewClient(context.WithoutCancel(ctx))
-		if clientErr != nil {
-			clientErr = fmt.Errorf("blob: creating the storage client: %w", clientErr)
-		}
-	})
-	return client, clientErr
-}
+func classify(kind, err error) error { return &classified{kind: kind, err: err} }
 
-// Join joins key parts with "/", ignoring empty ones.
-func Join(parts ...string) string {
-	var out []string
-	for _, p := range parts {
-		if p = strings.Trim(p, "/"); p != "" {
-			out = append(out, p)
-		}
-	}
-	return strings.Join(out, "/")
-}
+func (c *classified) Error() string   { return oneLine(c.kind.Error() + ": " + c.err.Error()) }
+func (c *classified) Unwrap() []error { return []error{c.kind, c.err} }
 
-// ReadCapped reads r to its end, refusing more than maxBytes (<= 0: no
-// cap) with ErrTooLarge: at once when the declared size (an object's size,
-// a Content-Length; <= 0 when unknown) is over the cap, and otherwise
-// without reading more than one byte past it, since a declared size is not
-// to be trusted. The buffer is sized from the declared size, so a 3 MB
-// photo costs one 3 MB allocation rather than io.ReadAll's doubling series.
-// Read errors are returned as they are, for the caller to wrap.
-func ReadCapped(r io.Reader, size, maxBytes int64) ([]byte, error) {
-	if maxBytes > 0 && size > maxBytes {
-		return nil, fmt.Errorf("%d bytes, limit %d: %w", size, maxBytes, ErrTooLarge)
+// oneLine folds the line breaks some service errors carry (googleapi's
+// "More details:" list) into spaces.
+func oneLine(s string) string {
+	if !strings.ContainsAny(s, "\r\n") {
+		return s
 	}
-	if maxBytes > 0 {
-		r = io.LimitReader(r, maxBytes+1)
-	}
-	var b []byte
-	if size > 0 {
-		// One spare byte so that reading EOF does not grow the buffer.
-		b = make([]byte, 0, size+1)
-	} else {
-		b = make([]byte, 0, 512)
-	}
-	for {
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return b, err
-		}
-		if len(b) == cap(b) { // the size was short or unknown: grow as io.ReadAll does
-			b = append(b, 0)[:len(b)]
-		}
-	}
-	if maxBytes > 0 && int64(len(b)) > maxBytes {
-		return nil, fmt.Errorf("more than %d bytes: %w", maxBytes, ErrTooLarge)
-	}
-	return b, nil
+	return strings.Join(strings.Fields(s), " ")
 }

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +55,10 @@ func (d *Dir) path(key string) (string, error) {
 	return filepath.Join(d.root, filepath.FromSlash(key)), nil
 }
 
+func (d *Dir) attrs(key string, fi fs.FileInfo) Attrs {
+	return Attrs{Key: key, URI: d.URI(key), Size: fi.Size(), Generation: fi.ModTime().UnixNano(), Updated: fi.ModTime()}
+}
+
 func (d *Dir) stat(key, p string) (Attrs, error) {
 	fi, err := os.Stat(p)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -65,7 +70,7 @@ func (d *Dir) stat(key, p string) (Attrs, error) {
 	if fi.IsDir() {
 		return Attrs{}, fmt.Errorf("stat %s: a directory: %w", d.URI(key), ErrNotFound)
 	}
-	return Attrs{Key: key, Size: fi.Size(), Generation: fi.ModTime().UnixNano(), Updated: fi.ModTime()}, nil
+	return d.attrs(key, fi), nil
 }
 
 // Attributes implements Store.
@@ -78,7 +83,14 @@ func (d *Dir) Attributes(_ context.Context, key string) (Attrs, error) {
 }
 
 // Read implements Store.
-func (d *Dir) Read(_ context.Context, key string, maxBytes int64) ([]byte, Attrs, error) {
+func (d *Dir) Read(ctx context.Context, key string, maxBytes int64) ([]byte, Attrs, error) {
+	return d.ReadGeneration(ctx, key, 0, maxBytes)
+}
+
+// ReadGeneration implements Store. The attributes come from the opened
+// file, so they describe the bytes read even if a writer renames a new
+// file into place meanwhile.
+func (d *Dir) ReadGeneration(_ context.Context, key string, gen, maxBytes int64) ([]byte, Attrs, error) {
 	p, err := d.path(key)
 	if err != nil {
 		return nil, Attrs{}, err
@@ -91,9 +103,16 @@ func (d *Dir) Read(_ context.Context, key string, maxBytes int64) ([]byte, Attrs
 		return nil, Attrs{}, fmt.Errorf("reading %s: %w", d.URI(key), err)
 	}
 	defer f.Close()
-	a, err := d.stat(key, p)
+	fi, err := f.Stat()
 	if err != nil {
-		return nil, Attrs{}, err
+		return nil, Attrs{}, fmt.Errorf("reading %s: %w", d.URI(key), err)
+	}
+	if fi.IsDir() {
+		return nil, Attrs{}, fmt.Errorf("reading %s: a directory: %w", d.URI(key), ErrNotFound)
+	}
+	a := d.attrs(key, fi)
+	if gen != 0 && a.Generation != gen {
+		return nil, Attrs{}, fmt.Errorf("reading %s: generation %d is gone (now %d): %w", d.URI(key), gen, a.Generation, ErrNotFound)
 	}
 	b, err := ReadCapped(f, a.Size, maxBytes)
 	if err != nil {
@@ -162,44 +181,77 @@ func (d *Dir) Write(_ context.Context, key string, data []byte, opts WriteOption
 	return a, nil
 }
 
-// List implements Store.
-func (d *Dir) List(_ context.Context, prefix string) ([]Attrs, error) {
-	// Walk only the deepest directory the prefix fully names.
-	start := d.root
-	if i := strings.LastIndex(prefix, "/"); i >= 0 {
-		start = filepath.Join(d.root, filepath.FromSlash(prefix[:i]))
+// List implements Store. It walks only the deepest directory the prefix
+// fully names, reading one directory at a time, and sorts each directory's
+// entries as their keys sort (a directory "b" as "b/", after "b.txt"), so
+// the sequence is in key order as on GCS.
+func (d *Dir) List(_ context.Context, opts ListOptions) iter.Seq2[Attrs, error] {
+	return func(yield func(Attrs, error) bool) {
+		dir := ""
+		if i := strings.LastIndex(opts.Prefix, "/"); i >= 0 {
+			dir = opts.Prefix[:i+1]
+		}
+		if err := d.walk(dir, opts, yield); err != nil && err != errStop {
+			yield(Attrs{}, fmt.Errorf("listing %s: %w", d.URI(opts.Prefix), err))
+		}
 	}
-	var out []Attrs
-	err := filepath.WalkDir(start, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
+}
+
+// errStop ends a walk whose consumer stopped.
+var errStop = errors.New("stop")
+
+// walk yields the files under dir ("" or a key prefix ending in "/").
+func (d *Dir) walk(dir string, opts ListOptions, yield func(Attrs, error) bool) error {
+	entries, err := os.ReadDir(filepath.Join(d.root, filepath.FromSlash(dir)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	keyOf := func(e fs.DirEntry) string {
+		if e.IsDir() {
+			return dir + e.Name() + "/"
+		}
+		return dir + e.Name()
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(keyOf(a), keyOf(b)) })
+	for _, e := range entries {
+		key := keyOf(e)
+		if strings.HasPrefix(e.Name(), tmpPrefix) || !d.selects(key, e.IsDir(), opts) {
+			continue
+		}
+		if e.IsDir() {
+			if err := d.walk(key, opts, yield); err != nil {
+				return err
 			}
-			return err
-		}
-		if e.IsDir() || strings.HasPrefix(e.Name(), tmpPrefix) {
-			return nil
-		}
-		rel, err := filepath.Rel(d.root, p)
-		if err != nil {
-			return err
-		}
-		key := filepath.ToSlash(rel)
-		if !strings.HasPrefix(key, prefix) {
-			return nil
+			continue
 		}
 		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // deleted meanwhile
+		}
 		if err != nil {
 			return err
 		}
-		out = append(out, Attrs{Key: key, Size: fi.Size(), Generation: fi.ModTime().UnixNano(), Updated: fi.ModTime()})
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", d.URI(prefix), err)
+		if !yield(d.attrs(key, fi), nil) {
+			return errStop
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, nil
+	return nil
+}
+
+// selects reports whether a file key, or some key under a directory key,
+// can match opts.
+func (d *Dir) selects(key string, isDir bool, opts ListOptions) bool {
+	if !isDir {
+		return strings.HasPrefix(key, opts.Prefix) && key > opts.StartAfter
+	}
+	prefixOK := strings.HasPrefix(key, opts.Prefix) || strings.HasPrefix(opts.Prefix, key)
+	// Every key under dir "a/" lies in ("a/", "a/\xff..."): skip the
+	// directory when StartAfter is past all of them.
+	afterOK := opts.StartAfter < key || strings.HasPrefix(opts.StartAfter, key)
+	return prefixOK && afterOK
 }
 
 // Delete implements Store.

@@ -3,9 +3,8 @@ package blob
 import (
 	"context"
 	"errors"
-	"fmt"
+	"iter"
 	"net/http"
-	"sort"
 	"strings"
 
 	"cloud.google.com/go/storage"
@@ -37,12 +36,25 @@ func (g *GCS) URI(key string) string { return "gs://" + g.bucket + "/" + g.prefi
 
 // Read implements Store.
 func (g *GCS) Read(ctx context.Context, key string, maxBytes int64) ([]byte, Attrs, error) {
-	r, err := g.obj(key).NewReader(ctx)
+	return g.ReadGeneration(ctx, key, 0, maxBytes)
+}
+
+// ReadGeneration implements Store.
+func (g *GCS) ReadGeneration(ctx context.Context, key string, gen, maxBytes int64) ([]byte, Attrs, error) {
+	o := g.obj(key)
+	if gen > 0 {
+		o = o.Generation(gen)
+	}
+	a := Attrs{Key: key, Bucket: g.bucket, URI: g.URI(key), Generation: gen}
+	r, err := o.NewReader(ctx)
 	if err != nil {
-		return nil, Attrs{}, g.wrap("opening", key, err)
+		return nil, a, g.wrap("opening", key, err)
 	}
 	defer r.Close()
-	a := Attrs{Key: key, Size: r.Attrs.Size, Generation: r.Attrs.Generation, ContentType: r.Attrs.ContentType, Updated: r.Attrs.LastModified}
+	a.Size, a.ContentType, a.Updated = r.Attrs.Size, r.Attrs.ContentType, r.Attrs.LastModified
+	if r.Attrs.Generation != 0 {
+		a.Generation = r.Attrs.Generation
+	}
 	b, err := ReadCapped(r, a.Size, maxBytes)
 	if err != nil {
 		return nil, a, g.wrap("reading", key, err)
@@ -85,25 +97,34 @@ func (g *GCS) Attributes(ctx context.Context, key string) (Attrs, error) {
 	return g.attrs(key, a), nil
 }
 
-// List implements Store.
-func (g *GCS) List(ctx context.Context, prefix string) ([]Attrs, error) {
-	it := g.client.Bucket(g.bucket).Objects(ctx, &storage.Query{Prefix: g.prefix + prefix})
-	var out []Attrs
-	for {
-		a, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			break
+// List implements Store. GCS lists in name order, one page per request.
+func (g *GCS) List(ctx context.Context, opts ListOptions) iter.Seq2[Attrs, error] {
+	return func(yield func(Attrs, error) bool) {
+		q := &storage.Query{Prefix: g.prefix + opts.Prefix}
+		if opts.StartAfter != "" {
+			// StartOffset is inclusive; the next name after StartAfter is
+			// StartAfter plus the smallest byte.
+			q.StartOffset = g.prefix + opts.StartAfter + "\x00"
 		}
-		if err != nil {
-			return nil, fmt.Errorf("listing %s: %w", g.URI(prefix), err)
+		it := g.client.Bucket(g.bucket).Objects(ctx, q)
+		for {
+			a, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				return
+			}
+			if err != nil {
+				yield(Attrs{}, g.wrap("listing", opts.Prefix, err))
+				return
+			}
+			key := strings.TrimPrefix(a.Name, g.prefix)
+			if strings.HasSuffix(a.Name, "/") || (opts.StartAfter != "" && key <= opts.StartAfter) {
+				continue // folder placeholders made by consoles; servers ignoring StartOffset
+			}
+			if !yield(g.attrs(key, a), nil) {
+				return
+			}
 		}
-		if strings.HasSuffix(a.Name, "/") { // folder placeholders made by consoles
-			continue
-		}
-		out = append(out, g.attrs(strings.TrimPrefix(a.Name, g.prefix), a))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, nil
 }
 
 // Delete implements Store.
@@ -115,29 +136,54 @@ func (g *GCS) Delete(ctx context.Context, key string) error {
 }
 
 func (g *GCS) attrs(key string, a *storage.ObjectAttrs) Attrs {
-	return Attrs{Key: key, Size: a.Size, Generation: a.Generation, ContentType: a.ContentType, Metadata: a.Metadata, Updated: a.Updated}
+	return Attrs{Key: key, Bucket: g.bucket, URI: g.URI(key), Size: a.Size, Generation: a.Generation,
+		ContentType: a.ContentType, Metadata: a.Metadata, Updated: a.Updated}
 }
 
-// wrap maps storage errors onto the package's sentinel errors, keeping the
-// original for transient-versus-permanent decisions by callers.
+// wrap names the step and the object and maps storage errors onto the
+// package's sentinel errors, keeping the original for transient-versus-
+// permanent decisions by callers.
 func (g *GCS) wrap(step, key string, err error) error {
+	if kind := kindOf(err); kind != nil {
+		err = classify(kind, err)
+	}
+	return &stepError{step: step, uri: g.URI(key), err: err}
+}
+
+func kindOf(err error) error {
 	var ge *googleapi.Error
 	switch {
-	case errors.Is(err, storage.ErrObjectNotExist):
-		return fmt.Errorf("%s %s: %w", step, g.URI(key), errors.Join(ErrNotFound, err))
-	case errors.As(err, &ge) && ge.Code == http.StatusPreconditionFailed:
-		return fmt.Errorf("%s %s: %w", step, g.URI(key), errors.Join(ErrPrecondition, err))
-	case errors.As(err, &ge) && ge.Code == http.StatusNotFound:
-		return fmt.Errorf("%s %s: %w", step, g.URI(key), errors.Join(ErrNotFound, err))
+	case errors.Is(err, ErrTooLarge):
+		return nil // already one of ours
+	case errors.Is(err, storage.ErrObjectNotExist), errors.Is(err, storage.ErrBucketNotExist):
+		return ErrNotFound
+	case !errors.As(err, &ge):
+		return nil
+	case ge.Code == http.StatusNotFound:
+		return ErrNotFound
+	case ge.Code == http.StatusPreconditionFailed:
+		return ErrPrecondition
+	case ge.Code == http.StatusForbidden, ge.Code == http.StatusUnauthorized:
+		return ErrForbidden
 	}
-	return fmt.Errorf("%s %s: %w", step, g.URI(key), err)
+	return nil
 }
+
+// stepError is "step uri: err" on one line.
+type stepError struct {
+	step, uri string
+	err       error
+}
+
+func (e *stepError) Error() string { return e.step + " " + e.uri + ": " + oneLine(e.err.Error()) }
+func (e *stepError) Unwrap() error { return e.err }
 
 // IsTransient reports whether err is worth retrying: a server-side or
 // throttling answer from the storage service, or a network failure. Missing
-// objects, failed preconditions and size-limit refusals are permanent.
+// objects, failed preconditions, refused access and size-limit refusals are
+// permanent.
 func IsTransient(err error) bool {
-	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrPrecondition) || errors.Is(err, ErrTooLarge) {
+	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrPrecondition) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrForbidden) {
 		return false
 	}
 	if errors.Is(err, context.Canceled) {

@@ -20,8 +20,8 @@
 // the process is shared, tests must use resource names of their own; the
 // emulator accepts any project, so the simplest isolation is a project per
 // test, e.g. PubSubForTest(t, UniqueName(t)), or unique topic and subscription
-// IDs from [UniqueName]. Tests that need a fresh process use
-// [DedicatedPubSubForTest].
+// IDs from [UniqueName]. A test that needs a fresh process starts one with
+// [StartPubSub] and closes it.
 //
 // The shared emulator is stopped by [CloseShared], which a TestMain should
 // call after m.Run (see [RunTests]). Without it, on Linux the kernel still

@@ -195,9 +195,6 @@ func (g *GCS) Client(ctx context.Context, opts ...option.ClientOption) (*storage
 	return c, nil
 }
 
-// Output returns the server's recent output (bounded), for diagnostics.
-func (g *GCS) Output() string { return g.proc.out.String() }
-
 // Close stops the server and waits for it. It returns an error if the server
 // had died before Close. Calling it again returns the first result.
 func (g *GCS) Close() error { return g.proc.close() }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/proc"
 )
 
@@ -165,16 +166,16 @@ func (ps *PubSub) ClientForProject(ctx context.Context, project string, opts ...
 
 // TopicName returns "projects/PROJECT/topics/ID".
 func (ps *PubSub) TopicName(id string) string {
-	return "projects/" + ps.Project + "/topics/" + id
+	if name, err := gcp.TopicName(ps.Project, id); err == nil {
+		return name
+	}
+	return id // invalid: Pub/Sub's own error names it
 }
 
 // SubscriptionName returns "projects/PROJECT/subscriptions/ID".
 func (ps *PubSub) SubscriptionName(id string) string {
 	return "projects/" + ps.Project + "/subscriptions/" + id
 }
-
-// Output returns the emulator's recent output (bounded), for diagnostics.
-func (ps *PubSub) Output() string { return ps.proc.out.String() }
 
 // Close stops the emulator's whole process group (SIGTERM, then SIGKILL after
 // a grace period) and waits for it. It returns an error if the emulator had

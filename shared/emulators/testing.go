@@ -103,26 +103,6 @@ func PubSubForTest(t testing.TB, project string) *PubSub {
 	return &h
 }
 
-// DedicatedPubSubForTest starts a Pub/Sub emulator for t alone and stops it
-// when t ends. It costs a JVM start (seconds); prefer PubSubForTest unless the
-// test needs a pristine emulator or stops it.
-func DedicatedPubSubForTest(t testing.TB, project string) *PubSub {
-	t.Helper()
-	ps, err := StartPubSub(context.Background(), project)
-	if err != nil {
-		unavailable(t, err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("pubsub emulator %s output:\n%s", ps.Host, ps.proc.out.Lines(tailLines))
-		}
-		if err := ps.Close(); err != nil {
-			t.Errorf("close pubsub emulator: %v", err)
-		}
-	})
-	return ps
-}
-
 // CloseShared stops the shared Pub/Sub emulator, if one was started. Call it
 // from TestMain after m.Run; RunTests does.
 func CloseShared() error {

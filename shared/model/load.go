@@ -33,9 +33,10 @@ type Model struct {
 }
 
 // Load reads model.json and model.onnx from a directory URI (gs://bucket/
-// prefix, file:///dir or a plain path) and validates the metadata.
-func Load(ctx context.Context, uri string) (*Model, error) {
-	st, err := blob.Open(ctx, uri)
+// prefix, file:///dir or a plain path), opened by op (nil: local paths
+// only), and validates the metadata.
+func Load(ctx context.Context, op *blob.Opener, uri string) (*Model, error) {
+	st, err := op.Open(ctx, uri)
 	if err != nil {
 		return nil, fmt.Errorf("loading model %s: %w", uri, err)
 	}

@@ -111,10 +111,10 @@ func (m *Metadata) Validate() error {
 	if m.Input.Name == "" || m.Output.Name == "" {
 		errs = append(errs, errors.New("input and output names must be set"))
 	}
-	if want := m.Preprocessing.Shape(-1); !shapeMatches(m.Input.Shape, want) {
+	if want := m.Preprocessing.Shape(-1); !ShapeMatches(m.Input.Shape, want) {
 		errs = append(errs, fmt.Errorf("input shape %v does not match the preprocessing spec %v", m.Input.Shape, want))
 	}
-	if want := []int64{-1, int64(len(m.Labels))}; !shapeMatches(m.Output.Shape, want) {
+	if want := []int64{-1, int64(len(m.Labels))}; !ShapeMatches(m.Output.Shape, want) {
 		errs = append(errs, fmt.Errorf("output shape %v does not match %d labels", m.Output.Shape, len(m.Labels)))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -123,8 +123,9 @@ func (m *Metadata) Validate() error {
 	return nil
 }
 
-// shapeMatches compares shapes where -1 in either is a wildcard.
-func shapeMatches(got, want []int64) bool {
+// ShapeMatches compares shapes where -1 in either is a wildcard (the graph
+// check of shared/onnxrt uses it too).
+func ShapeMatches(got, want []int64) bool {
 	if len(got) != len(want) {
 		return false
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"image/color"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -15,8 +14,6 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
-	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
 
 func TestSoftmaxAndTopK(t *testing.T) {
@@ -91,72 +88,8 @@ func TestParseMetadataRejectsUnknownSpecFields(t *testing.T) {
 	}
 }
 
-func TestLoadAndClassify(t *testing.T) {
-	ort.InitForTest(t)
-	ctx := context.Background()
-	dir := modeltest.Dir(t, modeltest.Options{})
-	m, err := model.Load(ctx, "file://"+dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := model.NewClassifier(m, model.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-
-	cases := []struct {
-		img  []byte
-		want string
-	}{
-		{modeltest.JPEG(t, modeltest.Solid(modeltest.Red, 50, 40)), "red"},
-		{modeltest.PNG(t, modeltest.Solid(modeltest.Green, 20, 20)), "green"},
-		{modeltest.JPEG(t, modeltest.Solid(modeltest.Blue, 300, 200)), "blue"},
-	}
-	// Concurrent use of one session is the serving pattern; -race checks it.
-	var wg sync.WaitGroup
-	for i := range 8 {
-		tc := cases[i%len(cases)]
-		wg.Go(func() {
-			ps, err := c.Classify(tc.img, 2)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			if len(ps) != 2 || ps[0].Label != tc.want || ps[0].Score < 0.9 || ps[0].Score < ps[1].Score {
-				t.Errorf("Classify = %+v, want top-1 %q with score > 0.9", ps, tc.want)
-			}
-		})
-	}
-	wg.Wait()
-
-	_, err = c.Classify([]byte("not an image"), 1)
-	if !errors.Is(err, preprocess.ErrUnsupportedFormat) {
-		t.Errorf("Classify(text) = %v, want ErrUnsupportedFormat", err)
-	}
-}
-
-func TestClassifierRejectsMismatchedGraph(t *testing.T) {
-	ort.InitForTest(t)
-	m := modeltest.Colour(t, modeltest.Options{})
-	m.Metadata.Input.Name = "pixels"
-	_, err := model.NewClassifier(m, model.Options{})
-	if err == nil || !strings.Contains(err.Error(), `no input "pixels"`) {
-		t.Errorf("NewClassifier = %v, want an error naming the missing input", err)
-	}
-
-	// A graph whose output has 3 logits cannot serve 4 labels.
-	m = modeltest.Colour(t, modeltest.Options{})
-	m.Metadata.Labels = append(m.Metadata.Labels, "purple")
-	m.Metadata.Output.Shape = []int64{-1, 4}
-	_, err = model.NewClassifier(m, model.Options{})
-	if err == nil || !strings.Contains(err.Error(), "output") {
-		t.Errorf("NewClassifier = %v, want an output shape error", err)
-	}
-}
-
 func TestLoadMissingModel(t *testing.T) {
-	_, err := model.Load(context.Background(), t.TempDir())
+	_, err := model.Load(context.Background(), nil, t.TempDir())
 	if !errors.Is(err, blob.ErrNotFound) {
 		t.Errorf("Load(empty dir) = %v, want ErrNotFound", err)
 	}

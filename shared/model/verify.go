@@ -46,15 +46,28 @@ func checkSum(file string, b []byte, want string) error {
 	return nil
 }
 
-// Reproduce runs the classifier on the verification inputs and checks
-// that every logit is within the tolerance of the recorded one.
-func (v *Verification) Reproduce(c *Classifier) error {
-	per, k := c.meta.Preprocessing.TensorLen(), len(c.meta.Labels)
+// Runner runs a model's graph. The serving classifier (shared/onnxrt) is
+// one; light packages such as the registry's gate take this interface so
+// that they do not link onnxruntime themselves.
+type Runner interface {
+	// Logits runs n preprocessed images (n*TensorLen values) and returns
+	// n*len(labels) logits.
+	Logits(batch []float32, n int) ([]float32, error)
+	// Classify decodes, preprocesses and classifies one encoded image.
+	Classify(img []byte, k int) ([]Prediction, error)
+	Close() error
+}
+
+// Reproduce runs r (a runner of a model with metadata meta) on the
+// verification inputs and checks that every logit is within the tolerance
+// of the recorded one.
+func (v *Verification) Reproduce(meta *Metadata, r Runner) error {
+	per, k := meta.Preprocessing.TensorLen(), len(meta.Labels)
 	if v.Images < 1 || len(v.Inputs) != v.Images*per || len(v.Logits) != v.Images*k {
 		return fmt.Errorf("%w: %s holds %d inputs and %d logits, not %d images of %d values and %d labels",
 			ErrIntegrity, VerificationFile, len(v.Inputs), len(v.Logits), v.Images, per, k)
 	}
-	got, err := c.Logits(v.Inputs, v.Images)
+	got, err := r.Logits(v.Inputs, v.Images)
 	if err != nil {
 		return fmt.Errorf("%w: running the verification batch: %w", ErrIntegrity, err)
 	}
@@ -71,32 +84,24 @@ func (v *Verification) Reproduce(c *Classifier) error {
 	return nil
 }
 
-// CheckIntegrity is what the quality gate requires before an alias moves
-// to m: recorded checksums (already checked by Load), a graph onnxruntime
-// loads and that matches model.json, and reproduced verification logits.
-func (m *Model) CheckIntegrity(opts Options) error {
-	c, err := m.VerifiedClassifier(opts)
-	if err != nil {
-		return err
-	}
-	return c.Close()
-}
-
-// VerifiedClassifier is CheckIntegrity returning the classifier it made.
-func (m *Model) VerifiedClassifier(opts Options) (*Classifier, error) {
+// Verified is what the quality gate requires before an alias moves to m:
+// recorded checksums (already checked by Load), a graph that open loads and
+// that matches model.json, and reproduced verification logits. It returns
+// the runner open made; the caller closes it.
+func (m *Model) Verified(open func(*Model) (Runner, error)) (Runner, error) {
 	if m.Metadata.ONNXSHA256 == "" {
 		return nil, fmt.Errorf("%w: %s records no onnx_sha256", ErrIntegrity, MetadataFile)
 	}
 	if m.Verification == nil {
 		return nil, fmt.Errorf("%w: the version has no %s", ErrIntegrity, VerificationFile)
 	}
-	c, err := NewClassifier(m, opts)
+	r, err := open(m)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrIntegrity, err)
 	}
-	if err := m.Verification.Reproduce(c); err != nil {
-		c.Close()
+	if err := m.Verification.Reproduce(&m.Metadata, r); err != nil {
+		r.Close()
 		return nil, err
 	}
-	return c, nil
+	return r, nil
 }

@@ -6,10 +6,11 @@
 // classifier only when the last request using it has released it, so a swap
 // never pulls a session out from under a running inference.
 //
-// Lazy is the Provider the functions use today: it loads MODEL_URI on first
-// use, once, and on failure retries on a later request after a backoff
-// rather than on every request, so a missing or broken model gives 503s, not
-// a crash loop and not a storm of GCS reads.
+// Lazy is the Provider over one MODEL_URI: it loads it on first use, once,
+// and on failure retries on a later request after a backoff rather than on
+// every request, so a missing or broken model gives 503s, not a crash loop
+// and not a storm of GCS reads. Watcher is the Provider over a registry
+// alias: it follows the alias and swaps models in (hot reload).
 package modelsource
 
 import (
@@ -20,7 +21,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/orchard-mlops/orchard/shared/backoff"
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 )
 
 // Provider gives out the current classifier.
@@ -34,7 +38,7 @@ type Provider interface {
 
 // Lease pins a classifier until Release. Release is idempotent.
 type Lease struct {
-	*model.Classifier
+	*onnxrt.Classifier
 	e    *entry
 	done atomic.Bool
 }
@@ -67,13 +71,13 @@ func IsUnavailable(err error) bool {
 // one reference; each lease owns one. The classifier is closed when the
 // count reaches zero, which happens only after the slot let go of it.
 type entry struct {
-	c      *model.Classifier
+	c      *onnxrt.Classifier
 	refs   atomic.Int64
 	closed chan struct{}
-	onDone func(*model.Classifier) // closes c; replaceable in tests
+	onDone func(*onnxrt.Classifier) // closes c; replaceable in tests
 }
 
-func newEntry(c *model.Classifier, closeFn func(*model.Classifier)) *entry {
+func newEntry(c *onnxrt.Classifier, closeFn func(*onnxrt.Classifier)) *entry {
 	e := &entry{c: c, closed: make(chan struct{}), onDone: closeFn}
 	e.refs.Store(1)
 	return e
@@ -101,7 +105,7 @@ func (e *entry) release() {
 	}
 }
 
-func closeClassifier(c *model.Classifier) {
+func closeClassifier(c *onnxrt.Classifier) {
 	if c != nil {
 		_ = c.Close()
 	}
@@ -113,7 +117,7 @@ func closeClassifier(c *model.Classifier) {
 type Slot struct {
 	cur atomic.Pointer[entry]
 	// closeFn closes retired classifiers (Classifier.Close by default).
-	closeFn func(*model.Classifier)
+	closeFn func(*onnxrt.Classifier)
 }
 
 // Acquire leases the current classifier, or returns nil, false if the slot
@@ -136,7 +140,7 @@ func (s *Slot) Acquire() (*Lease, bool) {
 // classifier, which is closed after its last lease is released. The
 // returned channel is closed when that has happened (nil if there was no
 // previous classifier).
-func (s *Slot) Swap(c *model.Classifier) <-chan struct{} {
+func (s *Slot) Swap(c *onnxrt.Classifier) <-chan struct{} {
 	var e *entry
 	if c != nil {
 		closeFn := s.closeFn
@@ -154,7 +158,7 @@ func (s *Slot) Swap(c *model.Classifier) <-chan struct{} {
 }
 
 // discard closes a classifier that was never installed.
-func (s *Slot) discard(c *model.Classifier) {
+func (s *Slot) discard(c *onnxrt.Classifier) {
 	if s.closeFn != nil {
 		s.closeFn(c)
 	} else {
@@ -163,17 +167,17 @@ func (s *Slot) discard(c *model.Classifier) {
 }
 
 // LoadFunc builds a classifier, e.g. from a model URI.
-type LoadFunc func(ctx context.Context) (*model.Classifier, error)
+type LoadFunc func(ctx context.Context) (*onnxrt.Classifier, error)
 
 // FromURI returns a LoadFunc that loads the model at uri (gs://, file:// or
-// a path) with the given classifier options.
-func FromURI(uri string, opts model.Options) LoadFunc {
-	return func(ctx context.Context) (*model.Classifier, error) {
-		m, err := model.Load(ctx, uri)
+// a path), opened by op, with the given classifier options.
+func FromURI(op *blob.Opener, uri string, opts onnxrt.Options) LoadFunc {
+	return func(ctx context.Context) (*onnxrt.Classifier, error) {
+		m, err := model.Load(ctx, op, uri)
 		if err != nil {
 			return nil, err
 		}
-		return model.NewClassifier(m, opts)
+		return onnxrt.NewClassifier(m, opts)
 	}
 }
 
@@ -191,10 +195,7 @@ func (b Backoff) after(failures int) time.Duration {
 	if m <= 0 {
 		m = 30 * time.Second
 	}
-	for i := 1; i < failures && d < m; i++ {
-		d *= 2
-	}
-	return min(d, m)
+	return backoff.Doubling(d, m, failures)
 }
 
 // LoadTimeout bounds one load attempt. Loads are detached from the request
@@ -294,9 +295,13 @@ func (l *Lazy) Acquire(ctx context.Context) (*Lease, error) {
 	}
 }
 
-// runLoad calls the load function detached from ctx's cancellation, and
-// turns a panic into an error (a hostile model must not crash the process).
-func (l *Lazy) runLoad(ctx context.Context) (c *model.Classifier, err error) {
+// runLoad is safeLoad of the load function.
+func (l *Lazy) runLoad(ctx context.Context) (*onnxrt.Classifier, error) { return safeLoad(ctx, l.load) }
+
+// safeLoad calls load detached from ctx's cancellation and bounded by
+// LoadTimeout, and turns a panic into an error (a hostile model must not
+// crash the process). Lazy and Watcher load through it.
+func safeLoad(ctx context.Context, load LoadFunc) (c *onnxrt.Classifier, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			c, err = nil, fmt.Errorf("loading the model panicked: %v", r)
@@ -304,12 +309,12 @@ func (l *Lazy) runLoad(ctx context.Context) (c *model.Classifier, err error) {
 	}()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), LoadTimeout)
 	defer cancel()
-	return l.load(ctx)
+	return load(ctx)
 }
 
 // Replace installs c as the current classifier (hot reload); the previous
 // one is closed after its last lease. The returned channel is closed then.
-func (l *Lazy) Replace(c *model.Classifier) <-chan struct{} {
+func (l *Lazy) Replace(c *onnxrt.Classifier) <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.failures, l.lastErr = 0, nil
@@ -350,7 +355,7 @@ func WaitClosed(ctx context.Context, done <-chan struct{}) error {
 
 // Static is a Provider over one classifier that is never swapped (tests,
 // tools). Closing the classifier is the caller's business.
-type Static struct{ C *model.Classifier }
+type Static struct{ C *onnxrt.Classifier }
 
 // Acquire implements Provider.
 func (s Static) Acquire(context.Context) (*Lease, error) {

@@ -8,18 +8,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 )
 
 // fakeClassifiers stand in for real ones where only identity matters; the
 // slot's close function is replaced so they are never Closed for real.
-func fakeClassifier() *model.Classifier { return new(model.Classifier) }
+func fakeClassifier() *onnxrt.Classifier { return new(onnxrt.Classifier) }
 
 func TestSlotClosesRetiredClassifierAfterLastLease(t *testing.T) {
 	var closed sync.Map
-	s := &Slot{closeFn: func(c *model.Classifier) { closed.Store(c, true) }}
+	s := &Slot{closeFn: func(c *onnxrt.Classifier) { closed.Store(c, true) }}
 	if _, ok := s.Acquire(); ok {
 		t.Fatal("empty slot gave a lease")
 	}
@@ -63,8 +63,8 @@ func TestSlotClosesRetiredClassifierAfterLastLease(t *testing.T) {
 func TestSlotConcurrentSwapAndAcquire(t *testing.T) {
 	var closes atomic.Int64
 	var mu sync.Mutex
-	closedSet := map[*model.Classifier]bool{}
-	s := &Slot{closeFn: func(c *model.Classifier) {
+	closedSet := map[*onnxrt.Classifier]bool{}
+	s := &Slot{closeFn: func(c *onnxrt.Classifier) {
 		mu.Lock()
 		defer mu.Unlock()
 		if closedSet[c] {
@@ -114,7 +114,7 @@ func TestLazyLoadsOnceAndBacksOff(t *testing.T) {
 	fail := atomic.Bool{}
 	fail.Store(true)
 	c := fakeClassifier()
-	l := NewLazy(func(ctx context.Context) (*model.Classifier, error) {
+	l := NewLazy(func(ctx context.Context) (*onnxrt.Classifier, error) {
 		calls.Add(1)
 		time.Sleep(10 * time.Millisecond) // let concurrent callers pile up
 		if fail.Load() {
@@ -122,7 +122,7 @@ func TestLazyLoadsOnceAndBacksOff(t *testing.T) {
 		}
 		return c, nil
 	}, Backoff{Initial: 150 * time.Millisecond, Max: time.Second})
-	l.slot.closeFn = func(*model.Classifier) {}
+	l.slot.closeFn = func(*onnxrt.Classifier) {}
 	now := time.Now()
 	l.now = func() time.Time { return now }
 
@@ -178,7 +178,7 @@ func TestBackoffGrowsAndCaps(t *testing.T) {
 }
 
 func TestLazyLoadPanicIsAnError(t *testing.T) {
-	l := NewLazy(func(context.Context) (*model.Classifier, error) { panic("hostile model") }, Backoff{})
+	l := NewLazy(func(context.Context) (*onnxrt.Classifier, error) { panic("hostile model") }, Backoff{})
 	if _, err := l.Acquire(t.Context()); !IsUnavailable(err) {
 		t.Fatalf("Acquire = %v, want unavailable", err)
 	}
@@ -186,7 +186,7 @@ func TestLazyLoadPanicIsAnError(t *testing.T) {
 
 func TestLazyWaiterHonoursItsContext(t *testing.T) {
 	release := make(chan struct{})
-	l := NewLazy(func(context.Context) (*model.Classifier, error) {
+	l := NewLazy(func(context.Context) (*onnxrt.Classifier, error) {
 		<-release
 		return nil, errors.New("slow failure")
 	}, Backoff{})
@@ -204,9 +204,9 @@ func TestLazyWaiterHonoursItsContext(t *testing.T) {
 
 // TestLazyRealModel loads the colour model from a directory and classifies.
 func TestLazyRealModel(t *testing.T) {
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	dir := modeltest.Dir(t, modeltest.Options{Version: "v7"})
-	l := NewLazy(FromURI("file://"+dir, model.Options{}), Backoff{})
+	l := NewLazy(FromURI(nil, "file://"+dir, onnxrt.Options{}), Backoff{})
 	lease, err := l.Acquire(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -225,11 +225,11 @@ func TestLazyReplace(t *testing.T) {
 	var closed sync.Map
 	a, b, loaded := fakeClassifier(), fakeClassifier(), fakeClassifier()
 	release := make(chan struct{})
-	l := NewLazy(func(context.Context) (*model.Classifier, error) {
+	l := NewLazy(func(context.Context) (*onnxrt.Classifier, error) {
 		<-release
 		return loaded, nil
 	}, Backoff{})
-	l.slot.closeFn = func(c *model.Classifier) { closed.Store(c, true) }
+	l.slot.closeFn = func(c *onnxrt.Classifier) { closed.Store(c, true) }
 	first := make(chan *Lease)
 	go func() { // a slow first load
 		lease, _ := l.Acquire(context.Background())

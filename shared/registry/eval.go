@@ -27,13 +27,13 @@ type EvalSet struct {
 type evalImage struct{ key, label string }
 
 // OpenEvalSet lists the evaluation set at uri (gs://bucket/prefix,
-// file:///dir or a path).
-func OpenEvalSet(ctx context.Context, uri string) (*EvalSet, error) {
-	st, err := blob.Open(ctx, uri)
+// file:///dir or a path), opened by op (nil: local paths only).
+func OpenEvalSet(ctx context.Context, op *blob.Opener, uri string) (*EvalSet, error) {
+	st, err := op.Open(ctx, uri)
 	if err != nil {
 		return nil, fmt.Errorf("evaluation set: %w", err)
 	}
-	objs, err := st.List(ctx, "")
+	objs, err := blob.Collect(ctx, st, blob.ListOptions{}, blob.Limits{})
 	if err != nil {
 		return nil, fmt.Errorf("evaluation set %s: %w", uri, err)
 	}
@@ -60,7 +60,7 @@ func (e *EvalSet) URI() string { return e.store.URI("") }
 // Score classifies every image and returns the top-1 accuracy. An image
 // whose class the model does not know counts as wrong; an undecodable
 // image is an error (the operator's set should be clean).
-func (e *EvalSet) Score(ctx context.Context, c *model.Classifier) (float64, int, error) {
+func (e *EvalSet) Score(ctx context.Context, c model.Runner) (float64, int, error) {
 	correct := 0
 	for _, im := range e.images {
 		b, _, err := e.store.Read(ctx, im.key, preprocess.DefaultMaxBytes)
@@ -79,12 +79,12 @@ func (e *EvalSet) Score(ctx context.Context, c *model.Classifier) (float64, int,
 }
 
 // scoreVersion loads a version and scores it on the set.
-func (r *Registry) scoreVersion(ctx context.Context, e *EvalSet, name, version string, opts model.Options) (float64, error) {
+func (r *Registry) scoreVersion(ctx context.Context, e *EvalSet, name, version string, rt Runtime) (float64, error) {
 	m, err := r.LoadModel(ctx, name, version)
 	if err != nil {
 		return 0, err
 	}
-	c, err := model.NewClassifier(m, opts)
+	c, err := rt.Open(m)
 	if err != nil {
 		return 0, err
 	}

@@ -7,7 +7,8 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
@@ -16,7 +17,7 @@ import (
 // candidate claiming 0.99 that gets 1 of 3 right is refused against a
 // production that gets 3 of 3, and both scores are recorded.
 func TestGateUsesEvaluationSet(t *testing.T) {
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	ctx := t.Context()
 	dir := t.TempDir()
 	es := must(blob.NewDir(dir))
@@ -32,18 +33,18 @@ func TestGateUsesEvaluationSet(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eval, err := registry.OpenEvalSet(ctx, dir)
+	eval, err := registry.OpenEvalSet(ctx, nil, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := registry.New(must(blob.NewDir(t.TempDir())), registry.Options{})
-	res := publish(t, reg, modeltest.Options{Version: "v1", Accuracy: 0.6}, registry.PublishOptions{Promote: true, Eval: eval})
+	res := publish(t, reg, modeltest.Options{Version: "v1", Accuracy: 0.6}, registry.PublishOptions{Runtime: onnxrt.Runtime{}, Promote: true, Eval: eval})
 	if d := res.Decision; !d.Accepted || d.EvalAccuracy != 1 || d.EvalImages != 3 {
 		t.Fatalf("first version: %+v", d)
 	}
 	// Same label set, two classes swapped: right on red only.
 	res = publish(t, reg, modeltest.Options{Version: "v2", Labels: []string{"red", "blue", "green"}, Accuracy: 0.99},
-		registry.PublishOptions{Promote: true, Eval: eval})
+		registry.PublishOptions{Runtime: onnxrt.Runtime{}, Promote: true, Eval: eval})
 	d := res.Decision
 	if d.Accepted || !strings.Contains(d.Reason, "evaluation set") || d.BaselineEvalAccuracy != 1 || d.EvalAccuracy > 0.34 {
 		t.Fatalf("gamed candidate: %+v", d)

@@ -154,6 +154,20 @@ func (r *Registry) writeDecision(ctx context.Context, d *Decision) error {
 	return nil
 }
 
+// Runtime opens a model to run it. The gate needs one to reproduce a
+// candidate's verification logits and to score models on an evaluation set;
+// shared/onnxrt.Runtime is the onnxruntime one. It is an interface so that
+// the registry stays pure Go: what only publishes, lists or rolls back
+// models (and CGO_ENABLED=0 builds) does not link onnxruntime.
+type Runtime interface {
+	Open(m *model.Model) (model.Runner, error)
+}
+
+// ErrNoRuntime means a promotion was asked of a binary without a Runtime:
+// the gate cannot check the candidate, so no alias moves.
+var ErrNoRuntime = errors.New("the quality gate must run the model with onnxruntime to reproduce its verification logits, " +
+	"and this binary has none (build it with cgo: CGO_ENABLED=1, the default)")
+
 // PromoteOptions configure Promote.
 type PromoteOptions struct {
 	GateOptions
@@ -167,16 +181,18 @@ type PromoteOptions struct {
 	// production are compared on it instead of on their self-reported
 	// validation accuracy.
 	Eval *EvalSet
-	// Classifier options for the models the gate runs.
-	Classifier model.Options
+	// Runtime runs the models the gate checks and scores; required (nil
+	// fails with ErrNoRuntime, even with Force).
+	Runtime Runtime
 }
 
 // Promote moves an alias (production by default) to version if the gate
 // accepts it against the version the alias names at that moment. First the
-// candidate's integrity is checked (model.Model.VerifiedClassifier: sha256
-// of the graph, onnxruntime loads it and it matches model.json, the
+// candidate's integrity is checked with o.Runtime (model.Model.Verified:
+// sha256 of the graph, onnxruntime loads it and it matches model.json, the
 // verification logits are reproduced); a failure is a recorded rejection
-// and the alias is not touched. The
+// and the alias is not touched. Without a Runtime nothing is judged and
+// the error wraps ErrNoRuntime. The
 // comparison and the move are one compare-and-swap: if the alias moves in
 // between, the candidate is judged again against the new target. The
 // decision is recorded either way and returned; a rejection is not an
@@ -185,6 +201,9 @@ type PromoteOptions struct {
 func (r *Registry) Promote(ctx context.Context, name, version string, o PromoteOptions) (*Decision, error) {
 	if o.Alias == "" {
 		o.Alias = Production
+	}
+	if o.Runtime == nil {
+		return nil, fmt.Errorf("promoting %s/%s to %s: %w", name, version, o.Alias, ErrNoRuntime)
 	}
 	cand, err := r.Metadata(ctx, name, version)
 	if err != nil {
@@ -230,7 +249,7 @@ func (r *Registry) Promote(ctx context.Context, name, version string, o PromoteO
 				acc, ok := prodEval[cur.Version]
 				if !ok {
 					var err error
-					if acc, err = r.scoreVersion(ctx, o.Eval, name, cur.Version, o.Classifier); err != nil {
+					if acc, err = r.scoreVersion(ctx, o.Eval, name, cur.Version, o.Runtime); err != nil {
 						// A production that cannot even be scored is no bar.
 						r.log.ErrorContext(ctx, "quality gate: production cannot be scored on the evaluation set",
 							"model", name, "version", cur.Version, "err", err)
@@ -275,9 +294,9 @@ func (r *Registry) checkCandidate(ctx context.Context, name, version string, o P
 	if err != nil && !errors.Is(err, model.ErrIntegrity) {
 		return 0, err
 	}
-	var c *model.Classifier
+	var c model.Runner
 	if err == nil {
-		c, err = m.VerifiedClassifier(o.Classifier)
+		c, err = m.Verified(o.Runtime.Open)
 	}
 	if err != nil {
 		d.Reason = "integrity check failed: " + err.Error()

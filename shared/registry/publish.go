@@ -26,6 +26,9 @@ type PublishOptions struct {
 	// Eval is the operator's evaluation set for the gate (see
 	// PromoteOptions.Eval); nil compares self-reported validation accuracy.
 	Eval *EvalSet
+	// Runtime runs the gate's checks (see PromoteOptions.Runtime); required
+	// with Promote.
+	Runtime Runtime
 	// By and Reason are recorded with the decision and the alias move
 	// (e.g. the requester and the training job).
 	By     string
@@ -53,7 +56,7 @@ func (p *PublishResult) Promoted() bool { return p.Decision != nil && p.Decision
 //
 // A gate rejection is not an error: check PublishResult.Promoted.
 func Publish(ctx context.Context, reg *Registry, modelDir string, o PublishOptions) (*PublishResult, error) {
-	src, err := blob.Open(ctx, modelDir)
+	src, err := reg.opener.Open(ctx, modelDir)
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -62,6 +65,9 @@ func Publish(ctx context.Context, reg *Registry, modelDir string, o PublishOptio
 
 // PublishFrom is Publish from an open store.
 func PublishFrom(ctx context.Context, reg *Registry, src blob.Store, o PublishOptions) (*PublishResult, error) {
+	if o.Promote && o.Runtime == nil { // refuse before storing anything
+		return nil, fmt.Errorf("publish: %w", ErrNoRuntime)
+	}
 	m, err := model.LoadFrom(ctx, src) // validates model.json and the recorded sha256s
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
@@ -88,7 +94,7 @@ func PublishFrom(ctx context.Context, reg *Registry, src blob.Store, o PublishOp
 	if o.Promote {
 		d, err := reg.Promote(ctx, name, version, PromoteOptions{
 			GateOptions: GateOptions{Margin: o.Margin, AllowNewLabels: o.AllowNewLabels},
-			Alias:       o.Alias, By: o.By, Reason: o.Reason, Eval: o.Eval,
+			Alias:       o.Alias, By: o.By, Reason: o.Reason, Eval: o.Eval, Runtime: o.Runtime,
 		})
 		if err != nil {
 			return res, fmt.Errorf("publish: %w", err)

@@ -40,7 +40,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"path"
 	"regexp"
 	"slices"
@@ -57,10 +56,6 @@ const Production = "production"
 
 // MaxHistory bounds the history kept in an alias object.
 const MaxHistory = 100
-
-// maxCASAttempts bounds compare-and-swap retries of one alias move. Each
-// round has a winner, so this only runs out under extreme contention.
-const maxCASAttempts = 64
 
 // maxFileBytes caps files copied into a version.
 const maxFileBytes = model.MaxONNXBytes
@@ -108,11 +103,15 @@ type Options struct {
 	Notifier Notifier
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Storage opens Open's URI and the model directories Publish copies
+	// from; nil: local paths only.
+	Storage *blob.Opener
 }
 
 // Registry is a model registry over a blob store.
 type Registry struct {
 	store    blob.Store
+	opener   *blob.Opener
 	notifier Notifier
 	log      *slog.Logger
 	now      func() time.Time
@@ -120,7 +119,7 @@ type Registry struct {
 
 // New returns a registry rooted at st.
 func New(st blob.Store, o Options) *Registry {
-	r := &Registry{store: st, notifier: o.Notifier, log: o.Logger, now: o.Now}
+	r := &Registry{store: st, opener: o.Storage, notifier: o.Notifier, log: o.Logger, now: o.Now}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -131,9 +130,9 @@ func New(st blob.Store, o Options) *Registry {
 }
 
 // Open returns a registry at a URI: gs://bucket[/prefix], file:///dir or a
-// local path.
+// local path, opened by o.Storage.
 func Open(ctx context.Context, uri string, o Options) (*Registry, error) {
-	st, err := blob.Open(ctx, uri)
+	st, err := o.Storage.Open(ctx, uri)
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
@@ -154,6 +153,11 @@ func versionPrefix(name, version string) string {
 func aliasKey(name, alias string) string { return modelPrefix(name) + "aliases/" + alias + ".json" }
 func decisionKey(name, version string) string {
 	return modelPrefix(name) + "decisions/" + version + ".json"
+}
+
+// VersionStore is a version's files, as a store rooted at the version.
+func (r *Registry) VersionStore(name, version string) blob.Store {
+	return blob.Prefixed(r.store, versionPrefix(name, version))
 }
 
 // VersionURI is where a version's files live.
@@ -194,18 +198,25 @@ func (r *Registry) Alias(ctx context.Context, name, alias string) (*Alias, error
 	if err := errors.Join(ValidName(name), ValidName(alias)); err != nil {
 		return nil, err
 	}
-	b, attrs, err := r.store.Read(ctx, aliasKey(name, alias), 1<<20)
+	b, attrs, err := r.store.Read(ctx, aliasKey(name, alias), maxAliasBytes)
 	if err != nil {
 		if errors.Is(err, blob.ErrNotFound) {
 			return nil, fmt.Errorf("alias %s of model %s: %w", alias, name, ErrNotFound)
 		}
 		return nil, fmt.Errorf("registry: reading alias %s/%s: %w", name, alias, err)
 	}
+	return parseAlias(name, alias, b, attrs.Generation)
+}
+
+// maxAliasBytes caps an alias object (MaxHistory entries fit many times).
+const maxAliasBytes = 1 << 20
+
+func parseAlias(name, alias string, b []byte, gen int64) (*Alias, error) {
 	var a Alias
 	if err := json.Unmarshal(b, &a); err != nil {
 		return nil, fmt.Errorf("registry: parsing alias %s/%s: %w", name, alias, err)
 	}
-	a.Generation = attrs.Generation
+	a.Generation = gen
 	return &a, nil
 }
 
@@ -214,7 +225,7 @@ func (r *Registry) Aliases(ctx context.Context, name string) (map[string]*Alias,
 	if err := ValidName(name); err != nil {
 		return nil, err
 	}
-	objs, err := r.store.List(ctx, modelPrefix(name)+"aliases/")
+	objs, err := blob.Collect(ctx, r.store, blob.ListOptions{Prefix: modelPrefix(name) + "aliases/"}, blob.Limits{})
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
@@ -277,76 +288,73 @@ func (r *Registry) moveAlias(ctx context.Context, name, alias string, ifGen int6
 }
 
 // moveAliasReason is moveAlias where decide also gives the reason recorded.
+// The read-decide-write rounds are blob.Update's.
 func (r *Registry) moveAliasReason(ctx context.Context, name, alias string, ifGen int64,
 	decide func(cur *Alias) (version, action, reason string, err error), by string) (*Alias, error) {
 	if err := errors.Join(ValidName(name), ValidName(alias)); err != nil {
 		return nil, err
 	}
-	for attempt := 0; attempt < maxCASAttempts; attempt++ {
-		cur, err := r.Alias(ctx, name, alias)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, err
+	var cur, next *Alias
+	var decided error // an error of this package's, not of storage
+	attrs, wrote, err := blob.Update(ctx, r.store, aliasKey(name, alias), blob.UpdateOptions{Data: true, MaxBytes: maxAliasBytes},
+		func(c *blob.Current) (*blob.Change, error) {
+			var ch *blob.Change
+			cur, next, ch, decided = r.nextAlias(name, alias, ifGen, c, decide, by)
+			return ch, decided
+		})
+	switch {
+	case decided != nil:
+		return nil, decided
+	case errors.Is(err, blob.ErrPrecondition):
+		return nil, fmt.Errorf("alias %s/%s: %w: %w", name, alias, ErrConflict, err)
+	case err != nil:
+		return nil, fmt.Errorf("registry: moving alias %s/%s: %w", name, alias, err)
+	case !wrote:
+		return cur, nil
+	}
+	next.Generation = attrs.Generation
+	from := ""
+	if cur != nil {
+		from = cur.Version
+	}
+	r.log.InfoContext(ctx, "alias moved", "model", name, "alias", alias, "from", from, "to", next.Version,
+		"action", next.Action, "by", by, "reason", next.Reason, "generation", attrs.Generation)
+	return next, nil
+}
+
+// nextAlias is one round of an alias move: parse what is stored (c nil:
+// no alias yet), check the expected generation, let decide pick the
+// version, and encode the new alias object (ch nil: leave it).
+func (r *Registry) nextAlias(name, alias string, ifGen int64, c *blob.Current,
+	decide func(cur *Alias) (version, action, reason string, err error), by string) (cur, next *Alias, ch *blob.Change, err error) {
+	have := int64(-1)
+	if c != nil {
+		if cur, err = parseAlias(name, alias, c.Data, c.Attrs.Generation); err != nil {
+			return nil, nil, nil, err
 		}
-		if errors.Is(err, ErrNotFound) {
-			cur = nil
-		}
-		if ifGen != 0 {
-			have := int64(-1)
-			if cur != nil {
-				have = cur.Generation
-			}
-			if have != ifGen {
-				return nil, fmt.Errorf("alias %s/%s is at generation %d, not %d: %w", name, alias, have, ifGen, ErrConflict)
-			}
-		}
-		version, action, reason, err := decide(cur)
-		if err != nil {
-			return nil, err
-		}
-		if version == "" {
-			return cur, nil
-		}
-		next := &Alias{Model: name, Alias: alias, AliasChange: AliasChange{
-			Version: version, By: by, At: r.now().UTC(), Reason: reason, Action: action,
-		}}
-		wo := blob.WriteOptions{ContentType: "application/json", IfNotExist: true}
-		if cur != nil {
-			next.History = append([]AliasChange{cur.AliasChange}, cur.History...)
-			if len(next.History) > MaxHistory {
-				next.History = next.History[:MaxHistory]
-			}
-			wo = blob.WriteOptions{ContentType: "application/json", IfGenerationMatch: cur.Generation}
-		}
-		b, err := json.MarshalIndent(next, "", "  ")
-		if err != nil {
-			return nil, err
-		}
-		attrs, err := r.store.Write(ctx, aliasKey(name, alias), append(b, '\n'), wo)
-		if err == nil {
-			next.Generation = attrs.Generation
-			from := ""
-			if cur != nil {
-				from = cur.Version
-			}
-			r.log.InfoContext(ctx, "alias moved", "model", name, "alias", alias, "from", from, "to", version,
-				"action", action, "by", by, "reason", reason, "generation", attrs.Generation)
-			return next, nil
-		}
-		if !errors.Is(err, blob.ErrPrecondition) {
-			return nil, fmt.Errorf("registry: writing alias %s/%s: %w", name, alias, err)
-		}
-		if ifGen != 0 {
-			return nil, fmt.Errorf("alias %s/%s moved concurrently: %w", name, alias, ErrConflict)
-		}
-		// Lost the race: back off a little (jittered) and re-evaluate.
-		d := time.Duration(rand.Int64N(int64(5*time.Millisecond))) * time.Duration(min(attempt+1, 8))
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		have = cur.Generation
+	}
+	if ifGen != 0 && have != ifGen {
+		return cur, nil, nil, fmt.Errorf("alias %s/%s is at generation %d, not %d: %w", name, alias, have, ifGen, ErrConflict)
+	}
+	version, action, reason, err := decide(cur)
+	if err != nil || version == "" {
+		return cur, nil, nil, err
+	}
+	next = &Alias{Model: name, Alias: alias, AliasChange: AliasChange{
+		Version: version, By: by, At: r.now().UTC(), Reason: reason, Action: action,
+	}}
+	if cur != nil {
+		next.History = append([]AliasChange{cur.AliasChange}, cur.History...)
+		if len(next.History) > MaxHistory {
+			next.History = next.History[:MaxHistory]
 		}
 	}
-	return nil, fmt.Errorf("alias %s/%s: %d attempts lost to concurrent updates: %w", name, alias, maxCASAttempts, ErrConflict)
+	b, err := json.MarshalIndent(next, "", "  ")
+	if err != nil {
+		return cur, nil, nil, err
+	}
+	return cur, next, &blob.Change{Data: append(b, '\n'), ContentType: "application/json"}, nil
 }
 
 // Metadata reads a version's model.json. A missing (or incomplete) version
@@ -374,7 +382,7 @@ func (r *Registry) LoadModel(ctx context.Context, name, version string) (*model.
 	if err := errors.Join(ValidName(name), ValidVersion(version)); err != nil {
 		return nil, err
 	}
-	m, err := model.LoadFrom(ctx, Sub(r.store, versionPrefix(name, version)))
+	m, err := model.LoadFrom(ctx, r.VersionStore(name, version))
 	if err != nil {
 		if errors.Is(err, blob.ErrNotFound) {
 			return nil, fmt.Errorf("version %s of model %s: %w: %w", version, name, ErrNotFound, err)
@@ -400,7 +408,7 @@ func (r *Registry) PutVersion(ctx context.Context, name, version string, src blo
 	if err := errors.Join(ValidName(name), ValidVersion(version)); err != nil {
 		return nil, err
 	}
-	objs, err := src.List(ctx, "")
+	objs, err := blob.Collect(ctx, src, blob.ListOptions{}, blob.Limits{})
 	if err != nil {
 		return nil, fmt.Errorf("registry: listing %s: %w", src.URI(""), err)
 	}
@@ -423,7 +431,7 @@ func (r *Registry) PutVersion(ctx context.Context, name, version string, src blo
 	}
 	sort.Strings(keys)
 	keys = append(keys, model.ONNXFile, model.MetadataFile)
-	dst := Sub(r.store, versionPrefix(name, version))
+	dst := r.VersionStore(name, version)
 	res := &PutResult{URI: dst.URI(""), Files: keys}
 	for _, k := range keys {
 		data, attrs, err := src.Read(ctx, k, maxFileBytes)
@@ -444,21 +452,20 @@ func (r *Registry) PutVersion(ctx context.Context, name, version string, src blo
 
 // putImmutable writes key if absent; an identical existing object is fine.
 func putImmutable(ctx context.Context, st blob.Store, key string, data []byte, ct string) (bool, error) {
-	_, err := st.Write(ctx, key, data, blob.WriteOptions{ContentType: ct, IfNotExist: true})
-	if err == nil {
-		return true, nil
-	}
-	if !errors.Is(err, blob.ErrPrecondition) {
+	_, created, err := blob.Update(ctx, st, key, blob.UpdateOptions{AssumeAbsent: true, Data: true, MaxBytes: maxFileBytes},
+		func(cur *blob.Current) (*blob.Change, error) {
+			if cur == nil {
+				return &blob.Change{Data: data, ContentType: ct}, nil
+			}
+			if !bytes.Equal(cur.Data, data) {
+				return nil, fmt.Errorf("%s differs from the stored file: %w", st.URI(key), ErrVersionConflict)
+			}
+			return nil, nil
+		})
+	if err != nil && !errors.Is(err, ErrVersionConflict) {
 		return false, fmt.Errorf("registry: %w", err)
 	}
-	old, _, err := st.Read(ctx, key, maxFileBytes)
-	if err != nil {
-		return false, fmt.Errorf("registry: re-reading %s: %w", st.URI(key), err)
-	}
-	if !bytes.Equal(old, data) {
-		return false, fmt.Errorf("%s differs from the stored file: %w", st.URI(key), ErrVersionConflict)
-	}
-	return false, nil
+	return created, err
 }
 
 // VersionInfo describes a stored version.
@@ -479,7 +486,7 @@ func (r *Registry) Versions(ctx context.Context, name string) ([]VersionInfo, er
 		return nil, err
 	}
 	prefix := modelPrefix(name) + "versions/"
-	objs, err := r.store.List(ctx, prefix)
+	objs, err := blob.Collect(ctx, r.store, blob.ListOptions{Prefix: prefix}, blob.Limits{})
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
@@ -526,7 +533,7 @@ func (r *Registry) Versions(ctx context.Context, name string) ([]VersionInfo, er
 
 // Models lists the model names in the registry.
 func (r *Registry) Models(ctx context.Context) ([]string, error) {
-	objs, err := r.store.List(ctx, "models/")
+	objs, err := blob.Collect(ctx, r.store, blob.ListOptions{Prefix: "models/"}, blob.Limits{})
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}

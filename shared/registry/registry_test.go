@@ -14,6 +14,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
@@ -74,7 +75,7 @@ func TestPublishVersionsImmutable(t *testing.T) {
 	backends(t, func(t *testing.T, st blob.Store) {
 		ctx := t.Context()
 		reg := registry.New(st, registry.Options{})
-		res := publish(t, reg, modeltest.Options{Version: "v1", Accuracy: 0.9}, registry.PublishOptions{Promote: true, By: "alice"})
+		res := publish(t, reg, modeltest.Options{Version: "v1", Accuracy: 0.9}, registry.PublishOptions{Runtime: onnxrt.Runtime{}, Promote: true, By: "alice"})
 		if !res.Created || !res.Promoted() {
 			t.Fatalf("first publish: created=%v promoted=%v (%+v)", res.Created, res.Promoted(), res.Decision)
 		}
@@ -86,7 +87,7 @@ func TestPublishVersionsImmutable(t *testing.T) {
 		}
 
 		// Identical content again: a no-op, still production.
-		res = publish(t, reg, modeltest.Options{Version: "v1", Accuracy: 0.9}, registry.PublishOptions{Promote: true})
+		res = publish(t, reg, modeltest.Options{Version: "v1", Accuracy: 0.9}, registry.PublishOptions{Runtime: onnxrt.Runtime{}, Promote: true})
 		if res.Created || !res.Promoted() {
 			t.Errorf("identical re-publish: created=%v promoted=%v", res.Created, res.Promoted())
 		}
@@ -101,7 +102,7 @@ func TestPublishVersionsImmutable(t *testing.T) {
 			t.Errorf("name mismatch: %v", err)
 		}
 
-		publish(t, reg, modeltest.Options{Version: "v2", Accuracy: 0.8}, registry.PublishOptions{Promote: true})
+		publish(t, reg, modeltest.Options{Version: "v2", Accuracy: 0.8}, registry.PublishOptions{Runtime: onnxrt.Runtime{}, Promote: true})
 		vs, err := reg.Versions(ctx, "colours")
 		if err != nil {
 			t.Fatal(err)
@@ -182,7 +183,7 @@ func TestPromoteRecordsDecisionsAndRollback(t *testing.T) {
 			version string
 			acc     float64
 		}{{"v1", 0.80}, {"v2", 0.85}, {"v3", 0.90}, {"v4", 0.70}} {
-			publish(t, reg, modeltest.Options{Version: v.version, Accuracy: v.acc}, registry.PublishOptions{Promote: true, By: "ci"})
+			publish(t, reg, modeltest.Options{Version: v.version, Accuracy: v.acc}, registry.PublishOptions{Runtime: onnxrt.Runtime{}, Promote: true, By: "ci"})
 		}
 		prod := aliasVersion(t, reg, registry.Production)
 		if prod != "v3" {
@@ -193,7 +194,7 @@ func TestPromoteRecordsDecisionsAndRollback(t *testing.T) {
 			t.Errorf("v4 decision = %+v, %v", d, err)
 		}
 		// A forced promotion passes the gate and says so.
-		d, err = reg.Promote(ctx, "colours", "v4", registry.PromoteOptions{Force: true, By: "ops", Reason: "testing"})
+		d, err = reg.Promote(ctx, "colours", "v4", registry.PromoteOptions{Runtime: onnxrt.Runtime{}, Force: true, By: "ops", Reason: "testing"})
 		if err != nil || !d.Accepted || !d.Forced {
 			t.Fatalf("forced promote = %+v, %v", d, err)
 		}
@@ -296,7 +297,7 @@ func TestConcurrentAliasMoves(t *testing.T) {
 			var wg sync.WaitGroup
 			for i := range n {
 				wg.Go(func() {
-					if _, err := reg.Promote(ctx, "colours", fmt.Sprintf("v%d", i), registry.PromoteOptions{}); err != nil {
+					if _, err := reg.Promote(ctx, "colours", fmt.Sprintf("v%d", i), registry.PromoteOptions{Runtime: onnxrt.Runtime{}}); err != nil {
 						t.Error(err)
 					}
 				})

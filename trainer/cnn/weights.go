@@ -6,7 +6,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 
-	"github.com/orchard-mlops/orchard/trainer/onnxexport"
+	"github.com/orchard-mlops/orchard/shared/onnx"
 )
 
 // Floats returns a copy of a float32 variable's value.
@@ -22,8 +22,8 @@ func Floats(store *model.Store, path string) ([]float32, error) {
 	return tensors.CopyFlatData[float32](t)
 }
 
-// Net extracts the trained parameters as an onnxexport.Net.
-func Net(store *model.Store, a Arch, inputName, outputName string) (*onnxexport.Net, error) {
+// Net extracts the trained parameters as an onnx.Net.
+func Net(store *model.Store, a Arch, inputName, outputName string) (*onnx.Net, error) {
 	var err error
 	get := func(scope, name string) []float32 {
 		if err != nil {
@@ -33,7 +33,7 @@ func Net(store *model.Store, a Arch, inputName, outputName string) (*onnxexport.
 		v, err = Floats(store, "/"+Scope+"/"+scope+"/"+name)
 		return v
 	}
-	net := &onnxexport.Net{InputSize: a.InputSize, InputName: inputName, OutputName: outputName}
+	net := &onnx.Net{InputSize: a.InputSize, InputName: inputName, OutputName: outputName}
 	if a.InputNorm {
 		net.InputNormEpsilon = InputNormEpsilon
 	}
@@ -54,12 +54,12 @@ func Net(store *model.Store, a Arch, inputName, outputName string) (*onnxexport.
 	}
 	in := 3
 	for b, w := range a.Widths {
-		var block []onnxexport.Conv
+		var block []onnx.Conv
 		for c := range a.ConvsPerBlock {
 			s := ConvScope(b, c)
-			cv := onnxexport.Conv{In: in, Out: w, Weights: get(s, VarWeights)}
+			cv := onnx.Conv{In: in, Out: w, Weights: get(s, VarWeights)}
 			if a.BatchNorm {
-				cv.BN = &onnxexport.BatchNorm{Gamma: get(s, VarGamma), Beta: get(s, VarBeta),
+				cv.BN = &onnx.BatchNorm{Gamma: get(s, VarGamma), Beta: get(s, VarBeta),
 					Mean: corrected(get(s, VarMean)), Var: corrected(get(s, VarVar)), Epsilon: a.BNEpsilon}
 			} else {
 				cv.Bias = get(s, VarBias)
@@ -70,10 +70,10 @@ func Net(store *model.Store, a Arch, inputName, outputName string) (*onnxexport.
 		net.Blocks = append(net.Blocks, block)
 	}
 	if a.Dense > 0 {
-		net.Hidden = &onnxexport.Dense{In: in, Out: a.Dense, Weights: get(DenseScope, VarWeights), Bias: get(DenseScope, VarBias)}
+		net.Hidden = &onnx.Dense{In: in, Out: a.Dense, Weights: get(DenseScope, VarWeights), Bias: get(DenseScope, VarBias)}
 		in = a.Dense
 	}
-	net.Head = onnxexport.Dense{In: in, Out: a.NumClasses, Weights: get(HeadScope, VarWeights), Bias: get(HeadScope, VarBias)}
+	net.Head = onnx.Dense{In: in, Out: a.NumClasses, Weights: get(HeadScope, VarWeights), Bias: get(HeadScope, VarBias)}
 	if err != nil {
 		return nil, err
 	}

@@ -64,7 +64,8 @@ var versionArg = regexp.MustCompile(`^([a-z][a-z0-9-]*)@([A-Za-z0-9][A-Za-z0-9._
 
 // Resolve turns an argument into a run URI: NAME@VERSION is a version of
 // the registry at registryURI; anything else is a directory or gs:// URI.
-func Resolve(ctx context.Context, arg, registryURI string) (string, error) {
+// op opens the registry (nil: local paths only).
+func Resolve(ctx context.Context, op *blob.Opener, arg, registryURI string) (string, error) {
 	m := versionArg.FindStringSubmatch(arg)
 	if m == nil {
 		return arg, nil
@@ -72,7 +73,7 @@ func Resolve(ctx context.Context, arg, registryURI string) (string, error) {
 	if registryURI == "" {
 		return "", fmt.Errorf("compare: %s names a registry version: pass -registry (or REGISTRY_URI)", arg)
 	}
-	reg, err := registry.Open(ctx, registryURI, registry.Options{})
+	reg, err := registry.Open(ctx, registryURI, registry.Options{Storage: op})
 	if err != nil {
 		return "", fmt.Errorf("compare: %w", err)
 	}
@@ -83,9 +84,9 @@ func Resolve(ctx context.Context, arg, registryURI string) (string, error) {
 }
 
 // Load reads a run directory: model.json is required, metrics.jsonl and
-// confusion.json are optional.
-func Load(ctx context.Context, uri string) (*Run, error) {
-	st, err := blob.Open(ctx, uri)
+// confusion.json are optional. op opens uri (nil: local paths only).
+func Load(ctx context.Context, op *blob.Opener, uri string) (*Run, error) {
+	st, err := op.Open(ctx, uri)
 	if err != nil {
 		return nil, fmt.Errorf("compare: %w", err)
 	}
@@ -128,13 +129,13 @@ func LoadFrom(ctx context.Context, st blob.Store) (*Run, error) {
 }
 
 // Write renders the page for runs into the directory at outURI
-// (index.html and its PNGs).
-func Write(ctx context.Context, outURI, title string, runs []*Run) error {
+// (index.html and its PNGs), opened by op (nil: local paths only).
+func Write(ctx context.Context, op *blob.Opener, outURI, title string, runs []*Run) error {
 	files, err := Render(title, runs)
 	if err != nil {
 		return err
 	}
-	st, err := blob.Open(ctx, outURI)
+	st, err := op.Open(ctx, outURI)
 	if err != nil {
 		return fmt.Errorf("compare: %w", err)
 	}

@@ -47,7 +47,7 @@ func TestPage(t *testing.T) {
 	b := writeRun(t, "v1", "sha256:bbb", `{"seed":1,"train":{"epochs":2,"learning_rate":0.003}}`, false)
 	var runs []*compare.Run
 	for _, d := range []string{a, b} {
-		r, err := compare.Load(ctx, d)
+		r, err := compare.Load(ctx, nil, d)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +57,7 @@ func TestPage(t *testing.T) {
 		t.Fatalf("loaded %+v", runs[0])
 	}
 	out := t.TempDir()
-	if err := compare.Write(ctx, out, "two", runs); err != nil {
+	if err := compare.Write(ctx, nil, out, "two", runs); err != nil {
 		t.Fatal(err)
 	}
 	b2, err := os.ReadFile(filepath.Join(out, "index.html"))
@@ -74,13 +74,13 @@ func TestPage(t *testing.T) {
 	if strings.Contains(page, "<td>seed</td>") || strings.Contains(page, "<td>train.epochs</td>") {
 		t.Error("page shows config keys that do not differ")
 	}
-	if _, err := compare.Load(ctx, t.TempDir()); err == nil {
+	if _, err := compare.Load(ctx, nil, t.TempDir()); err == nil {
 		t.Error("a directory without model.json was accepted")
 	}
-	if _, err := compare.Resolve(ctx, "fruit@v1", ""); err == nil || !strings.Contains(err.Error(), "-registry") {
+	if _, err := compare.Resolve(ctx, nil, "fruit@v1", ""); err == nil || !strings.Contains(err.Error(), "-registry") {
 		t.Errorf("NAME@VERSION without a registry: %v", err)
 	}
-	if u, err := compare.Resolve(ctx, a, ""); err != nil || u != a {
+	if u, err := compare.Resolve(ctx, nil, a, ""); err != nil || u != a {
 		t.Errorf("a directory resolves to itself: %q %v", u, err)
 	}
 }
@@ -91,6 +91,7 @@ func TestGCSRuns(t *testing.T) {
 	g := emulators.GCSForTest(t)
 	g.Setenv(t)
 	ctx := context.Background()
+	stores := blob.NewOpener(g.ClientForTest(t))
 	if err := g.ClientForTest(t).Bucket("runs").Create(ctx, "test", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestGCSRuns(t *testing.T) {
 	for i, cfg := range []string{`{"train":{"epochs":2}}`, `{"train":{"epochs":3}}`} {
 		dir := writeRun(t, fmt.Sprintf("v%d", i+1), "sha256:same", cfg, true)
 		uri := fmt.Sprintf("gs://runs/job-%d/model", i)
-		dst, err := blob.Open(ctx, uri)
+		dst, err := stores.Open(ctx, uri)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,16 +112,16 @@ func TestGCSRuns(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		r, err := compare.Load(ctx, uri)
+		r, err := compare.Load(ctx, stores, uri)
 		if err != nil {
 			t.Fatal(err)
 		}
 		runs = append(runs, r)
 	}
-	if err := compare.Write(ctx, "gs://runs/cmp", "gcs", runs); err != nil {
+	if err := compare.Write(ctx, stores, "gs://runs/cmp", "gcs", runs); err != nil {
 		t.Fatal(err)
 	}
-	st, _ := blob.Open(ctx, "gs://runs/cmp")
+	st, _ := stores.Open(ctx, "gs://runs/cmp")
 	b, attrs, err := st.Read(ctx, "index.html", 0)
 	if err != nil || !strings.HasPrefix(attrs.ContentType, "text/html") {
 		t.Fatalf("index.html: %v %+v", err, attrs)

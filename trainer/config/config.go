@@ -22,9 +22,6 @@ import (
 //go:embed default.yaml
 var defaultYAML []byte
 
-// DefaultYAML returns the embedded default configuration document.
-func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
-
 // Config is the resolved configuration.
 type Config struct {
 	Name    string  `yaml:"name" json:"name"`

@@ -29,8 +29,9 @@ const (
 
 // Options configure Load.
 type Options struct {
-	URI                string // dataset root: local path, file:// or gs://
-	Mode               string // ModeAuto, ModeStratified or ModeFolders
+	URI                string       // dataset root: local path, file:// or gs://
+	Storage            *blob.Opener // opens URI; nil: local paths only
+	Mode               string       // ModeAuto, ModeStratified or ModeFolders
 	TrainDir, TestDir  string
 	ValidationFraction float64
 	Seed               int64
@@ -74,7 +75,7 @@ func Load(ctx context.Context, opt Options) (*Dataset, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	store, entries, layout, err := Scan(ctx, opt.URI, opt.Mode, opt.TrainDir, opt.TestDir)
+	store, entries, layout, err := Scan(ctx, opt.Storage, opt.URI, opt.Mode, opt.TrainDir, opt.TestDir)
 	if err != nil {
 		return nil, err
 	}
@@ -187,20 +188,20 @@ func Load(ctx context.Context, opt Options) (*Dataset, error) {
 
 // Scan lists the image files of a folder-per-class dataset and classifies
 // them by folder (and given split, in folders mode), without reading them.
-func Scan(ctx context.Context, uri, mode, trainDir, testDir string) (blob.Store, []Entry, Layout, error) {
+func Scan(ctx context.Context, op *blob.Opener, uri, mode, trainDir, testDir string) (blob.Store, []Entry, Layout, error) {
 	if _, p, isGCS, err := blob.Parse(uri); err != nil {
 		return nil, nil, Layout{}, fmt.Errorf("dataset: %w", err)
 	} else if !isGCS {
-		// blob.Open creates missing directories; a dataset must exist.
+		// Opener.Open creates missing directories; a dataset must exist.
 		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
 			return nil, nil, Layout{}, fmt.Errorf("dataset: %s is not a directory", uri)
 		}
 	}
-	store, err := blob.Open(ctx, uri)
+	store, err := op.Open(ctx, uri)
 	if err != nil {
 		return nil, nil, Layout{}, fmt.Errorf("dataset: %w", err)
 	}
-	objs, err := store.List(ctx, "")
+	objs, err := blob.Collect(ctx, store, blob.ListOptions{}, blob.Limits{})
 	if err != nil {
 		return nil, nil, Layout{}, fmt.Errorf("dataset: %w", err)
 	}

@@ -31,8 +31,10 @@ import (
 
 	xdraw "golang.org/x/image/draw"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/monitor"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/trainer/dataset"
 )
@@ -113,7 +115,8 @@ type Drift struct {
 // Options configure Run.
 type Options struct {
 	DataURI     string
-	Mode        string // dataset split mode; in folders mode only the test folder is used
+	Storage     *blob.Opener // opens DataURI; nil: local paths only
+	Mode        string       // dataset split mode; in folders mode only the test folder is used
 	TrainDir    string
 	TestDir     string
 	Corruptions []Corruption
@@ -130,9 +133,9 @@ type Options struct {
 
 // Run evaluates clf on every image of the dataset under the clean
 // condition and each corruption. Unreadable images are counted in Skipped.
-func Run(ctx context.Context, clf *model.Classifier, opt Options) (results []Result, skipped int, err error) {
+func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Result, skipped int, err error) {
 	meta := clf.Metadata()
-	store, entries, layout, err := dataset.Scan(ctx, opt.DataURI, opt.Mode, opt.TrainDir, opt.TestDir)
+	store, entries, layout, err := dataset.Scan(ctx, opt.Storage, opt.DataURI, opt.Mode, opt.TrainDir, opt.TestDir)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/proc"
 	"github.com/orchard-mlops/orchard/shared/registry"
@@ -198,6 +199,11 @@ type FinishOptions struct {
 	Margin         float64
 	AllowNewLabels bool
 	By, Reason     string
+	// Runtime runs the gate's checks when Registry is set
+	// (registry.PublishOptions.Runtime).
+	Runtime registry.Runtime
+	// Storage opens the run, page and registry URIs; nil: local paths only.
+	Storage *blob.Opener
 }
 
 // Summary is what Finish did.
@@ -220,7 +226,7 @@ func Finish(ctx context.Context, s *Spec, results []Result, o FinishOptions) (*S
 			if r.Err != nil {
 				continue
 			}
-			run, err := compare.Load(ctx, r.RunURI)
+			run, err := compare.Load(ctx, o.Storage, r.RunURI)
 			if err != nil {
 				return sum, fmt.Errorf("sweep: trial %d: %w", r.Trial.ID, err)
 			}
@@ -228,20 +234,20 @@ func Finish(ctx context.Context, s *Spec, results []Result, o FinishOptions) (*S
 			runs = append(runs, run)
 		}
 		title := fmt.Sprintf("Sweep %s: %d trials, best trial %d (%s %.4f)", s.Name, len(runs), best.Trial.ID, s.Metric, best.Metric)
-		if err := compare.Write(ctx, o.CompareOut, title, runs); err != nil {
+		if err := compare.Write(ctx, o.Storage, o.CompareOut, title, runs); err != nil {
 			return sum, err
 		}
 	}
 	if o.Registry != "" {
-		if err := CheckMetric(ctx, s, best); err != nil {
+		if err := CheckMetric(ctx, o.Storage, s, best); err != nil {
 			return sum, err
 		}
-		reg, err := registry.Open(ctx, o.Registry, registry.Options{})
+		reg, err := registry.Open(ctx, o.Registry, registry.Options{Storage: o.Storage})
 		if err != nil {
 			return sum, err
 		}
 		pub, err := registry.Publish(ctx, reg, best.RunURI, registry.PublishOptions{Name: s.Name, Promote: true,
-			AllowNewLabels: o.AllowNewLabels, Margin: o.Margin, By: o.By, Reason: o.Reason})
+			AllowNewLabels: o.AllowNewLabels, Margin: o.Margin, By: o.By, Reason: o.Reason, Runtime: o.Runtime})
 		if err != nil {
 			return sum, err
 		}
@@ -253,8 +259,8 @@ func Finish(ctx context.Context, s *Spec, results []Result, o FinishOptions) (*S
 // CheckMetric confirms that a trial's run directory reports the metric it
 // was ranked by (a guard against a trial whose metric file belongs to
 // another run).
-func CheckMetric(ctx context.Context, s *Spec, r Result) error {
-	m, err := model.Load(ctx, r.RunURI)
+func CheckMetric(ctx context.Context, op *blob.Opener, s *Spec, r Result) error {
+	m, err := model.Load(ctx, op, r.RunURI)
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,8 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/monitor"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/trainer/config"
 	"github.com/orchard-mlops/orchard/trainer/dataset"
@@ -85,7 +86,7 @@ func loadTiny(t *testing.T, cfg *config.Config) *dataset.Dataset {
 // TestEndToEnd: gen-data -> train -> ONNX export -> onnxruntime verification
 // -> model directory that shared/model loads and serves.
 func TestEndToEnd(t *testing.T) {
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	cfg := tinyConfig(t, "data.uri="+tinyData(t), "train.epochs=4", "augment.enabled=false", "export.opset=18")
 	out := t.TempDir()
 	metricsDir := t.TempDir()
@@ -112,7 +113,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	// The prediction functions' loader accepts the directory unchanged and
 	// its classifier reproduces the validation accuracy in model.json.
-	m, err := model.Load(context.Background(), out)
+	m, err := model.Load(context.Background(), nil, out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,10 +125,10 @@ func TestEndToEnd(t *testing.T) {
 	if m.Metadata.ONNXSHA256 != model.SHA256(m.ONNX) || m.Verification == nil || m.Verification.Images != VerificationImages {
 		t.Fatalf("integrity records: sha %q, verification %v", m.Metadata.ONNXSHA256, m.Verification != nil)
 	}
-	if err := m.CheckIntegrity(model.Options{}); err != nil {
+	if err := onnxrt.CheckIntegrity(m, onnxrt.Options{}); err != nil {
 		t.Fatalf("the exported model fails its own integrity check: %v", err)
 	}
-	clf, err := model.NewClassifier(m, model.Options{})
+	clf, err := onnxrt.NewClassifier(m, onnxrt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +153,7 @@ func TestEndToEnd(t *testing.T) {
 		base.Add(st, p[0].Label, p[0].Score)
 	}
 	// The stored baseline is the serving path's view of the validation set.
-	dir, err := blob.Open(context.Background(), out)
+	dir, err := blob.NewDir(out)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 )
 
 // Verification compares onnxruntime with the GoMLX model on the same
@@ -23,7 +24,7 @@ type Verification struct {
 // agree. It returns the ORT logits, or an error naming the worst image.
 func Verify(m *model.Model, x []float32, goLogits []float32, n, batch int, tol float64) (Verification, []float32, error) {
 	v := Verification{Images: n, Tolerance: tol}
-	clf, err := model.NewClassifier(m, model.Options{})
+	clf, err := onnxrt.NewClassifier(m, onnxrt.Options{})
 	if err != nil {
 		return v, nil, fmt.Errorf("onnx verification: %w", err)
 	}

@@ -92,7 +92,7 @@ func writeDefaultModel(dir string) error {
 	if err != nil {
 		return err
 	}
-	st, err := blob.Open(context.Background(), dir)
+	st, err := blob.NewDir(dir)
 	if err != nil {
 		return err
 	}

@@ -2,10 +2,10 @@
 // any container, through the Functions Framework.
 //
 // With FUNCTION_TARGET unset every function is served at /<Name>
-// (/Predict, /PredictOnUpload); with FUNCTION_TARGET=Predict only that one,
+// (/Predict, /PredictOnUpload, /SubmitTraining); with FUNCTION_TARGET=Predict only that one,
 // at /. PORT (default 8080) and HOST (default all interfaces) choose the
 // address. The functions read the rest of their configuration from the
-// environment on first use (see predict.Config):
+// environment at start (see predict.Config and submittraining.Config):
 //
 //	MODEL_URI=file://$PWD/model PORT=8080 go run ./functions/cmd/functions
 //	curl --data-binary @apple.jpg -H 'Content-Type: image/jpeg' localhost:8080/Predict
@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/orchard-mlops/orchard/functions"
+	"github.com/orchard-mlops/orchard/shared/env"
 	"github.com/orchard-mlops/orchard/shared/logging"
 	"github.com/orchard-mlops/orchard/shared/memlimit"
 )
@@ -48,36 +49,30 @@ func main() {
 }
 
 func run(log *slog.Logger) error {
-	functions.HandleSIGTERM = false // handled here
-	port := os.Getenv("PORT")
-	if port == "" {
-		port = "8080"
+	e := env.New(os.Getenv)
+	port := e.Int("PORT", 8080, 0)
+	if port > 65535 {
+		e.Failf("PORT=%d is not a port number", port)
 	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("PORT=%q is not a port number", port)
+	host := e.String("HOST", "")
+	drain := e.Duration("SHUTDOWN_TIMEOUT_SECONDS", 8*time.Second, time.Second, 0)
+	if err := e.Err(); err != nil {
+		return err
 	}
-	host := os.Getenv("HOST")
-	drain := 8 * time.Second
-	if s := os.Getenv("SHUTDOWN_TIMEOUT_SECONDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			return fmt.Errorf("SHUTDOWN_TIMEOUT_SECONDS=%q: want a number of seconds", s)
-		}
-		drain = time.Duration(n) * time.Second
-	}
+	functions.Configure() // this main handles SIGTERM and calls Shutdown
 
 	if err := startPprof(log); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	srv, err := server(host, port)
+	srv, err := server(host, strconv.FormatInt(port, 10))
 	if err != nil {
 		return err
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.ListenAndServe() }()
-	log.Info("functions: listening", "host", host, "port", port, "function_target", os.Getenv("FUNCTION_TARGET"),
+	log.Info("functions: listening", "host", host, "port", strconv.FormatInt(port, 10), "function_target", os.Getenv("FUNCTION_TARGET"),
 		"read_header_timeout", srv.ReadHeaderTimeout.String(), "read_timeout", srv.ReadTimeout.String(),
 		"write_timeout", srv.WriteTimeout.String(), "idle_timeout", srv.IdleTimeout.String())
 

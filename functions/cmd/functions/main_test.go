@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/proc"
 )
 
@@ -27,8 +28,8 @@ func TestMainServesAndShutsDown(t *testing.T) {
 		main()
 		return
 	}
-	ort.InitForTest(t)
-	lib, err := ort.Find()
+	onnxrttest.Init(t)
+	lib, err := onnxrt.Find()
 	if err != nil {
 		t.Skip(err)
 	}

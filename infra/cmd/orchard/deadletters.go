@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/orchard-mlops/orchard/infra/local/eventarc"
+	"github.com/orchard-mlops/orchard/shared/gcp"
+	"github.com/orchard-mlops/orchard/shared/pubsubx"
 )
 
 // Dead letters are the messages Pub/Sub (or the local Eventarc bridge) gave
@@ -148,14 +150,28 @@ func pullDeadLetters(ctx context.Context, c *pubsub.Client, sub string, max int,
 
 // release makes messages deliverable again at once.
 func release(ctx context.Context, c *pubsub.Client, sub string, dls []deadLetter) error {
-	var ids []string
-	for _, d := range dls {
-		ids = append(ids, d.ackID)
-	}
+	ids := ackIDs(dls)
 	if len(ids) == 0 {
 		return nil
 	}
 	return c.SubscriptionAdminClient.ModifyAckDeadline(context.WithoutCancel(ctx), &pubsubpb.ModifyAckDeadlineRequest{Subscription: sub, AckIds: ids})
+}
+
+// acknowledge removes messages from the subscription for good.
+func acknowledge(ctx context.Context, c *pubsub.Client, sub string, dls []deadLetter) error {
+	ids := ackIDs(dls)
+	if len(ids) == 0 {
+		return nil
+	}
+	return c.SubscriptionAdminClient.Acknowledge(context.WithoutCancel(ctx), &pubsubpb.AcknowledgeRequest{Subscription: sub, AckIds: ids})
+}
+
+func ackIDs(dls []deadLetter) []string {
+	var ids []string
+	for _, d := range dls {
+		ids = append(ids, d.ackID)
+	}
+	return ids
 }
 
 // runDeadLetters lists dead-lettered events without consuming them.
@@ -212,23 +228,14 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	topics := map[string]string{} // source subscription -> its topic
-	pubs := map[string]*pubsub.Publisher{}
-	defer func() {
-		for _, p := range pubs {
-			p.Stop()
-		}
-	}()
+	pubs := pubsubx.NewPublishers(c)
+	defer pubs.Close()
 	var done, failed []deadLetter
 	var errs []error
 	for _, d := range dls {
 		topic, err := redriveTopic(ctx, c, d, *f.project, *toTopic, topics)
 		if err == nil && !*dryRun {
-			p := pubs[topic]
-			if p == nil {
-				p = c.Publisher(topic)
-				pubs[topic] = p
-			}
-			_, err = p.Publish(ctx, d.original()).Get(ctx)
+			_, err = pubs.For(topic).Send(ctx, d.original())
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("message %s: %w", d.msg.GetMessageId(), err))
@@ -242,14 +249,8 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		failed = append(failed, done...)
 		done = nil
 	}
-	if len(done) > 0 {
-		var ids []string
-		for _, d := range done {
-			ids = append(ids, d.ackID)
-		}
-		if err := c.SubscriptionAdminClient.Acknowledge(context.WithoutCancel(ctx), &pubsubpb.AcknowledgeRequest{Subscription: sub, AckIds: ids}); err != nil {
-			errs = append(errs, fmt.Errorf("acknowledging redriven messages (they may be redriven twice; the functions are idempotent): %w", err))
-		}
+	if err := acknowledge(ctx, c, sub, done); err != nil {
+		errs = append(errs, fmt.Errorf("acknowledging redriven messages (they may be redriven twice; the functions are idempotent): %w", err))
 	}
 	if err := release(ctx, c, sub, failed); err != nil {
 		errs = append(errs, err)
@@ -261,10 +262,7 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // redriveTopic is where a dead letter goes back to.
 func redriveTopic(ctx context.Context, c *pubsub.Client, d deadLetter, project, override string, cache map[string]string) (string, error) {
 	if override != "" {
-		if !strings.HasPrefix(override, "projects/") {
-			override = "projects/" + project + "/topics/" + override
-		}
-		return override, nil
+		return gcp.TopicName(project, override)
 	}
 	src := d.source(project)
 	if src == "" {

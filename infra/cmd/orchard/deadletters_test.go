@@ -17,7 +17,7 @@ import (
 	"github.com/orchard-mlops/orchard/infra/local/stack"
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/proc/proctest"
 )
 
@@ -27,7 +27,7 @@ import (
 // deadletters` lists them, `orchard redrive` replays them once storage is
 // back, and every upload ends with exactly one result.
 func TestRedrive(t *testing.T) {
-	if _, err := ort.Find(); err != nil {
+	if _, err := onnxrt.Find(); err != nil {
 		if emulators.InCI() {
 			t.Fatalf("onnxruntime is required under CI: %v", err)
 		}

@@ -38,13 +38,23 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 
 	"github.com/orchard-mlops/orchard/functions/submittraining"
+	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/gcp"
+	"github.com/orchard-mlops/orchard/shared/pubsubx"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
+
+// stores opens every URI a command touches, with the process's one storage
+// client, made on the first gs:// URI (commands over local files need no
+// credentials). main closes it.
+var stores = blob.LazyOpener()
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	_ = stores.Close()
+	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "orchard:", err)
 		}
@@ -173,9 +183,7 @@ func addMoveFlags(fs *flag.FlagSet) *moveFlags {
 	return &m
 }
 
-func defaultProject() string {
-	return firstNonEmpty(os.Getenv("GOOGLE_CLOUD_PROJECT"), os.Getenv("GCP_PROJECT"))
-}
+func defaultProject() string { return gcp.Project() }
 
 func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("train", stderr)
@@ -204,16 +212,14 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	c, err := pubsub.NewClient(ctx, *project)
+	pub, err := pubsubx.Dial(ctx, *project, *topic)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	pub := c.Publisher(*topic)
-	defer pub.Stop()
-	id, err := pub.Publish(ctx, &pubsub.Message{Data: body, Attributes: map[string]string{"model": *name}}).Get(ctx)
+	defer pub.Close()
+	id, err := pub.Send(ctx, &pubsub.Message{Data: body, Attributes: map[string]string{"model": *name}})
 	if err != nil {
-		return fmt.Errorf("publishing to %s: %w", *topic, err)
+		return err
 	}
 	fmt.Fprintf(stdout, "published training request %s for model %s (message %s)\n", *topic, *name, id)
 	fmt.Fprintf(stdout, "the job will be named %s\n", first(submittraining.JobNames(*name, id)))
@@ -240,7 +246,7 @@ func runVersions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		enc.SetIndent("", "  ")
 		return enc.Encode(vs)
 	}
-	return printVersions(stdout, vs, reportLinks(ctx, vs))
+	return printVersions(stdout, vs, reportLinks(ctx, reg, vs))
 }
 
 func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -258,7 +264,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var eval *registry.EvalSet
 	if *evalURI != "" {
 		var err error
-		if eval, err = registry.OpenEvalSet(ctx, *evalURI); err != nil {
+		if eval, err = registry.OpenEvalSet(ctx, stores, *evalURI); err != nil {
 			return err
 		}
 	}
@@ -271,7 +277,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	d, err := reg.Promote(ctx, rf.name, *version, registry.PromoteOptions{
 		GateOptions: registry.GateOptions{Margin: *margin, AllowNewLabels: *allowNew},
-		Alias:       mf.alias, By: mf.by, Reason: mf.reason, Force: *force, Eval: eval,
+		Alias:       mf.alias, By: mf.by, Reason: mf.reason, Force: *force, Eval: eval, Runtime: gateRuntime,
 	})
 	if err != nil {
 		return err
@@ -352,9 +358,9 @@ func openRegistry(ctx context.Context, uri, name, project, topic string) (*regis
 	if err := registry.ValidName(name); err != nil {
 		return nil, usageError{err}
 	}
-	var o registry.Options
+	o := registry.Options{Storage: stores}
 	if topic != "" {
-		n, err := registry.DialPubSubNotifier(ctx, project, topic)
+		n, err := pubsubx.DialModelNotifier(ctx, project, topic)
 		if err != nil {
 			return nil, usageError{err}
 		}

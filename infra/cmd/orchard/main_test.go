@@ -15,6 +15,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
@@ -39,7 +40,7 @@ func TestRegistryCommands(t *testing.T) {
 	}{{"v1", 0.9}, {"v2", 0.95}, {"v3", 0.7}} {
 		src, _ := blob.NewDir(t.TempDir())
 		modeltest.Save(t, modeltest.Colour(t, modeltest.Options{Version: v.version, Accuracy: v.acc}), src)
-		if _, err := registry.PublishFrom(t.Context(), reg, src, registry.PublishOptions{Promote: v.version == "v1"}); err != nil {
+		if _, err := registry.PublishFrom(t.Context(), reg, src, registry.PublishOptions{Runtime: onnxrt.Runtime{}, Promote: v.version == "v1"}); err != nil {
 			t.Fatal(err)
 		}
 	}

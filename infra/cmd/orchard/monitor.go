@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/orchard-mlops/orchard/functions/monitor"
-	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/logging"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
@@ -55,11 +54,11 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if start.IsZero() {
 		start = end.Add(-cfg.Window)
 	}
-	rs, err := blob.Open(ctx, *results)
+	rs, err := stores.Open(ctx, *results)
 	if err != nil {
 		return err
 	}
-	r, err := registry.Open(ctx, *reg, registry.Options{})
+	r, err := registry.Open(ctx, *reg, registry.Options{Storage: stores})
 	if err != nil {
 		return err
 	}

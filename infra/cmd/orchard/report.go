@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 
-	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
@@ -15,13 +14,10 @@ const reportFile = "report/index.html"
 // file:// for a local registry, the Cloud Console's authenticated
 // storage.cloud.google.com URL for gs:// (opens in a browser signed in to
 // the project), "" when the version has no report.
-func reportLinks(ctx context.Context, vs []registry.VersionInfo) []string {
+func reportLinks(ctx context.Context, reg *registry.Registry, vs []registry.VersionInfo) []string {
 	out := make([]string, len(vs))
 	for i, v := range vs {
-		st, err := blob.Open(ctx, v.URI)
-		if err != nil {
-			continue
-		}
+		st := reg.VersionStore(v.Model, v.Version)
 		if _, err := st.Attributes(ctx, reportFile); err != nil {
 			continue
 		}

@@ -30,103 +30,144 @@ import (
 // comparison page of the trials and, with -publish, publishes the best
 // trial through the registry's quality gate.
 func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flags("sweep", stderr)
-	specFile := fs.String("spec", "", "sweep spec (YAML; see trainer/README.md)")
-	data := fs.String("data", "", "dataset URI (gs://bucket/prefix)")
-	image := fs.String("image", os.Getenv("TRAINER_IMAGE"), "trainer container image (default $TRAINER_IMAGE)")
-	output := fs.String("output", os.Getenv("TRAINING_OUTPUT_URI"), "runs prefix (gs://bucket/runs; default $TRAINING_OUTPUT_URI): the job writes OUTPUT/<job name>/<trial>/model")
-	project := fs.String("project", defaultProject(), "Google Cloud project ($GOOGLE_CLOUD_PROJECT when set)")
-	region := fs.String("region", os.Getenv("VERTEX_REGION"), "Vertex AI region (default $VERTEX_REGION)")
-	endpoint := fs.String("endpoint", os.Getenv("VERTEX_ENDPOINT"), "JobService address (default REGION-aiplatform.googleapis.com:443; 127.0.0.1:PORT for the local stand-in)")
-	machine := fs.String("machine-type", firstNonEmpty(os.Getenv("TRAINER_MACHINE_TYPE"), "n1-standard-4"), "trial machine type")
-	serviceAccount := fs.String("service-account", os.Getenv("TRAINER_SERVICE_ACCOUNT"), "the trials' service account (default $TRAINER_SERVICE_ACCOUNT)")
-	version := fs.String("version", "", "sweep version; trial N's model is VERSION-tN (default sweep-<UTC time>)")
-	trialTimeout := fs.Duration("trial-timeout", 2*time.Hour, "scheduling timeout of each trial")
-	wait := fs.Bool("wait", true, "follow the job to its end, then compare the trials (and publish)")
-	poll := fs.Duration("poll", 15*time.Second, "with -wait: how often to read the job")
-	publish := fs.String("publish", "", "registry URI: publish the best trial through the quality gate")
-	margin := fs.Float64("margin", 0, "with -publish: accuracy margin of the quality gate")
-	allowNew := fs.Bool("allow-new-labels", false, "with -publish: accept a different label set")
-	by := fs.String("by", currentUser(), "who (recorded with the gate decision)")
-	if err := fs.Parse(args); err != nil {
+	f, err := parseSweepFlags(args, stderr)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
-	}
-	var missing []string
-	for name, v := range map[string]string{"-spec": *specFile, "-data": *data, "-image": *image, "-output": *output, "-project": *project, "-region": *region} {
-		if v == "" {
-			missing = append(missing, name)
-		}
-	}
-	if len(missing) > 0 {
-		return usageError{fmt.Errorf("required: %s", strings.Join(slices.Sorted(slices.Values(missing)), ", "))}
-	}
-	spec, err := sweep.Load(*specFile)
+	spec, err := sweep.Load(f.specFile)
 	if err != nil {
 		return usageError{err}
 	}
-	if *version == "" {
-		*version = "sweep-" + time.Now().UTC().Format("20060102-150405")
+	if f.version == "" {
+		f.version = "sweep-" + time.Now().UTC().Format("20060102-150405")
 	}
-	display := spec.Name + "-" + *version
-	base := strings.TrimRight(*output, "/") + "/" + display
-	c, err := dialJobs(ctx, *region, *endpoint)
+	display := spec.Name + "-" + f.version
+	base := strings.TrimRight(f.output, "/") + "/" + display
+	c, err := dialJobs(ctx, f.region, f.endpoint)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	parent := "projects/" + *project + "/locations/" + *region
-	job, err := c.CreateHyperparameterTuningJob(ctx, &aiplatformpb.CreateHyperparameterTuningJobRequest{Parent: parent,
-		HyperparameterTuningJob: &aiplatformpb.HyperparameterTuningJob{
-			DisplayName: display, Labels: map[string]string{"orchard-model": spec.Name, "orchard-sweep": submittraining.LabelValue(*version)},
-			StudySpec: vertexspec.StudySpec(spec), MaxTrialCount: int32(spec.Trials), ParallelTrialCount: int32(min(spec.Parallel, spec.Trials)),
-			MaxFailedTrialCount: int32(spec.MaxFailed),
-			TrialJobSpec: &aiplatformpb.CustomJobSpec{
-				WorkerPoolSpecs: []*aiplatformpb.WorkerPoolSpec{{
-					MachineSpec: &aiplatformpb.MachineSpec{MachineType: *machine}, ReplicaCount: 1,
-					Task: &aiplatformpb.WorkerPoolSpec_ContainerSpec{ContainerSpec: &aiplatformpb.ContainerSpec{
-						ImageUri: *image, Args: spec.TrialArgs(*data, *version),
-						Env: []*aiplatformpb.EnvVar{{Name: "GOOGLE_CLOUD_PROJECT", Value: *project}},
-					}},
-				}},
-				ServiceAccount:      *serviceAccount,
-				BaseOutputDirectory: &aiplatformpb.GcsDestination{OutputUriPrefix: base},
-				Scheduling:          &aiplatformpb.Scheduling{Timeout: durationpb.New(*trialTimeout)},
-			},
-		}})
+	job, err := createTuningJob(ctx, c, f, spec, display, base)
 	if err != nil {
-		return fmt.Errorf("creating HyperparameterTuningJob %s: %w", display, err)
+		return err
 	}
 	fmt.Fprintf(stdout, "created %s (%s): %s search, %d trials, %d at a time, %s %s; trials write %s/<trial>/model\n",
 		job.GetName(), display, spec.Algorithm, spec.Trials, spec.Parallel, spec.Goal, spec.Metric, base)
-	if !*wait {
+	if !f.wait {
 		return nil
 	}
-	for !jobEnded(job.GetState()) {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("stopped following %s (the job keeps running): %w", job.GetName(), ctx.Err())
-		case <-time.After(*poll):
-		}
-		if job, err = c.GetHyperparameterTuningJob(ctx, &aiplatformpb.GetHyperparameterTuningJobRequest{Name: job.GetName()}); err != nil {
-			return fmt.Errorf("reading %s: %w", display, err)
-		}
+	if job, err = followJob(ctx, c, job, f.poll, display); err != nil {
+		return err
 	}
 	results := trialResults(spec, job, base)
 	sweep.PrintResults(stdout, spec, results)
 	if job.GetState() != aiplatformpb.JobState_JOB_STATE_SUCCEEDED {
 		return fmt.Errorf("%s ended %s: %s", job.GetName(), job.GetState(), job.GetError().GetMessage())
 	}
-	fo := sweep.FinishOptions{Registry: *publish, CompareOut: base + "/compare", Margin: *margin, AllowNewLabels: *allowNew,
-		By: *by, Reason: "orchard sweep " + job.GetName()}
+	fo := sweep.FinishOptions{Storage: stores, Registry: f.publish, CompareOut: base + "/compare", Margin: f.margin, AllowNewLabels: f.allowNew,
+		By: f.by, Reason: "orchard sweep " + job.GetName(), Runtime: gateRuntime}
 	sum, err := sweep.Finish(ctx, spec, results, fo)
 	if err != nil {
 		return err
 	}
 	sweep.PrintSummary(stdout, spec, sum, fo.CompareOut)
 	return nil
+}
+
+// sweepFlags are `orchard sweep`'s flags.
+type sweepFlags struct {
+	specFile, data, image, output, project, region, endpoint string
+	machine, serviceAccount, version                         string
+	trialTimeout, poll                                       time.Duration
+	wait                                                     bool
+	publish                                                  string
+	margin                                                   float64
+	allowNew                                                 bool
+	by                                                       string
+}
+
+// parseSweepFlags parses and checks `orchard sweep`'s flags.
+func parseSweepFlags(args []string, stderr io.Writer) (*sweepFlags, error) {
+	var f sweepFlags
+	fs := flags("sweep", stderr)
+	fs.StringVar(&f.specFile, "spec", "", "sweep spec (YAML; see trainer/README.md)")
+	fs.StringVar(&f.data, "data", "", "dataset URI (gs://bucket/prefix)")
+	fs.StringVar(&f.image, "image", os.Getenv("TRAINER_IMAGE"), "trainer container image (default $TRAINER_IMAGE)")
+	fs.StringVar(&f.output, "output", os.Getenv("TRAINING_OUTPUT_URI"), "runs prefix (gs://bucket/runs; default $TRAINING_OUTPUT_URI): the job writes OUTPUT/<job name>/<trial>/model")
+	fs.StringVar(&f.project, "project", defaultProject(), "Google Cloud project ($GOOGLE_CLOUD_PROJECT when set)")
+	fs.StringVar(&f.region, "region", os.Getenv("VERTEX_REGION"), "Vertex AI region (default $VERTEX_REGION)")
+	fs.StringVar(&f.endpoint, "endpoint", os.Getenv("VERTEX_ENDPOINT"), "JobService address (default REGION-aiplatform.googleapis.com:443; 127.0.0.1:PORT for the local stand-in)")
+	fs.StringVar(&f.machine, "machine-type", firstNonEmpty(os.Getenv("TRAINER_MACHINE_TYPE"), "n1-standard-4"), "trial machine type")
+	fs.StringVar(&f.serviceAccount, "service-account", os.Getenv("TRAINER_SERVICE_ACCOUNT"), "the trials' service account (default $TRAINER_SERVICE_ACCOUNT)")
+	fs.StringVar(&f.version, "version", "", "sweep version; trial N's model is VERSION-tN (default sweep-<UTC time>)")
+	fs.DurationVar(&f.trialTimeout, "trial-timeout", 2*time.Hour, "scheduling timeout of each trial")
+	fs.BoolVar(&f.wait, "wait", true, "follow the job to its end, then compare the trials (and publish)")
+	fs.DurationVar(&f.poll, "poll", 15*time.Second, "with -wait: how often to read the job")
+	fs.StringVar(&f.publish, "publish", "", "registry URI: publish the best trial through the quality gate")
+	fs.Float64Var(&f.margin, "margin", 0, "with -publish: accuracy margin of the quality gate")
+	fs.BoolVar(&f.allowNew, "allow-new-labels", false, "with -publish: accept a different label set")
+	fs.StringVar(&f.by, "by", currentUser(), "who (recorded with the gate decision)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	var missing []string
+	for name, v := range map[string]string{"-spec": f.specFile, "-data": f.data, "-image": f.image, "-output": f.output, "-project": f.project, "-region": f.region} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, usageError{fmt.Errorf("required: %s", strings.Join(slices.Sorted(slices.Values(missing)), ", "))}
+	}
+	return &f, nil
+}
+
+// createTuningJob creates the sweep's HyperparameterTuningJob; its trials
+// write under base.
+func createTuningJob(ctx context.Context, c *aiplatform.JobClient, f *sweepFlags, spec *sweep.Spec, display, base string) (*aiplatformpb.HyperparameterTuningJob, error) {
+	parent := "projects/" + f.project + "/locations/" + f.region
+	job, err := c.CreateHyperparameterTuningJob(ctx, &aiplatformpb.CreateHyperparameterTuningJobRequest{Parent: parent,
+		HyperparameterTuningJob: &aiplatformpb.HyperparameterTuningJob{
+			DisplayName: display, Labels: map[string]string{"orchard-model": spec.Name, "orchard-sweep": submittraining.LabelValue(f.version)},
+			StudySpec: vertexspec.StudySpec(spec), MaxTrialCount: int32(spec.Trials), ParallelTrialCount: int32(min(spec.Parallel, spec.Trials)),
+			MaxFailedTrialCount: int32(spec.MaxFailed),
+			TrialJobSpec: &aiplatformpb.CustomJobSpec{
+				WorkerPoolSpecs: []*aiplatformpb.WorkerPoolSpec{{
+					MachineSpec: &aiplatformpb.MachineSpec{MachineType: f.machine}, ReplicaCount: 1,
+					Task: &aiplatformpb.WorkerPoolSpec_ContainerSpec{ContainerSpec: &aiplatformpb.ContainerSpec{
+						ImageUri: f.image, Args: spec.TrialArgs(f.data, f.version),
+						Env: []*aiplatformpb.EnvVar{{Name: "GOOGLE_CLOUD_PROJECT", Value: f.project}},
+					}},
+				}},
+				ServiceAccount:      f.serviceAccount,
+				BaseOutputDirectory: &aiplatformpb.GcsDestination{OutputUriPrefix: base},
+				Scheduling:          &aiplatformpb.Scheduling{Timeout: durationpb.New(f.trialTimeout)},
+			},
+		}})
+	if err != nil {
+		return nil, fmt.Errorf("creating HyperparameterTuningJob %s: %w", display, err)
+	}
+	return job, nil
+}
+
+// followJob reads the job every poll until it has ended.
+func followJob(ctx context.Context, c *aiplatform.JobClient, job *aiplatformpb.HyperparameterTuningJob, poll time.Duration, display string) (*aiplatformpb.HyperparameterTuningJob, error) {
+	for !jobEnded(job.GetState()) {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("stopped following %s (the job keeps running): %w", job.GetName(), ctx.Err())
+		case <-time.After(poll):
+		}
+		var err error
+		if job, err = c.GetHyperparameterTuningJob(ctx, &aiplatformpb.GetHyperparameterTuningJobRequest{Name: job.GetName()}); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", display, err)
+		}
+	}
+	return job, nil
 }
 
 // dialJobs makes the JobService client: the regional endpoint, or a given

@@ -12,7 +12,8 @@ import (
 
 	"github.com/orchard-mlops/orchard/infra/vertexlocal"
 	"github.com/orchard-mlops/orchard/shared/model"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/registry"
 	"github.com/orchard-mlops/orchard/trainer/trainertest"
 )
@@ -25,13 +26,13 @@ func TestSweepThroughVertexStandIn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping real training in -short mode")
 	}
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	bin := trainertest.Build(t)
 	data := t.TempDir()
 	if out, err := exec.Command(bin, "gen-data", "-out", data, "-classes", "3", "-per-class", "12", "-size", "32").CombinedOutput(); err != nil {
 		t.Fatalf("gen-data: %v\n%s", err, out)
 	}
-	t.Setenv("ORT_LIB", ort.Path())
+	t.Setenv("ORT_LIB", onnxrt.Path())
 	t.Setenv("GOMAXPROCS", "1") // two trials at once on a small machine
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -70,7 +71,7 @@ params:
 	// it; the best by validation accuracy is production now.
 	best, bestAcc := "", -1.0
 	for id := 1; id <= 4; id++ {
-		m, err := model.Load(t.Context(), filepath.Join(runs, "shapes-v1", strconv.Itoa(id), "model"))
+		m, err := model.Load(t.Context(), nil, filepath.Join(runs, "shapes-v1", strconv.Itoa(id), "model"))
 		if err != nil {
 			t.Fatalf("trial %d: %v", id, err)
 		}

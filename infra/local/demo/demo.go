@@ -45,6 +45,8 @@ import (
 	"github.com/orchard-mlops/orchard/infra/local/stack"
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/pubsubx"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
@@ -155,8 +157,13 @@ type runner struct {
 	o   Options
 	out io.Writer
 	rep *Report
+	cfg stack.Config // Options.Stack, completed by configure
 	st  *stack.Stack
 	tmp string
+	// trainer is the trainer binary, built when needsTrainer; vertex is
+	// the Vertex AI stand-in that runs it.
+	trainer string
+	vertex  *stack.Vertex
 }
 
 // step runs fn as a numbered step, printing progress and timing.
@@ -188,6 +195,34 @@ func round(d time.Duration) time.Duration {
 // Run executes the demo. The report is returned even on error, with what
 // was done; the stack is stopped before Run returns.
 func Run(ctx context.Context, o Options) (*Report, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{o: o, out: o.Out, rep: &Report{}}
+	tmp, err := os.MkdirTemp("", "orchard-demo-")
+	if err != nil {
+		return r.rep, err
+	}
+	r.tmp = tmp
+	defer os.RemoveAll(tmp)
+	err = r.run(ctx)
+	if err != nil && r.st != nil && r.st.FunctionsPID() != 0 {
+		fmt.Fprintf(r.out, "functions server log (last lines):\n%s\n", r.st.FunctionsLog(15))
+	}
+	if r.st != nil {
+		fmt.Fprintln(r.out, "==> stopping the local stack")
+		if cerr := r.st.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}
+	r.print()
+	return r.rep, err
+}
+
+// withDefaults fills in the defaults documented on Options and checks the
+// training mode.
+func (o Options) withDefaults() (Options, error) {
 	if o.Out == nil {
 		o.Out = os.Stdout
 	}
@@ -216,175 +251,226 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	case TrainSubmit, TrainDirect:
 	case TrainNone:
 		if o.ModelDir == "" {
-			return nil, errors.New("demo: -train=none needs -model DIR")
+			return o, errors.New("demo: -train=none needs -model DIR")
 		}
 	default:
-		return nil, fmt.Errorf("demo: unknown training mode %q (submit, direct or none)", o.Train)
+		return o, fmt.Errorf("demo: unknown training mode %q (submit, direct or none)", o.Train)
 	}
-	r := &runner{o: o, out: o.Out, rep: &Report{}}
-	tmp, err := os.MkdirTemp("", "orchard-demo-")
-	if err != nil {
-		return r.rep, err
-	}
-	r.tmp = tmp
-	defer os.RemoveAll(tmp)
-	err = r.run(ctx)
-	if err != nil && r.st != nil && r.st.FunctionsPID() != 0 {
-		fmt.Fprintf(r.out, "functions server log (last lines):\n%s\n", r.st.FunctionsLog(15))
-	}
-	if r.st != nil {
-		fmt.Fprintln(r.out, "==> stopping the local stack")
-		if cerr := r.st.Close(); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-	}
-	r.print()
-	return r.rep, err
+	return o, nil
 }
 
+// run is the demo's flow, one step after the other; the results are
+// tabulated and saved even when some are missing.
 func (r *runner) run(ctx context.Context) error {
-	o := r.o
-	cfg := o.Stack
-	if cfg.RepoRoot == "" {
+	if err := r.configure(ctx); err != nil {
+		return err
+	}
+	if err := r.startStack(ctx); err != nil {
+		return err
+	}
+	data, err := r.trainingData(ctx)
+	if err != nil {
+		return err
+	}
+	reg := registry.New(blob.NewGCS(r.st.Storage, r.st.Config.ModelsBucket, ""), registry.Options{})
+	version, err := r.train(ctx, reg, data)
+	if err != nil {
+		return err
+	}
+	r.rep.ModelVersion = version
+	r.rep.ModelURI = reg.VersionURI(r.cfg.ModelName, version)
+	r.rep.ReportURI = r.rep.ModelURI + "report/index.html"
+	if err := r.waitServing(ctx, version); err != nil {
+		return err
+	}
+	cleanStart := time.Now()
+	names, err := r.uploadPhotos(ctx)
+	if err != nil {
+		return err
+	}
+	werr := r.collectResults(ctx, names)
+	if werr == nil && r.rep.OK() && r.o.Drift != "none" {
+		werr = r.drift(ctx, names, cleanStart)
+	}
+	r.saveCopies(ctx)
+	if werr != nil {
+		return werr
+	}
+	if !r.rep.OK() {
+		return errors.New("not every upload got a prediction")
+	}
+	return nil
+}
+
+// needsTrainer reports whether the demo trains or generates data, so needs
+// the trainer binary (and, to train, the Vertex AI stand-in).
+func (r *runner) needsTrainer() bool {
+	return r.o.Train != TrainNone || r.o.Data == "" || r.o.Photos == ""
+}
+
+// configure completes the stack's configuration: the repository, the
+// trainer with the Vertex AI stand-in when needed, and the model served.
+func (r *runner) configure(ctx context.Context) error {
+	r.cfg = r.o.Stack
+	if r.cfg.RepoRoot == "" {
 		root, err := stack.FindRepoRoot("")
 		if err != nil {
 			return err
 		}
-		cfg.RepoRoot = root
+		r.cfg.RepoRoot = root
 	}
-	if cfg.BuildProgress == nil {
-		cfg.BuildProgress = r.out
+	if r.cfg.BuildProgress == nil {
+		r.cfg.BuildProgress = r.out
 	}
-	var trainer string
-	vertex := &stack.Vertex{}
-	needTrainer := o.Train != TrainNone || o.Data == "" || o.Photos == ""
-	if needTrainer {
-		err := r.step("build the trainer (go build ./trainer/cmd/trainer, GOEXPERIMENT=simd)", func() (string, error) {
-			binDir := cfg.BinDir
-			if binDir == "" {
-				binDir = stack.DefaultBinDir(cfg.RepoRoot)
-			}
-			var err error
-			trainer, err = stack.GoBuild(ctx, r.out, cfg.RepoRoot, binDir, "./trainer/cmd/trainer", "trainer", "GOEXPERIMENT=simd")
-			return trainer, err
-		})
-		if err != nil {
+	r.vertex = &stack.Vertex{}
+	if r.needsTrainer() {
+		if err := r.buildTrainer(ctx); err != nil {
 			return err
 		}
-		vertex.Images = map[string][]string{TrainerImage: {trainer}}
-		vertex.TrainerImage = TrainerImage
-		cfg.Components = append(cfg.Components, vertex)
 	}
 	// The functions serve the registry's production alias of this model,
 	// as deployed functions do; nothing restarts them when it moves.
-	cfg.ModelName = o.ModelName
-	if o.Train == TrainNone {
-		m, err := model.Load(ctx, o.ModelDir)
+	r.cfg.ModelName = r.o.ModelName
+	if r.o.Train == TrainNone {
+		m, err := model.Load(ctx, nil, r.o.ModelDir) // a local directory
 		if err != nil {
-			return fmt.Errorf("reading -model %s: %w", o.ModelDir, err)
+			return fmt.Errorf("reading -model %s: %w", r.o.ModelDir, err)
 		}
-		cfg.ModelName = m.Metadata.Name
+		r.cfg.ModelName = m.Metadata.Name
 	}
+	return nil
+}
+
+// buildTrainer builds the trainer binary and adds the Vertex AI stand-in,
+// running it for TrainerImage, to the stack.
+func (r *runner) buildTrainer(ctx context.Context) error {
+	cfg := &r.cfg
+	err := r.step("build the trainer (go build ./trainer/cmd/trainer, GOEXPERIMENT=simd)", func() (string, error) {
+		binDir := cfg.BinDir
+		if binDir == "" {
+			binDir = stack.DefaultBinDir(cfg.RepoRoot)
+		}
+		var err error
+		r.trainer, err = stack.GoBuild(ctx, r.out, cfg.RepoRoot, binDir, "./trainer/cmd/trainer", "trainer", "GOEXPERIMENT=simd")
+		return r.trainer, err
+	})
+	if err != nil {
+		return err
+	}
+	r.vertex.Images = map[string][]string{TrainerImage: {r.trainer}}
+	r.vertex.TrainerImage = TrainerImage
+	cfg.Components = append(cfg.Components, r.vertex)
+	return nil
+}
+
+// startStack starts the local stack with the completed configuration.
+func (r *runner) startStack(ctx context.Context) error {
 	what := "start the local stack (emulators, buckets, topics, bridge, functions server)"
-	if needTrainer {
+	if r.needsTrainer() {
 		what = "start the local stack (emulators, buckets, topics, bridge, functions server, Vertex AI stand-in)"
 	}
 	if err := r.step(what, func() (string, error) {
-		st, err := stack.Start(ctx, cfg)
+		st, err := stack.Start(ctx, r.cfg)
 		if err != nil {
 			return "", err
 		}
 		r.st = st
 		return fmt.Sprintf("GCS %s, Pub/Sub %s (%s), functions %s serving %s/%s", st.GCSHost, st.PubSubHost, st.PubSubBackend,
-			st.FunctionsURL, st.RegistryURI(), cfg.ModelName), nil
+			st.FunctionsURL, st.RegistryURI(), r.cfg.ModelName), nil
 	}); err != nil {
 		return err
 	}
-	st := r.st
-	r.rep.ResultsURI = "gs://" + st.Config.ResultsBucket + "/"
+	r.rep.ResultsURI = "gs://" + r.st.Config.ResultsBucket + "/"
+	return nil
+}
 
-	data := o.Data
-	if data == "" {
-		data = filepath.Join(r.tmp, "train")
-		if err := r.step("generate a training set (trainer gen-data)", func() (string, error) {
-			return data, runCmd(ctx, trainer, "gen-data", "-out", data, "-per-class", "60", "-seed", "1")
-		}); err != nil {
-			return err
-		}
+// trainingData is Options.Data, or a training set the trainer generates.
+func (r *runner) trainingData(ctx context.Context) (string, error) {
+	if r.o.Data != "" {
+		return r.o.Data, nil
 	}
+	data := filepath.Join(r.tmp, "train")
+	return data, r.step("generate a training set (trainer gen-data)", func() (string, error) {
+		return data, runCmd(ctx, r.trainer, "gen-data", "-out", data, "-per-class", "60", "-seed", "1")
+	})
+}
 
-	reg := registry.New(blob.NewGCS(st.Storage, st.Config.ModelsBucket, ""), registry.Options{})
-	var version string
-	switch o.Train {
+// train puts a model into production in the registry by the training mode
+// and returns its version.
+func (r *runner) train(ctx context.Context, reg *registry.Registry, data string) (string, error) {
+	switch r.o.Train {
 	case TrainSubmit:
-		v, err := r.submitTraining(ctx, vertex, reg, data)
-		if err != nil {
-			return err
-		}
-		version = v
+		return r.submitTraining(ctx, r.vertex, reg, data)
 	case TrainDirect:
 		var modelDir string
 		if err := r.step("train on the local Vertex AI stand-in (job submitted by the demo, not through SubmitTraining)", func() (string, error) {
 			var err error
-			modelDir, err = r.trainDirect(ctx, vertex, data)
+			modelDir, err = r.trainDirect(ctx, r.vertex, data)
 			return modelDir, err
 		}); err != nil {
-			return err
+			return "", err
 		}
-		if err := r.step("register the model and run the quality gate", func() (string, error) {
-			pub, err := r.publish(ctx, reg, modelDir, "demo training run")
-			if pub != nil {
-				version = pub.Version
-			}
-			return gateNote(pub), err
-		}); err != nil {
-			return err
-		}
-	case TrainNone:
-		if err := r.step("register "+o.ModelDir+" (training skipped: -train=none) and run the quality gate", func() (string, error) {
-			pub, err := r.publish(ctx, reg, o.ModelDir, "provided model")
-			if pub != nil {
-				version = pub.Version
-			}
-			return gateNote(pub), err
-		}); err != nil {
-			return err
-		}
+		return r.publishStep(ctx, reg, "register the model and run the quality gate", modelDir, "demo training run")
+	default: // TrainNone (withDefaults refuses other modes)
+		return r.publishStep(ctx, reg, "register "+r.o.ModelDir+" (training skipped: -train=none) and run the quality gate",
+			r.o.ModelDir, "provided model")
 	}
-	r.rep.ModelVersion = version
-	r.rep.ModelURI = reg.VersionURI(cfg.ModelName, version)
-	r.rep.ReportURI = r.rep.ModelURI + "report/index.html"
+}
 
-	if err := r.step("wait for the functions to serve "+cfg.ModelName+" "+version+" (alias watch, no restart)", func() (string, error) {
+// publishStep runs publish as the step called name and returns the
+// version published.
+func (r *runner) publishStep(ctx context.Context, reg *registry.Registry, name, dir, reason string) (string, error) {
+	var version string
+	err := r.step(name, func() (string, error) {
+		pub, err := r.publish(ctx, reg, dir, reason)
+		if pub != nil {
+			version = pub.Version
+		}
+		return gateNote(pub), err
+	})
+	return version, err
+}
+
+// waitServing waits until the running functions serve version.
+func (r *runner) waitServing(ctx context.Context, version string) error {
+	url := r.st.FunctionsURL + "/Predict"
+	return r.step("wait for the functions to serve "+r.cfg.ModelName+" "+version+" (alias watch, no restart)", func() (string, error) {
 		wctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		return st.FunctionsURL + "/Predict", WaitServing(wctx, st.FunctionsURL+"/Predict", version)
-	}); err != nil {
-		return err
-	}
+		return url, WaitServing(wctx, url, version)
+	})
+}
 
-	photos := o.Photos
+// uploadPhotos uploads Options.Photos, or photos the trainer generates, to
+// the uploads bucket and returns their object names.
+func (r *runner) uploadPhotos(ctx context.Context) ([]string, error) {
+	photos := r.o.Photos
 	if photos == "" {
 		photos = filepath.Join(r.tmp, "photos")
+		r.o.Photos = photos // the drifted batch reads them again
 		if err := r.step("generate sample photos (trainer gen-data, another seed)", func() (string, error) {
-			return photos, runCmd(ctx, trainer, "gen-data", "-out", photos, "-per-class", "3", "-seed", "7")
+			return photos, runCmd(ctx, r.trainer, "gen-data", "-out", photos, "-per-class", "3", "-seed", "7")
 		}); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	var names []string
-	cleanStart := time.Now()
-	if err := r.step("upload sample photos to gs://"+st.Config.UploadsBucket, func() (string, error) {
+	err := r.step("upload sample photos to gs://"+r.st.Config.UploadsBucket, func() (string, error) {
 		var err error
 		names, err = r.upload(ctx, photos)
 		return fmt.Sprintf("%d photos", len(names)), err
-	}); err != nil {
-		return err
-	}
+	})
+	return names, err
+}
 
+// collectResults waits for the result of every upload in names, printing
+// each as it comes, and puts what came into the report's rows (the rest
+// into Missing), also when waiting fails.
+func (r *runner) collectResults(ctx context.Context, names []string) error {
+	st := r.st
 	var res map[string]stack.Result
-	werr := r.step("wait for every result in gs://"+st.Config.ResultsBucket, func() (string, error) {
-		wctx, cancel := context.WithTimeout(ctx, o.ResultTimeout)
+	err := r.step("wait for every result in gs://"+st.Config.ResultsBucket, func() (string, error) {
+		wctx, cancel := context.WithTimeout(ctx, r.o.ResultTimeout)
 		defer cancel()
 		n := 0
 		var err error
@@ -406,42 +492,32 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		r.rep.Rows = append(r.rep.Rows, row)
 	}
-	if werr == nil && r.rep.OK() && o.Drift != "none" {
-		werr = r.drift(ctx, photos, names, cleanStart)
+	return err
+}
+
+// saveCopies saves the results, the model and the training log under
+// Options.SaveDir unless it is "-". It runs even when results are missing
+// (that is when they matter); a failure shows as a failed step only.
+func (r *runner) saveCopies(ctx context.Context) {
+	if r.o.SaveDir == "-" {
+		return
 	}
-	if o.SaveDir != "-" {
-		dir := o.SaveDir
-		if dir == "" {
-			dir = filepath.Join(cfg.RepoRoot, ".cache", "orchard-demo", time.Now().Format("20060102-150405"))
-		}
-		// Saved even when results are missing: that is when they matter.
-		if err := r.step("save results, model and training report to "+dir, func() (string, error) {
-			return "", r.save(ctx, dir, r.rep.ModelURI)
-		}); err == nil {
-			r.rep.SavedTo = dir
-		}
+	dir := r.o.SaveDir
+	if dir == "" {
+		dir = filepath.Join(r.cfg.RepoRoot, ".cache", "orchard-demo", time.Now().Format("20060102-150405"))
 	}
-	if werr != nil {
-		return werr
+	if err := r.step("save results, model and training report to "+dir, func() (string, error) {
+		return "", r.save(ctx, dir, r.rep.ModelURI)
+	}); err == nil {
+		r.rep.SavedTo = dir
 	}
-	if !r.rep.OK() {
-		return errors.New("not every upload got a prediction")
-	}
-	return nil
 }
 
 // open returns a store for a model directory: gs:// URIs through the
 // stack's storage client (this process has no STORAGE_EMULATOR_HOST), local
 // paths and file:// directly.
 func (r *runner) open(ctx context.Context, uri string) (blob.Store, error) {
-	if strings.HasPrefix(uri, "gs://") {
-		bucket, prefix, _, err := blob.Parse(uri)
-		if err != nil {
-			return nil, err
-		}
-		return blob.NewGCS(r.st.Storage, bucket, prefix), nil
-	}
-	return blob.Open(ctx, uri)
+	return blob.NewOpener(r.st.Storage).Open(ctx, uri)
 }
 
 func gateNote(p *registry.PublishResult) string {
@@ -485,35 +561,19 @@ func (r *runner) submitTraining(ctx context.Context, v *stack.Vertex, reg *regis
 		if err != nil {
 			return "", err
 		}
-		p := st.PubSub.Publisher(st.Topic(st.Config.TrainingTopic))
-		defer p.Stop()
-		msgID, err = p.Publish(ctx, &pubsub.Message{Data: body}).Get(ctx)
+		p := pubsubx.New(st.PubSub, st.Topic(st.Config.TrainingTopic))
+		defer p.Close()
+		msgID, err = p.Send(ctx, &pubsub.Message{Data: body})
 		return "message " + msgID + ": " + string(body), err
 	}); err != nil {
 		return "", err
 	}
 	var job *aiplatformpb.CustomJob
 	if err := r.step("Eventarc bridge → SubmitTraining → Vertex AI custom job", func() (string, error) {
-		_, label := submittraining.JobNames(name, msgID)
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		for job == nil {
-			for _, j := range v.Server.Jobs() {
-				if j.GetLabels()[submittraining.LabelMessageID] == label {
-					job = j
-				}
-			}
-			if job != nil {
-				break
-			}
-			select {
-			case <-wctx.Done():
-				return "", fmt.Errorf("no job for message %s after 2m (bridge: %+v)\nfunctions server log:\n%s",
-					msgID, st.Bridge.Stats()[stack.RouteTraining], st.FunctionsLog(15))
-			case err := <-st.Failed():
-				return "", err
-			case <-time.After(200 * time.Millisecond):
-			}
+		var err error
+		job, err = r.findJob(ctx, v, name, msgID)
+		if err != nil {
+			return "", err
 		}
 		return job.GetName() + " (" + job.GetDisplayName() + ")", nil
 	}); err != nil {
@@ -549,6 +609,34 @@ func (r *runner) submitTraining(ctx context.Context, v *stack.Vertex, reg *regis
 	return version, err
 }
 
+// findJob waits up to 2 minutes for the custom job SubmitTraining creates
+// for the training request msgID.
+func (r *runner) findJob(ctx context.Context, v *stack.Vertex, name, msgID string) (*aiplatformpb.CustomJob, error) {
+	st := r.st
+	_, label := submittraining.JobNames(name, msgID)
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		var job *aiplatformpb.CustomJob
+		for _, j := range v.Server.Jobs() {
+			if j.GetLabels()[submittraining.LabelMessageID] == label {
+				job = j
+			}
+		}
+		if job != nil {
+			return job, nil
+		}
+		select {
+		case <-wctx.Done():
+			return nil, fmt.Errorf("no job for message %s after 2m (bridge: %+v)\nfunctions server log:\n%s",
+				msgID, st.Bridge.Stats()[stack.RouteTraining], st.FunctionsLog(15))
+		case err := <-st.Failed():
+			return nil, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // modelEvent waits for the trainer's model-published event for version on
 // the models topic's subscription.
 func (r *runner) modelEvent(ctx context.Context, name, version string) (string, error) {
@@ -576,7 +664,7 @@ func (r *runner) publish(ctx context.Context, reg *registry.Registry, dir, reaso
 	if err != nil {
 		return nil, err
 	}
-	pub, err := registry.PublishFrom(ctx, reg, src, registry.PublishOptions{Promote: true, By: "orchard-local demo", Reason: reason})
+	pub, err := registry.PublishFrom(ctx, reg, src, registry.PublishOptions{Promote: true, By: "orchard-local demo", Reason: reason, Runtime: onnxrt.Runtime{}})
 	if err != nil {
 		return pub, err
 	}
@@ -713,11 +801,10 @@ func (r *runner) tailLog(ctx context.Context, path string) (stop func()) {
 // log into dir.
 func (r *runner) save(ctx context.Context, dir, modelURI string) error {
 	copyAll := func(src blob.Store, to string) error {
-		objs, err := src.List(ctx, "")
-		if err != nil {
-			return err
-		}
-		for _, a := range objs {
+		for a, err := range src.List(ctx, blob.ListOptions{}) {
+			if err != nil {
+				return err
+			}
 			data, _, err := src.Read(ctx, a.Key, 64<<20)
 			if err != nil {
 				return err

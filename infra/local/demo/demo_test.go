@@ -17,7 +17,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/monitor"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 )
 
 var binDir string
@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 
 func options(t *testing.T) Options {
 	t.Helper()
-	if _, err := ort.Find(); err != nil {
+	if _, err := onnxrt.Find(); err != nil {
 		if emulators.InCI() {
 			t.Fatal(err)
 		}
@@ -143,11 +143,11 @@ func TestDemoWithProvidedModel(t *testing.T) {
 // writeBaseline gives the model directory the baseline of the clean
 // photos as serving sees them, as the trainer would of its validation set.
 func writeBaseline(t *testing.T, dir, photos string) {
-	m, err := model.Load(t.Context(), dir)
+	m, err := model.Load(t.Context(), nil, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := model.NewClassifier(m, model.Options{})
+	c, err := onnxrt.NewClassifier(m, onnxrt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,8 +28,8 @@ const DriftPrefix = "drift/"
 // results, then ticks the Monitor function once per window (the clean
 // batch's, from cleanStart, and the drifted one's) and keeps both reports
 // for the side-by-side table.
-func (r *runner) drift(ctx context.Context, photos string, names []string, cleanStart time.Time) error {
-	st := r.st
+func (r *runner) drift(ctx context.Context, names []string, cleanStart time.Time) error {
+	st, photos := r.st, r.o.Photos
 	corrs, err := evaluate.Select(r.o.Drift)
 	if err != nil {
 		return err

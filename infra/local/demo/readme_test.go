@@ -14,7 +14,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/infra/local/stack"
 	"github.com/orchard-mlops/orchard/shared/emulators"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/proc"
 	"github.com/orchard-mlops/orchard/trainer/gendata"
 )
@@ -32,7 +32,7 @@ func TestREADMETrainServe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the trainer and the functions server and trains for an epoch")
 	}
-	if _, err := ort.Find(); err != nil {
+	if _, err := onnxrt.Find(); err != nil {
 		if emulators.InCI() {
 			t.Fatal(err)
 		}

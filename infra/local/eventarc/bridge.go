@@ -16,6 +16,11 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+
+	"github.com/orchard-mlops/orchard/shared/backoff"
+	"github.com/orchard-mlops/orchard/shared/events"
+	"github.com/orchard-mlops/orchard/shared/gcp"
+	"github.com/orchard-mlops/orchard/shared/pubsubx"
 )
 
 // Kind says what a route's subscription carries.
@@ -159,8 +164,8 @@ type Bridge struct {
 	sem    chan struct{}
 
 	mu       sync.Mutex
-	pubs     map[string]*pubsub.Publisher // dead-letter publishers by topic
-	attempts map[string]int               // fallback attempt counts, by route + message ID
+	pubs     *pubsubx.Publishers // dead-letter publishers by topic
+	attempts map[string]int      // fallback attempt counts, by route + message ID
 	running  bool
 }
 
@@ -208,7 +213,7 @@ func New(c *pubsub.Client, o Options, routes ...Route) (*Bridge, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Bridge{client: c, opts: o, log: log, sem: make(chan struct{}, o.Concurrency),
-		pubs: map[string]*pubsub.Publisher{}, attempts: map[string]int{}}
+		pubs: pubsubx.NewPublishers(c), attempts: map[string]int{}}
 	seen := map[string]bool{}
 	for _, r := range routes {
 		if r.Kind != Storage && r.Kind != PubSub {
@@ -217,10 +222,10 @@ func New(c *pubsub.Client, o Options, routes ...Route) (*Bridge, error) {
 		if !strings.HasPrefix(r.Subscription, "projects/") || !strings.Contains(r.Subscription, "/subscriptions/") {
 			return nil, fmt.Errorf("eventarc: route %q: subscription %q: want projects/P/subscriptions/S", r.Name, r.Subscription)
 		}
-		if !strings.HasPrefix(r.Topic, "projects/") || !strings.Contains(r.Topic, "/topics/") {
+		if _, _, ok := gcp.ParseTopic(r.Topic); !ok {
 			return nil, fmt.Errorf("eventarc: route %q: topic %q: want projects/P/topics/T", r.Name, r.Topic)
 		}
-		if r.DeadLetterTopic != "" && (!strings.HasPrefix(r.DeadLetterTopic, "projects/") || !strings.Contains(r.DeadLetterTopic, "/topics/")) {
+		if _, _, ok := gcp.ParseTopic(r.DeadLetterTopic); r.DeadLetterTopic != "" && !ok {
 			return nil, fmt.Errorf("eventarc: route %q: dead-letter topic %q: want projects/P/topics/T", r.Name, r.DeadLetterTopic)
 		}
 		if !strings.HasPrefix(r.Target, "http://") && !strings.HasPrefix(r.Target, "https://") {
@@ -234,7 +239,7 @@ func New(c *pubsub.Client, o Options, routes ...Route) (*Bridge, error) {
 		}
 		seen[r.Subscription] = true
 		if r.Kind == Storage && len(r.EventTypes) == 0 {
-			r.EventTypes = []string{StorageFinalized}
+			r.EventTypes = []string{events.StorageFinalized}
 		}
 		b.routes = append(b.routes, &routeState{Route: r})
 	}
@@ -275,11 +280,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.running = true
 	b.mu.Unlock()
 	defer func() {
+		b.pubs.Close()
 		b.mu.Lock()
-		for t, p := range b.pubs {
-			p.Stop()
-			delete(b.pubs, t)
-		}
 		b.running = false
 		b.mu.Unlock()
 	}()
@@ -436,7 +438,7 @@ func (b *Bridge) giveUp(ctx context.Context, r *routeState, m *pubsub.Message, r
 	attrs[AttrTime] = time.Now().UTC().Format(time.RFC3339Nano)
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	_, err := b.publisher(r.DeadLetterTopic).Publish(pctx, &pubsub.Message{Data: m.Data, Attributes: attrs, OrderingKey: ""}).Get(pctx)
+	_, err := b.pubs.For(r.DeadLetterTopic).Send(pctx, &pubsub.Message{Data: m.Data, Attributes: attrs, OrderingKey: ""})
 	if err != nil {
 		m.Nack()
 		res.Outcome, res.Err = Retrying, fmt.Errorf("dead-lettering to %s failed (%v) after: %w", r.DeadLetterTopic, err, res.Err)
@@ -455,17 +457,6 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n-3] + "..."
-}
-
-func (b *Bridge) publisher(topic string) *pubsub.Publisher {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	p := b.pubs[topic]
-	if p == nil {
-		p = b.client.Publisher(topic)
-		b.pubs[topic] = p
-	}
-	return p
 }
 
 // attempt is the delivery attempt of m: the server's count when the
@@ -490,11 +481,7 @@ func (b *Bridge) forget(r *routeState, m *pubsub.Message) {
 
 // backoff is the wait after the attempt-th failure.
 func (b *Bridge) backoff(attempt int) time.Duration {
-	d := b.opts.MinBackoff
-	for i := 1; i < attempt && d < b.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, b.opts.MaxBackoff)
+	return backoff.Doubling(b.opts.MinBackoff, b.opts.MaxBackoff, attempt)
 }
 
 // post sends ev to the route's target. A non-2xx answer is an error with

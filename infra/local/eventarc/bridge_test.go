@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+
 	"cloud.google.com/go/storage"
 	"github.com/googleapis/google-cloudevents-go/cloud/storagedata"
+	"github.com/orchard-mlops/orchard/shared/events"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/orchard-mlops/orchard/shared/emulators"
@@ -160,7 +162,7 @@ func TestStorageNonFinalizeAndOtherBucketsFiltered(t *testing.T) {
 		t.Errorf("%d filtered, want 2 (the delete and the other bucket's finalize)", n)
 	}
 	for _, r := range tg.reqs {
-		if r.Header.Get("ce-type") != StorageFinalized || !strings.HasSuffix(r.Header.Get("ce-source"), "/"+b1) {
+		if r.Header.Get("ce-type") != events.StorageFinalized || !strings.HasSuffix(r.Header.Get("ce-source"), "/"+b1) {
 			t.Errorf("unexpected event %s %s", r.Header.Get("ce-type"), r.Header.Get("ce-source"))
 		}
 	}
@@ -181,7 +183,7 @@ func TestPubSubMessagePublished(t *testing.T) {
 	id := e.publish(t, e.topic("training-requests"), &pubsub.Message{Data: []byte(`{"epochs":2}`), Attributes: map[string]string{"by": "test"}})
 	got := tg.wait(t, 20*time.Second)
 	ev := got.parse(t)
-	if ev.ID() != id || ev.Type() != PubSubPublished || ev.Source() != "//pubsub.googleapis.com/"+e.topic("training-requests") || ev.Subject() != "" {
+	if ev.ID() != id || ev.Type() != events.PubSubPublished || ev.Source() != "//pubsub.googleapis.com/"+e.topic("training-requests") || ev.Subject() != "" {
 		t.Errorf("event id=%q type=%q source=%q subject=%q; want id %q", ev.ID(), ev.Type(), ev.Source(), ev.Subject(), id)
 	}
 	var body struct {
@@ -201,9 +203,9 @@ func TestPubSubMessagePublished(t *testing.T) {
 		body.Message.PublishTime.IsZero() || body.Subscription != e.sub("submit-training") {
 		t.Errorf("body = %s", got.Body)
 	}
-	d, err := DecodeMessageData(got.Body)
+	d, err := events.DecodeMessagePublished(got.Body)
 	if err != nil || string(d.Message.Data) != `{"epochs":2}` {
-		t.Errorf("DecodeMessageData = %+v, %v", d, err)
+		t.Errorf("DecodeMessagePublished = %+v, %v", d, err)
 	}
 }
 

@@ -7,28 +7,21 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-)
 
-// CloudEvent types the bridge produces.
-const (
-	StorageFinalized       = "google.cloud.storage.object.v1.finalized"
-	StorageDeleted         = "google.cloud.storage.object.v1.deleted"
-	StorageArchived        = "google.cloud.storage.object.v1.archived"
-	StorageMetadataUpdated = "google.cloud.storage.object.v1.metadataUpdated"
-	PubSubPublished        = "google.cloud.pubsub.topic.v1.messagePublished"
+	"github.com/orchard-mlops/orchard/shared/events"
+	"github.com/orchard-mlops/orchard/shared/gcp"
 )
 
 // storageTypes maps Cloud Storage notification event types (the eventType
 // attribute) to Eventarc's CloudEvent types.
 var storageTypes = map[string]string{
-	"OBJECT_FINALIZE":        StorageFinalized,
-	"OBJECT_DELETE":          StorageDeleted,
-	"OBJECT_ARCHIVE":         StorageArchived,
-	"OBJECT_METADATA_UPDATE": StorageMetadataUpdated,
+	"OBJECT_FINALIZE":        events.StorageFinalized,
+	"OBJECT_DELETE":          events.StorageDeleted,
+	"OBJECT_ARCHIVE":         events.StorageArchived,
+	"OBJECT_METADATA_UPDATE": events.StorageMetadataUpdated,
 }
 
 // Event is a binary-mode CloudEvent, ready to POST: the ce-* headers and the
@@ -136,8 +129,8 @@ func FromStorageNotification(m *pubsub.Message) (*Event, error) {
 	return &Event{
 		ID:          m.ID,
 		Type:        typ,
-		Source:      "//storage.googleapis.com/projects/_/buckets/" + bucket,
-		Subject:     "objects/" + name,
+		Source:      events.StorageSource(bucket),
+		Subject:     events.StorageSubject(name),
 		Time:        t,
 		ContentType: "application/json",
 		Data:        data,
@@ -159,30 +152,11 @@ func jsonString(v any) string {
 	return fmt.Sprint(v)
 }
 
-// PubSubMessage is the "message" of a messagePublished event body.
-type PubSubMessage struct {
-	Data        []byte            `json:"data,omitempty"` // base64 in JSON
-	Attributes  map[string]string `json:"attributes"`
-	MessageID   string            `json:"messageId"`
-	PublishTime string            `json:"publishTime"`
-	OrderingKey string            `json:"orderingKey,omitempty"`
-	// Eventarc repeats the ID and time in snake_case for older clients.
-	MessageIDSnake   string `json:"message_id"`
-	PublishTimeSnake string `json:"publish_time"`
-}
-
-// MessagePublishedData is the body of a
-// google.cloud.pubsub.topic.v1.messagePublished event.
-type MessagePublishedData struct {
-	Message      PubSubMessage `json:"message"`
-	Subscription string        `json:"subscription"`
-}
-
 // FromPubSubMessage converts a message pulled from subscription (full name)
 // of topic (full name, projects/P/topics/T) into the messagePublished
 // CloudEvent Eventarc delivers for it.
 func FromPubSubMessage(m *pubsub.Message, topic, subscription string) (*Event, error) {
-	if !strings.HasPrefix(topic, "projects/") || !strings.Contains(topic, "/topics/") {
+	if _, _, ok := gcp.ParseTopic(topic); !ok {
 		return nil, fmt.Errorf("topic %q: want projects/P/topics/T", topic)
 	}
 	attrs := m.Attributes
@@ -190,8 +164,8 @@ func FromPubSubMessage(m *pubsub.Message, topic, subscription string) (*Event, e
 		attrs = map[string]string{}
 	}
 	pt := m.PublishTime.UTC().Format(time.RFC3339Nano)
-	body := MessagePublishedData{
-		Message: PubSubMessage{
+	body := events.MessagePublishedData{
+		Message: events.PubSubMessage{
 			Data: m.Data, Attributes: attrs, MessageID: m.ID, PublishTime: pt, OrderingKey: m.OrderingKey,
 			MessageIDSnake: m.ID, PublishTimeSnake: pt,
 		},
@@ -203,20 +177,10 @@ func FromPubSubMessage(m *pubsub.Message, topic, subscription string) (*Event, e
 	}
 	return &Event{
 		ID:          m.ID,
-		Type:        PubSubPublished,
-		Source:      "//pubsub.googleapis.com/" + topic,
+		Type:        events.PubSubPublished,
+		Source:      events.PubSubSource(topic),
 		Time:        m.PublishTime,
 		ContentType: "application/json",
 		Data:        data,
 	}, nil
-}
-
-// DecodeMessageData is a helper for receivers: the message data of a
-// messagePublished body.
-func DecodeMessageData(body []byte) (*MessagePublishedData, error) {
-	var d MessagePublishedData
-	if err := json.Unmarshal(body, &d); err != nil {
-		return nil, err
-	}
-	return &d, nil
 }

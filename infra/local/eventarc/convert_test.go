@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+
+	"github.com/orchard-mlops/orchard/shared/events"
 )
 
 func TestFromStorageNotificationNormalises(t *testing.T) {
@@ -26,7 +28,7 @@ func TestFromStorageNotificationNormalises(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.ID != "42" || ev.Type != StorageFinalized || ev.Source != "//storage.googleapis.com/projects/_/buckets/up" ||
+	if ev.ID != "42" || ev.Type != events.StorageFinalized || ev.Source != "//storage.googleapis.com/projects/_/buckets/up" ||
 		ev.Subject != "objects/a b/c.jpg" || !ev.Time.Equal(time.Date(2026, 1, 2, 3, 4, 6, 0, time.UTC)) {
 		t.Errorf("event %+v", ev)
 	}
@@ -65,7 +67,7 @@ func TestFromStorageNotificationNormalises(t *testing.T) {
 }
 
 func TestFromStorageNotificationTypesAndErrors(t *testing.T) {
-	for et, want := range map[string]string{"OBJECT_DELETE": StorageDeleted, "OBJECT_ARCHIVE": StorageArchived, "OBJECT_METADATA_UPDATE": StorageMetadataUpdated} {
+	for et, want := range map[string]string{"OBJECT_DELETE": events.StorageDeleted, "OBJECT_ARCHIVE": events.StorageArchived, "OBJECT_METADATA_UPDATE": events.StorageMetadataUpdated} {
 		ev, err := FromStorageNotification(&pubsub.Message{ID: "1", Attributes: map[string]string{"bucketId": "b", "objectId": "o", "objectGeneration": "1", "eventType": et}})
 		if err != nil || ev.Type != want {
 			t.Errorf("%s: %v %v", et, ev, err)

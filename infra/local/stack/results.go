@@ -5,39 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
-	"cloud.google.com/go/storage"
+	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/results"
 )
 
-// Result is the part of a PredictOnUpload result object the stack reads
-// (functions/predict.UploadResult; kept as a local struct so that this
-// package does not link onnxruntime).
+// Result is a PredictOnUpload result object as the stack found it.
 type Result struct {
-	Bucket     string  `json:"bucket"`
-	Name       string  `json:"name"`
-	Generation int64   `json:"generation,string"`
-	URI        string  `json:"uri"`
-	Label      string  `json:"label"`
-	Score      float64 `json:"score"`
-	Error      string  `json:"error"`
-	Kind       string  `json:"kind"`
-	LatencyMS  float64 `json:"latency_ms"`
-	EventID    string  `json:"event_id"`
-	Model      *struct {
-		Name    string `json:"name"`
-		Version string `json:"version"`
-	} `json:"model"`
+	results.Upload
 	// Object is where the result is stored (gs://results/NAME.json).
 	Object string `json:"-"`
 }
-
-// Suffixes of PredictOnUpload's result objects (functions/predict).
-const (
-	ResultSuffix = ".json"
-	ErrorSuffix  = ".error.json"
-)
 
 // WaitResults polls the results bucket until every upload name has a result
 // (NAME.json) or a recorded failure (NAME.error.json), or ctx ends. It calls
@@ -45,15 +24,15 @@ const (
 // found; the error says which names are missing.
 func (s *Stack) WaitResults(ctx context.Context, names []string, progress func(Result)) (map[string]Result, error) {
 	got := map[string]Result{}
-	bkt := s.Storage.Bucket(s.Config.ResultsBucket)
+	bkt := blob.NewGCS(s.Storage, s.Config.ResultsBucket, "")
 	for {
 		for _, n := range names {
 			if _, ok := got[n]; ok {
 				continue
 			}
-			for _, suffix := range []string{ResultSuffix, ErrorSuffix} {
+			for _, suffix := range []string{results.ResultSuffix, results.ErrorSuffix} {
 				r, err := readResult(ctx, bkt, n+suffix)
-				if errors.Is(err, storage.ErrObjectNotExist) {
+				if errors.Is(err, blob.ErrNotFound) {
 					continue
 				}
 				if err != nil {
@@ -62,7 +41,7 @@ func (s *Stack) WaitResults(ctx context.Context, names []string, progress func(R
 					}
 					return got, err
 				}
-				r.Object = "gs://" + s.Config.ResultsBucket + "/" + n + suffix
+				r.Object = bkt.URI(n + suffix)
 				got[n] = r
 				if progress != nil {
 					progress(r)
@@ -87,14 +66,9 @@ func (s *Stack) WaitResults(ctx context.Context, names []string, progress func(R
 	}
 }
 
-func readResult(ctx context.Context, b *storage.BucketHandle, key string) (Result, error) {
+func readResult(ctx context.Context, b blob.Store, key string) (Result, error) {
 	var r Result
-	rd, err := b.Object(key).NewReader(ctx)
-	if err != nil {
-		return r, err
-	}
-	defer rd.Close()
-	data, err := io.ReadAll(io.LimitReader(rd, 1<<20))
+	data, _, err := b.Read(ctx, key, 1<<20)
 	if err != nil {
 		return r, err
 	}
@@ -106,13 +80,8 @@ func readResult(ctx context.Context, b *storage.BucketHandle, key string) (Resul
 
 // Upload writes data into the uploads bucket.
 func (s *Stack) Upload(ctx context.Context, name, contentType string, data []byte) error {
-	w := s.Storage.Bucket(s.Config.UploadsBucket).Object(name).NewWriter(ctx)
-	w.ContentType = contentType
-	if _, err := w.Write(data); err != nil {
-		w.Close()
-		return fmt.Errorf("upload %s: %w", name, err)
-	}
-	if err := w.Close(); err != nil {
+	_, err := blob.NewGCS(s.Storage, s.Config.UploadsBucket, "").Write(ctx, name, data, blob.WriteOptions{ContentType: contentType})
+	if err != nil {
 		return fmt.Errorf("upload %s: %w", name, err)
 	}
 	return nil

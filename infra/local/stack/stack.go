@@ -39,6 +39,8 @@ import (
 
 	"github.com/orchard-mlops/orchard/infra/local/eventarc"
 	"github.com/orchard-mlops/orchard/shared/emulators"
+	"github.com/orchard-mlops/orchard/shared/events"
+	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/proc"
 )
@@ -307,7 +309,14 @@ func (s *Stack) fail(err error) {
 func (s *Stack) Failed() <-chan error { return s.failed }
 
 // Topic returns the full name of a topic ID in the stack's project.
-func (s *Stack) Topic(id string) string { return "projects/" + s.Config.Project + "/topics/" + id }
+// An invalid ID is returned as it is, for Pub/Sub's own error to name.
+func (s *Stack) Topic(id string) string {
+	name, err := gcp.TopicName(s.Config.Project, id)
+	if err != nil {
+		return id
+	}
+	return name
+}
 
 // Subscription returns the full name of a subscription ID.
 func (s *Stack) Subscription(id string) string {
@@ -371,7 +380,7 @@ func (s *Stack) startBridge(ctx context.Context) error {
 		eventarc.Route{
 			Name: RouteUploads, Kind: eventarc.Storage,
 			Topic: s.Topic(cfg.NotificationsTopic), Subscription: s.Subscription("eventarc-" + RouteUploads),
-			Target: s.FunctionsURL + "/PredictOnUpload", EventTypes: []string{eventarc.StorageFinalized},
+			Target: s.FunctionsURL + "/PredictOnUpload", EventTypes: []string{events.StorageFinalized},
 			Bucket: cfg.UploadsBucket, DeadLetterTopic: s.Topic(cfg.DeadLetterTopic),
 		},
 		eventarc.Route{

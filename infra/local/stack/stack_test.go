@@ -16,7 +16,7 @@ import (
 	"github.com/orchard-mlops/orchard/infra/local/eventarc"
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/proc/proctest"
 )
 
@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 // needs skips t (or fails it under CI) when a prerequisite is missing.
 func needs(t *testing.T) {
 	t.Helper()
-	if _, err := ort.Find(); err != nil {
+	if _, err := onnxrt.Find(); err != nil {
 		if emulators.InCI() {
 			t.Fatalf("onnxruntime is required under CI: %v", err)
 		}
@@ -147,7 +147,13 @@ func TestEndToEndPredictOnUpload(t *testing.T) {
 					t.Errorf("%s: model %+v", n, r.Model)
 				}
 			}
+			// A result is written before the function answers the bridge,
+			// so the bridge may count the delivery a moment after it.
 			st := s.Bridge.Stats()[RouteUploads]
+			for wait := time.Now().Add(30 * time.Second); st.Delivered < int64(len(names)) && time.Now().Before(wait); {
+				time.Sleep(50 * time.Millisecond)
+				st = s.Bridge.Stats()[RouteUploads]
+			}
 			if st.Delivered < int64(len(names)) || st.DeadLettered != 0 {
 				t.Errorf("bridge stats %+v", st)
 			}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/csv"
 	"errors"
+	"iter"
 	"os"
 	"slices"
 	"strings"
@@ -55,9 +56,14 @@ func (r *Recorder) Attributes(ctx context.Context, key string) (blob.Attrs, erro
 	return r.Store.Attributes(ctx, key)
 }
 
-func (r *Recorder) List(ctx context.Context, prefix string) ([]blob.Attrs, error) {
-	r.add("storage.objects.list", prefix)
-	return r.Store.List(ctx, prefix)
+func (r *Recorder) ReadGeneration(ctx context.Context, key string, gen, max int64) ([]byte, blob.Attrs, error) {
+	r.add("storage.objects.get", key)
+	return r.Store.ReadGeneration(ctx, key, gen, max)
+}
+
+func (r *Recorder) List(ctx context.Context, opts blob.ListOptions) iter.Seq2[blob.Attrs, error] {
+	r.add("storage.objects.list", opts.Prefix)
+	return r.Store.List(ctx, opts)
 }
 
 func (r *Recorder) Delete(ctx context.Context, key string) error {

@@ -1,32 +1,55 @@
 package modeltest
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"time"
 
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/onnx"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
-	"github.com/orchard-mlops/orchard/trainer/config"
-	"github.com/orchard-mlops/orchard/trainer/onnxexport"
 )
 
 // CNNInputNormEpsilon mirrors trainer/cnn.InputNormEpsilon, the epsilon the
 // trainer exports for per-image input standardisation. It is copied rather
-// than imported so that tests linking modeltest do not link GoMLX;
-// cnn_test.go keeps the two equal.
+// than imported so that tests linking modeltest do not link GoMLX (and
+// shared/ never imports trainer/); trainer/config's tests keep the two equal.
 const CNNInputNormEpsilon = 0.01
+
+// CNNArch is the part of the trainer's configuration (trainer/config's
+// model and export sections) that shapes the exported graph.
+type CNNArch struct {
+	Name          string  `json:"name"`
+	InputSize     int     `json:"input_size"`
+	InputNorm     bool    `json:"input_norm"`
+	Widths        []int   `json:"widths"`
+	ConvsPerBlock int     `json:"convs_per_block"`
+	BatchNorm     bool    `json:"batch_norm"`
+	BNEpsilon     float64 `json:"bn_epsilon"`
+	Dense         int     `json:"dense"`
+	FoldBatchNorm bool    `json:"fold_batch_norm"`
+	Opset         int     `json:"opset"`
+}
+
+// DefaultCNNArch is the trainer's default architecture and export options
+// (trainer/config/default.yaml), copied so that modeltest does not import
+// the trainer; trainer/config's tests keep the two equal.
+func DefaultCNNArch() CNNArch {
+	return CNNArch{Name: "fruits", InputSize: 32, InputNorm: true, Widths: []int{16, 32, 64}, ConvsPerBlock: 1,
+		BatchNorm: true, BNEpsilon: 0.001, FoldBatchNorm: true, Opset: 17}
+}
 
 // CNNOptions vary the representative CNN.
 type CNNOptions struct {
-	Config  *config.Config // architecture and export options; default config.Default()
-	Classes int            // default 10 (the Fruits-360 subset Orchard is demonstrated on)
-	Seed    uint64         // weight seed; the default 0 is as good as any
+	Arch    *CNNArch // architecture and export options; default DefaultCNNArch()
+	Classes int      // default 10 (the Fruits-360 subset Orchard is demonstrated on)
+	Seed    uint64   // weight seed; the default 0 is as good as any
 }
 
 // CNN returns a model with the trainer's architecture and export options
-// for o.Config (by default the trainer's default configuration), for
+// for o.Arch (by default the trainer's default configuration), for
 // timing onnxruntime and the serving path on a graph of realistic size.
 //
 // Its weights are deterministic pseudo-random values, NOT trained ones: the
@@ -34,25 +57,25 @@ type CNNOptions struct {
 // normalisation gets plausible running statistics, so activations stay
 // finite. Its answers are meaningless, but onnxruntime does the same work
 // as for a trained model of the same configuration: the graph comes from
-// the trainer's exporter (trainer/onnxexport) with the config's export
+// the trainer's exporter (shared/onnx) with the config's export
 // options (batch norm folded, opset), so it has the same operators and
 // tensor shapes; only the values differ. Building it needs no GoMLX
 // backend, which keeps it cheap enough for benchmarks.
 func CNN(o CNNOptions) (*model.Model, error) {
-	cfg := o.Config
-	if cfg == nil {
-		cfg = config.Default()
+	mc := DefaultCNNArch()
+	if o.Arch != nil {
+		mc = *o.Arch
 	}
 	if o.Classes == 0 {
 		o.Classes = 10
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("modeltest: %w", err)
-	}
 	if o.Classes < 2 {
 		return nil, fmt.Errorf("modeltest: CNN with %d classes; need at least 2", o.Classes)
 	}
-	mc := cfg.Model
+	archJSON, err := json.Marshal(mc)
+	if err != nil {
+		return nil, fmt.Errorf("modeltest: %w", err)
+	}
 	r := rand.New(rand.NewPCG(o.Seed, 0x6f7263686172640a))
 	heNormal := func(n, fanIn int) []float32 {
 		std := math.Sqrt(2 / float64(fanIn))
@@ -75,7 +98,7 @@ func CNN(o CNNOptions) (*model.Model, error) {
 	}
 
 	const inputName, outputName = "input", "logits" // the trainer's names (trainer/train)
-	net := &onnxexport.Net{InputSize: mc.InputSize, InputName: inputName, OutputName: outputName}
+	net := &onnx.Net{InputSize: mc.InputSize, InputName: inputName, OutputName: outputName}
 	if mc.InputNorm {
 		net.InputNormEpsilon = CNNInputNormEpsilon
 	}
@@ -85,9 +108,9 @@ func CNN(o CNNOptions) (*model.Model, error) {
 	}
 	for b, w := range mc.Widths {
 		for range mc.ConvsPerBlock {
-			cv := onnxexport.Conv{In: in, Out: w, Weights: heNormal(9*in*w, 9*in)}
+			cv := onnx.Conv{In: in, Out: w, Weights: heNormal(9*in*w, 9*in)}
 			if mc.BatchNorm {
-				cv.BN = &onnxexport.BatchNorm{
+				cv.BN = &onnx.BatchNorm{
 					Gamma: uniform(w, 0.8, 1.2), Beta: uniform(w, -0.1, 0.1),
 					Mean: uniform(w, -0.2, 0.2), Var: uniform(w, 0.5, 1.5),
 					Epsilon: mc.BNEpsilon,
@@ -100,13 +123,13 @@ func CNN(o CNNOptions) (*model.Model, error) {
 		}
 	}
 	if mc.Dense > 0 {
-		net.Hidden = &onnxexport.Dense{In: in, Out: mc.Dense, Weights: heNormal(in*mc.Dense, in), Bias: uniform(mc.Dense, -0.05, 0.05)}
+		net.Hidden = &onnx.Dense{In: in, Out: mc.Dense, Weights: heNormal(in*mc.Dense, in), Bias: uniform(mc.Dense, -0.05, 0.05)}
 		in = mc.Dense
 	}
-	net.Head = onnxexport.Dense{In: in, Out: o.Classes, Weights: heNormal(in*o.Classes, in), Bias: uniform(o.Classes, -0.05, 0.05)}
+	net.Head = onnx.Dense{In: in, Out: o.Classes, Weights: heNormal(in*o.Classes, in), Bias: uniform(o.Classes, -0.05, 0.05)}
 
-	onnxBytes, err := onnxexport.Export(net, onnxexport.Options{
-		FoldBatchNorm: cfg.Export.FoldBatchNorm, Opset: cfg.Export.Opset,
+	onnxBytes, err := onnx.Export(net, onnx.Options{
+		FoldBatchNorm: mc.FoldBatchNorm, Opset: mc.Opset,
 		DocString: "modeltest: untrained CNN with pseudo-random weights, for timing only",
 	})
 	if err != nil {
@@ -119,14 +142,14 @@ func CNN(o CNNOptions) (*model.Model, error) {
 	spec := preprocess.DefaultSpec(mc.InputSize) // what the trainer serves its models with
 	m := &model.Model{ONNX: onnxBytes, URI: "modeltest://cnn", Metadata: model.Metadata{
 		FormatVersion:  model.FormatVersion,
-		Name:           cfg.Name,
+		Name:           mc.Name,
 		Version:        "untrained",
 		Labels:         labels,
 		Input:          model.TensorSpec{Name: inputName, Shape: spec.Shape(-1)},
 		Output:         model.TensorSpec{Name: outputName, Shape: []int64{-1, int64(o.Classes)}},
 		Preprocessing:  spec,
 		Dataset:        model.Dataset{URI: "modeltest://untrained", ManifestDigest: "sha256:0"},
-		TrainingConfig: cfg.JSON(),
+		TrainingConfig: archJSON,
 		CreatedAt:      time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 	}}
 	if err := m.Metadata.Validate(); err != nil {

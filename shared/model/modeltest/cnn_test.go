@@ -4,17 +4,9 @@ import (
 	"math"
 	"testing"
 
-	"github.com/orchard-mlops/orchard/shared/model"
-	"github.com/orchard-mlops/orchard/shared/ort"
-	"github.com/orchard-mlops/orchard/trainer/cnn"
-	"github.com/orchard-mlops/orchard/trainer/config"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 )
-
-func TestCNNInputNormEpsilonMatchesTrainer(t *testing.T) {
-	if CNNInputNormEpsilon != cnn.InputNormEpsilon {
-		t.Fatalf("CNNInputNormEpsilon = %v, trainer/cnn.InputNormEpsilon = %v: keep them equal", CNNInputNormEpsilon, cnn.InputNormEpsilon)
-	}
-}
 
 // TestCNNRuns loads the default-architecture CNN into onnxruntime and checks
 // it answers finite, input-dependent logits for every class.
@@ -23,11 +15,11 @@ func TestCNNRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := m.Metadata.Preprocessing.Size, config.Default().Model.InputSize; got != want {
-		t.Fatalf("input size %d, the trainer's default is %d", got, want)
+	if got, want := m.Metadata.Preprocessing.Size, DefaultCNNArch().InputSize; got != want {
+		t.Fatalf("input size %d, the default architecture's is %d", got, want)
 	}
-	ort.InitForTest(t)
-	c, err := model.NewClassifier(m, model.Options{})
+	onnxrttest.Init(t)
+	c, err := onnxrt.NewClassifier(m, onnxrt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

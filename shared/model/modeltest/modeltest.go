@@ -19,8 +19,8 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/onnx"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
-	"github.com/orchard-mlops/orchard/trainer/onnxexport"
 )
 
 // Size is the colour model's input side.
@@ -55,16 +55,16 @@ func Colour(tb testing.TB, o Options) *model.Model {
 	if o.Accuracy == 0 {
 		o.Accuracy = 0.9
 	}
-	conv := onnxexport.Conv{In: 3, Out: 3, Weights: make([]float32, 9*3*3), Bias: make([]float32, 3)}
+	conv := onnx.Conv{In: 3, Out: 3, Weights: make([]float32, 9*3*3), Bias: make([]float32, 3)}
 	for c := range 3 {
 		conv.Weights[((1*3+1)*3+c)*3+c] = 1 // centre tap, channel c to c
 	}
-	head := onnxexport.Dense{In: 3, Out: 3, Weights: make([]float32, 9), Bias: make([]float32, 3)}
+	head := onnx.Dense{In: 3, Out: 3, Weights: make([]float32, 9), Bias: make([]float32, 3)}
 	for c := range 3 {
 		head.Weights[c*3+c] = 8
 	}
-	net := &onnxexport.Net{InputSize: Size, Blocks: [][]onnxexport.Conv{{conv}}, Head: head, InputName: "input", OutputName: "logits"}
-	onnxBytes, err := onnxexport.Export(net, onnxexport.Options{})
+	net := &onnx.Net{InputSize: Size, Blocks: [][]onnx.Conv{{conv}}, Head: head, InputName: "input", OutputName: "logits"}
+	onnxBytes, err := onnx.Export(net, onnx.Options{})
 	if err != nil {
 		tb.Fatalf("modeltest: exporting the colour model: %v", err)
 	}

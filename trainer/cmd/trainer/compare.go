@@ -8,10 +8,11 @@ import (
 	"os"
 	"strings"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/trainer/compare"
 )
 
-func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdCompare(ctx context.Context, stores *blob.Opener, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -31,11 +32,11 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	var runs []*compare.Run
 	for _, a := range fs.Args() {
-		uri, err := compare.Resolve(ctx, a, *regURI)
+		uri, err := compare.Resolve(ctx, stores, a, *regURI)
 		if err != nil {
 			return err
 		}
-		r, err := compare.Load(ctx, uri)
+		r, err := compare.Load(ctx, stores, uri)
 		if err != nil {
 			return err
 		}
@@ -45,7 +46,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if t == "" {
 		t = "Comparison of " + strings.Join(fs.Args(), ", ")
 	}
-	if err := compare.Write(ctx, *out, t, runs); err != nil {
+	if err := compare.Write(ctx, stores, *out, t, runs); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "compared %d runs -> %s\n", len(runs), strings.TrimRight(*out, "/")+"/index.html")

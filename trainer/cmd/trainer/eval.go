@@ -12,10 +12,11 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/monitor"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/trainer/evaluate"
 )
 
-func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdEval(ctx context.Context, stores *blob.Opener, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	modelURI := fs.String("model", "", "model directory: local dir, file:///dir or gs://bucket/prefix (required)")
@@ -36,24 +37,20 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	m, err := model.Load(ctx, *modelURI)
+	m, err := model.Load(ctx, stores, *modelURI)
 	if err != nil {
 		return err
 	}
-	clf, err := model.NewClassifier(m, model.Options{})
+	clf, err := onnxrt.NewClassifier(m, onnxrt.Options{})
 	if err != nil {
 		return err
 	}
 	defer clf.Close()
-	opt := evaluate.Options{DataURI: *data, Mode: *split, TrainDir: "Training",
+	opt := evaluate.Options{DataURI: *data, Storage: stores, Mode: *split, TrainDir: "Training",
 		TestDir: "Test", Corruptions: corrs, Seed: *seed, Thresholds: monitor.DefaultThresholds(), WindowSize: *winSize}
 	if *mon {
-		st, err := blob.Open(ctx, *modelURI)
-		if err != nil {
-			return err
-		}
-		if opt.Baseline, err = monitor.LoadBaseline(ctx, st); err != nil {
-			return fmt.Errorf("eval -monitor: %w", err)
+		if opt.Baseline = m.Baseline; opt.Baseline == nil {
+			return fmt.Errorf("eval -monitor: model %s has no %s", *modelURI, monitor.BaselineFile)
 		}
 	}
 	res, skipped, err := evaluate.Run(ctx, clf, opt)

@@ -28,6 +28,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/logging"
 )
 
@@ -74,11 +75,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if args[0] == "train" || args[0] == "bench" {
 		simdWarning(stderr)
 	}
+	// One storage client for the process, made on the first gs:// URI.
+	stores := blob.LazyOpener()
+	defer stores.Close()
 	switch args[0] {
 	case "train":
-		return cmdTrain(ctx, args[1:], stdout, stderr)
+		return cmdTrain(ctx, stores, args[1:], stdout, stderr)
 	case "eval":
-		return cmdEval(ctx, args[1:], stdout, stderr)
+		return cmdEval(ctx, stores, args[1:], stdout, stderr)
 	case "gen-data":
 		return cmdGenData(args[1:], stdout, stderr)
 	case "bench":
@@ -86,9 +90,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "config":
 		return cmdConfig(args[1:], stdout, stderr)
 	case "compare":
-		return cmdCompare(ctx, args[1:], stdout, stderr)
+		return cmdCompare(ctx, stores, args[1:], stdout, stderr)
 	case "sweep":
-		return cmdSweep(ctx, args[1:], stdout, stderr)
+		return cmdSweep(ctx, stores, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -64,20 +64,3 @@ func TestSIMDWarning(t *testing.T) {
 		t.Errorf("simdBuild=%v: %d warning lines, want %d:\n%s", simdBuild, got, want, errb.String())
 	}
 }
-
-func TestPublishReason(t *testing.T) {
-	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-	for _, tc := range []struct {
-		env  map[string]string
-		want string
-	}{
-		{nil, "trainer -publish"},
-		{map[string]string{"CLOUD_ML_JOB_ID": "7", "ORCHARD_MESSAGE_ID": "1", "ORCHARD_REQUESTER": "alice", "ORCHARD_NOTES": "new photos"},
-			"training job 7, message 1, requested by alice: new photos"},
-		{map[string]string{"ORCHARD_NOTES": "retry"}, "trainer -publish: retry"},
-	} {
-		if got := publishReason(env(tc.env)); got != tc.want {
-			t.Errorf("publishReason(%v) = %q, want %q", tc.env, got, tc.want)
-		}
-	}
-}

@@ -44,7 +44,7 @@ func checkProfileName(flagName, name string) error {
 // start begins the CPU profile and the trace. The returned stop ends them,
 // writes the heap profile and copies the files into modelDir; it must be
 // called once, whether the run succeeded or not.
-func (p *profiles) start() (stop func(ctx context.Context, modelDir string) error, err error) {
+func (p *profiles) start(stores *blob.Opener) (stop func(ctx context.Context, modelDir string) error, err error) {
 	if !p.any() {
 		return func(context.Context, string) error { return nil }, nil
 	}
@@ -102,7 +102,7 @@ func (p *profiles) start() (stop func(ctx context.Context, modelDir string) erro
 		if err := errors.Join(errs...); err != nil {
 			return fmt.Errorf("profiles: %w", err)
 		}
-		st, err := blob.Open(ctx, modelDir)
+		st, err := stores.Open(ctx, modelDir)
 		if err != nil {
 			return fmt.Errorf("profiles: %w", err)
 		}

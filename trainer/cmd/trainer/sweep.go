@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/trainer/config"
 	"github.com/orchard-mlops/orchard/trainer/sweep"
 	"github.com/orchard-mlops/orchard/trainer/train"
@@ -23,7 +24,7 @@ var trainerArgv = func() ([]string, error) {
 	return []string{exe}, err
 }
 
-func cmdSweep(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdSweep(ctx context.Context, stores *blob.Opener, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sweep", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	specFile := fs.String("spec", "", "sweep spec (YAML; required)")
@@ -74,8 +75,8 @@ func cmdSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if runErr != nil {
 		return runErr
 	}
-	fo := sweep.FinishOptions{Registry: *publish, CompareOut: strings.TrimRight(*out, "/") + "/compare", Margin: *margin,
-		AllowNewLabels: *allowNew, By: "trainer sweep", Reason: "sweep " + *version}
+	fo := sweep.FinishOptions{Storage: stores, Registry: *publish, CompareOut: strings.TrimRight(*out, "/") + "/compare", Margin: *margin,
+		AllowNewLabels: *allowNew, By: "trainer sweep", Reason: "sweep " + *version, Runtime: onnxrt.Runtime{}}
 	sum, err := sweep.Finish(ctx, spec, results, fo)
 	if err != nil {
 		return err

@@ -11,7 +11,8 @@ import (
 	"testing"
 
 	"github.com/orchard-mlops/orchard/shared/model"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/registry"
 	"github.com/orchard-mlops/orchard/trainer/gendata"
 	"github.com/orchard-mlops/orchard/trainer/internal/racecheck"
@@ -60,9 +61,9 @@ params:
 // the registry version the sweep published.
 func TestSweepLocalGrid(t *testing.T) {
 	racecheck.Require(t)
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	t.Setenv(childEnv, "1")
-	t.Setenv("ORT_LIB", ort.Path())
+	t.Setenv("ORT_LIB", onnxrt.Path())
 	data := tinyDataset(t)
 	dir := t.TempDir()
 	specPath := filepath.Join(dir, "sweep.yaml")
@@ -85,7 +86,7 @@ func TestSweepLocalGrid(t *testing.T) {
 	// model.json holds; the best is the one with the highest.
 	best, bestAcc := "", -1.0
 	for id := 1; id <= 4; id++ {
-		m, err := model.Load(context.Background(), filepath.Join(out, strconv.Itoa(id), "model"))
+		m, err := model.Load(context.Background(), nil, filepath.Join(out, strconv.Itoa(id), "model"))
 		if err != nil {
 			t.Fatalf("trial %d: %v", id, err)
 		}
@@ -171,7 +172,7 @@ func checkComparePage(t *testing.T, dir string) {
 // follow Vertex AI's conventions.
 func TestTrainProfiles(t *testing.T) {
 	racecheck.Require(t)
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	out := t.TempDir()
 	metricFile := filepath.Join(t.TempDir(), "hypertune", "output.metrics")
 	t.Setenv(sweep.MetricFileEnv, metricFile)
@@ -192,7 +193,7 @@ func TestTrainProfiles(t *testing.T) {
 			t.Errorf("%s: %d bytes, %v", name, len(b), err)
 		}
 	}
-	m, err := model.Load(context.Background(), out)
+	m, err := model.Load(context.Background(), nil, out)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,9 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/gcp"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/pubsubx"
 	"github.com/orchard-mlops/orchard/shared/registry"
+	"github.com/orchard-mlops/orchard/shared/training"
 	"github.com/orchard-mlops/orchard/trainer/config"
 	"github.com/orchard-mlops/orchard/trainer/gendata"
 	"github.com/orchard-mlops/orchard/trainer/train"
@@ -25,41 +29,40 @@ func loadConfig(file string, sets []string, data string) (*config.Config, error)
 // yamlQuote makes an arbitrary string a YAML scalar for -set.
 func yamlQuote(s string) string { return fmt.Sprintf("%q", s) }
 
-func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdTrain(ctx context.Context, stores *blob.Opener, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	data := fs.String("data", "", "dataset root: local dir, file:///dir or gs://bucket/prefix (default: data.uri)")
 	out := fs.String("out", "", "model directory (default: $AIP_MODEL_DIR)")
 	ckpt := fs.String("checkpoints", "", "checkpoint directory (default: $AIP_CHECKPOINT_DIR, else OUT/checkpoints)")
 	metrics := fs.String("metrics", "", "extra metrics/TensorBoard directory (default: $AIP_TENSORBOARD_LOG_DIR)")
 	cfgFile := fs.String("config", "", "YAML config merged over the built-in default")
 	verbose := fs.Bool("v", false, "debug logging")
-	publish := fs.String("publish", "", "after a verified export, publish the model directory to this registry (gs://... or dir) and promote it if it passes the quality gate")
-	name := fs.String("name", "", "model name (same as -set name=N; with -publish, the registry model name)")
-	allowNew := fs.Bool("allow-new-labels", false, "with -publish: let the gate promote a model whose labels differ from production's")
 	margin := fs.Float64("margin", 0, "with -publish: accuracy margin of the quality gate (see shared/registry)")
 	hpMetric := fs.String("hypertune-metric", "", "after the run, report this model.json metric (e.g. validation_accuracy) in the cloudml-hypertune file Vertex AI tuning reads ($CLOUD_ML_HP_METRIC_FILE)")
 	var prof profiles
 	prof.register(fs)
-	var sets multiFlag
-	fs.Var(&sets, "set", "override a config key, e.g. -set train.epochs=20 (repeatable); a tuning trial's --key=value arguments are read as -set")
+	// The job's flags: what SubmitTraining asks for (a tuning trial's
+	// --key=value arguments are read as -set).
+	var job training.Job
+	job.Flags(fs)
 	args, hpSets := hyperparameterArgs(fs, args)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	sets = append(sets, hpSets...)
+	job.ReadEnv(os.Getenv)
+	sets := append(job.Overrides, hpSets...)
 	if fs.NArg() > 0 {
 		return fmt.Errorf("train: unexpected arguments %v", fs.Args())
 	}
-	if *name != "" {
-		sets = append(sets, "name="+yamlQuote(*name))
+	if job.Model != "" {
+		sets = append(sets, "name="+yamlQuote(job.Model))
 	}
-	cfg, err := loadConfig(*cfgFile, sets, *data)
+	cfg, err := loadConfig(*cfgFile, sets, job.Dataset)
 	if err != nil {
 		return err
 	}
 	asTrial(cfg, *hpMetric)
-	modelDir := firstNonEmpty(*out, os.Getenv("AIP_MODEL_DIR"))
+	modelDir := firstNonEmpty(*out, os.Getenv(training.EnvModelDir))
 	if modelDir == "" {
 		return fmt.Errorf("train: no output: pass -out DIR or set AIP_MODEL_DIR")
 	}
@@ -73,17 +76,18 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if terminal {
 		progress = stdout
 	}
-	stopProfiles, err := prof.start()
+	stopProfiles, err := prof.start(stores)
 	if err != nil {
 		return err
 	}
 	res, err := train.Run(ctx, train.Options{
 		Config:        cfg,
 		ModelURI:      modelDir,
-		CheckpointURI: firstNonEmpty(*ckpt, os.Getenv("AIP_CHECKPOINT_DIR")),
-		MetricsURI:    firstNonEmpty(*metrics, os.Getenv("AIP_TENSORBOARD_LOG_DIR")),
+		CheckpointURI: firstNonEmpty(*ckpt, os.Getenv(training.EnvCheckpointDir)),
+		MetricsURI:    firstNonEmpty(*metrics, os.Getenv(training.EnvTensorBoard)),
 		Logger:        log,
 		Progress:      progress,
+		Storage:       stores,
 	})
 	if perr := stopProfiles(ctx, modelDir); err == nil {
 		err = perr
@@ -100,35 +104,35 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "model %s %s: validation accuracy %.4f (onnxruntime, %d images), %d epochs (best %d), max |logit diff| %.2g -> %s\n",
 		m.Name, m.Version, m.Metrics.ValidationAccuracy, m.Metrics.ValidationImages, m.Metrics.Epochs, res.BestEpoch,
 		res.Verification.MaxAbsDiff, modelDir)
-	if *publish == "" {
+	if job.Registry == "" {
 		return nil
 	}
-	var ro registry.Options
-	if topic := os.Getenv("MODEL_PUBLISHED_TOPIC"); topic != "" {
+	ro := registry.Options{Storage: stores}
+	if topic := job.ModelPublishedTopic; topic != "" {
 		// Running functions also poll the alias; the event makes them (and
 		// any other subscriber) hear of a promotion at once.
-		n, err := registry.DialPubSubNotifier(ctx, firstNonEmpty(os.Getenv("GOOGLE_CLOUD_PROJECT"), os.Getenv("CLOUD_ML_PROJECT_ID")), topic)
+		n, err := pubsubx.DialModelNotifier(ctx, gcp.Project(), topic)
 		if err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
-		defer n.Stop()
+		defer n.Close()
 		ro.Notifier = n
 	}
-	reg, err := registry.Open(ctx, *publish, ro)
+	reg, err := registry.Open(ctx, job.Registry, ro)
 	if err != nil {
 		return err
 	}
 	// EVAL_URI is the operator's evaluation set, set by the deployment
 	// (SubmitTraining passes its own), never by the training request.
 	var eval *registry.EvalSet
-	if uri := os.Getenv("EVAL_URI"); uri != "" {
-		if eval, err = registry.OpenEvalSet(ctx, uri); err != nil {
+	if uri := job.EvalURI; uri != "" {
+		if eval, err = registry.OpenEvalSet(ctx, stores, uri); err != nil {
 			return fmt.Errorf("publish: EVAL_URI: %w", err)
 		}
 	}
 	pub, err := registry.Publish(ctx, reg, modelDir, registry.PublishOptions{Name: cfg.Name, Promote: true,
-		AllowNewLabels: *allowNew, Margin: *margin, Eval: eval, By: "trainer:" + firstNonEmpty(os.Getenv("CLOUD_ML_JOB_ID"), "local"),
-		Reason: publishReason(os.Getenv)})
+		AllowNewLabels: job.AllowNewLabels, Margin: *margin, Eval: eval, By: "trainer:" + firstNonEmpty(os.Getenv(training.EnvJobID), "local"),
+		Reason: job.PublishReason(os.Getenv(training.EnvJobID)), Runtime: onnxrt.Runtime{}})
 	if err != nil {
 		return err
 	}
@@ -136,33 +140,10 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if pub.Decision != nil {
 		reason = pub.Decision.Reason
 	}
-	log.Info("published", "registry", *publish, "name", pub.Name, "version", pub.Version, "uri", pub.URI,
+	log.Info("published", "registry", job.Registry, "name", pub.Name, "version", pub.Version, "uri", pub.URI,
 		"promoted", pub.Promoted(), "reason", reason)
 	fmt.Fprintf(stdout, "published %s %s to %s: promoted=%v (%s)\n", pub.Name, pub.Version, pub.URI, pub.Promoted(), reason)
 	return nil
-}
-
-// publishReason is the reason recorded with the alias move: the job, the
-// training request's message, its requester and notes (set by
-// SubmitTraining), so the history says who asked for what and why.
-func publishReason(getenv func(string) string) string {
-	var parts []string
-	add := func(label, key string) {
-		if v := getenv(key); v != "" {
-			parts = append(parts, label+" "+v)
-		}
-	}
-	add("job", "CLOUD_ML_JOB_ID")
-	add("message", "ORCHARD_MESSAGE_ID")
-	add("requested by", "ORCHARD_REQUESTER")
-	reason := "trainer -publish"
-	if len(parts) > 0 {
-		reason = "training " + strings.Join(parts, ", ")
-	}
-	if notes := getenv("ORCHARD_NOTES"); notes != "" {
-		reason += ": " + notes
-	}
-	return reason
 }
 
 func cmdConfig(args []string, stdout, stderr io.Writer) error {

@@ -12,7 +12,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/registry"
 	"github.com/orchard-mlops/orchard/trainer/gendata"
 	"github.com/orchard-mlops/orchard/trainer/internal/racecheck"
@@ -23,7 +23,7 @@ import (
 // AIP_TENSORBOARD_LOG_DIR pointing at gs://, then -publish to a registry.
 func TestVertexContract(t *testing.T) {
 	racecheck.Require(t)
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	g := emulators.GCSForTest(t)
 	g.Setenv(t)
 	ctx := context.Background()
@@ -72,14 +72,15 @@ func TestVertexContract(t *testing.T) {
 	if !strings.Contains(out.String(), "published shapes v1") {
 		t.Fatalf("output: %s", out.String())
 	}
-	m, err := model.Load(ctx, "gs://aip/model")
+	stores := blob.NewOpener(c)
+	m, err := model.Load(ctx, stores, "gs://aip/model")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.Metadata.Name != "shapes" || m.Metadata.Dataset.Skipped != 1 || !strings.HasPrefix(m.Metadata.Dataset.URI, "gs://data/shapes") {
 		t.Fatalf("metadata %+v", m.Metadata.Dataset)
 	}
-	st, err := blob.Open(ctx, "gs://aip")
+	st, err := stores.Open(ctx, "gs://aip")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/proc/proctest"
 )
 
@@ -44,7 +44,7 @@ func TestUsage(t *testing.T) {
 // it prints its banner; an upload shows in the live log; SIGINT must stop
 // everything and exit 0.
 func TestUpStopsEverythingOnSIGINT(t *testing.T) {
-	if _, err := ort.Find(); err != nil {
+	if _, err := onnxrt.Find(); err != nil {
 		if emulators.InCI() {
 			t.Fatal(err)
 		}

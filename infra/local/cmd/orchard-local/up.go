@@ -16,6 +16,7 @@ import (
 	"github.com/orchard-mlops/orchard/infra/local/stack"
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
@@ -90,7 +91,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if seedDir != "" && *seed != seedAuto {
 		// An explicit start-up model is served under its own name.
-		m, err := model.Load(ctx, seedDir)
+		m, err := model.Load(ctx, nil, seedDir) // a local directory
 		if err != nil {
 			return fmt.Errorf("up: -seed %s: %w", seedDir, err)
 		}
@@ -185,7 +186,7 @@ func newestSavedModel(ctx context.Context, dir, name string) (string, error) {
 	sort.Slice(runs, func(i, j int) bool { return runs[i].Name() < runs[j].Name() })
 	for i := len(runs) - 1; i >= 0; i-- {
 		p := filepath.Join(dir, runs[i].Name(), "model")
-		if m, err := model.Load(ctx, p); err == nil && m.Metadata.Name == name {
+		if m, err := model.Load(ctx, nil, p); err == nil && m.Metadata.Name == name {
 			return p, nil
 		}
 	}
@@ -231,12 +232,13 @@ func trainSeed(ctx context.Context, w io.Writer, trainer, data, name string) (di
 // publishSeed registers dir in the stack's registry through the quality
 // gate and waits until the functions serve it.
 func publishSeed(ctx context.Context, s *stack.Stack, dir, how string) (string, error) {
-	src, err := blob.Open(ctx, dir)
+	src, err := blob.NewOpener(s.Storage).Open(ctx, dir)
 	if err != nil {
 		return "", err
 	}
 	reg := registry.New(blob.NewGCS(s.Storage, s.Config.ModelsBucket, ""), registry.Options{})
-	pub, err := registry.PublishFrom(ctx, reg, src, registry.PublishOptions{Promote: true, By: "orchard-local up", Reason: "start-up model: " + how})
+	pub, err := registry.PublishFrom(ctx, reg, src, registry.PublishOptions{Promote: true, By: "orchard-local up", Reason: "start-up model: " + how,
+		Runtime: onnxrt.Runtime{}})
 	if err != nil {
 		return "", fmt.Errorf("publishing the start-up model %s: %w", dir, err)
 	}

@@ -1,8 +1,15 @@
-// Package ort finds and initialises the onnxruntime shared library once per
-// process. onnxruntime_go loads the library with dlopen, so it must be a file
-// on disk: ORT_LIB names it, otherwise the path `make ort` writes is searched
-// for from the working directory and the executable's directory upwards.
-package ort
+// Package onnxrt is the serving side of a model: it runs the graph with
+// onnxruntime (cgo, onnxruntime_go). It finds and initialises the shared
+// library once per process and builds the Classifier the functions, the
+// trainer's checks and the registry's gate run. onnxruntime_go loads the
+// library with dlopen, so it must be a file on disk: ORT_LIB names it,
+// otherwise the path `make ort` writes is searched for from the working
+// directory and the executable's directory upwards.
+//
+// The model format itself (model.json, verification.json, checksums) is
+// pure Go in shared/model, so packages that only read or move models do not
+// link onnxruntime.
+package onnxrt
 
 import (
 	"errors"
@@ -10,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"testing"
 
 	onnx "github.com/yalue/onnxruntime_go"
 )
@@ -79,19 +85,4 @@ func Find() (string, error) {
 		}
 	}
 	return "", ErrNotFound
-}
-
-// InitForTest initialises onnxruntime for a test. Without the library the
-// test is skipped with the reason, except under CI (CI=true), where a
-// missing library must fail the run rather than hide the core paths.
-func InitForTest(tb testing.TB) {
-	tb.Helper()
-	err := Init()
-	if err == nil {
-		return
-	}
-	if ci := os.Getenv("CI"); ci == "true" || ci == "1" {
-		tb.Fatalf("onnxruntime is required under CI: %v", err)
-	}
-	tb.Skipf("skipping: %v", err)
 }

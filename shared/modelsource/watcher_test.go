@@ -1,29 +1,65 @@
-package registry_test
+package modelsource_test
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/registry"
 )
+
+func TestMain(m *testing.M) { os.Exit(emulators.RunTests(m)) }
+
+func gcsStore(t *testing.T) blob.Store {
+	t.Helper()
+	g := emulators.GCSForTest(t)
+	c := g.ClientForTest(t)
+	bucket := emulators.UniqueName(t)
+	if err := c.Bucket(bucket).Create(t.Context(), "test", nil); err != nil {
+		t.Fatal(err)
+	}
+	return blob.NewGCS(c, bucket, "registry")
+}
+
+// modelDir writes a colour model into a fresh directory store.
+func modelDir(t testing.TB, o modeltest.Options) blob.Store {
+	t.Helper()
+	st, err := blob.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	modeltest.Save(t, modeltest.Colour(t, o), st)
+	return st
+}
+
+func publish(t testing.TB, reg *registry.Registry, o modeltest.Options, po registry.PublishOptions) {
+	t.Helper()
+	if _, err := registry.PublishFrom(context.Background(), reg, modelDir(t, o), po); err != nil {
+		t.Fatalf("publish %s: %v", o.Version, err)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
 
 // Versions of the colour model whose answers to a red image differ.
 var answers = map[string]string{"v1": "red", "v2": "green", "v3": "blue"}
@@ -38,19 +74,19 @@ var labelOrders = map[string][]string{
 // may fail, every answer must come from the classifier its lease names,
 // and after each swap the answers come from the new version.
 func TestWatcherHotReloadUnderLoad(t *testing.T) {
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	ctx := t.Context()
 	reg := registry.New(gcsStore(t), registry.Options{})
 	for _, v := range []string{"v1", "v2", "v3"} {
-		publish(t, reg, modeltest.Options{Version: v, Labels: labelOrders[v], Accuracy: 0.9}, registry.PublishOptions{Promote: v == "v1"})
+		publish(t, reg, modeltest.Options{Version: v, Labels: labelOrders[v], Accuracy: 0.9}, registry.PublishOptions{Runtime: onnxrt.Runtime{}, Promote: v == "v1"})
 	}
 	var loads atomic.Int64
-	w := registry.NewWatcher(reg, "colours", registry.WatcherOptions{
+	w := modelsource.NewWatcher(reg, "colours", modelsource.WatcherOptions{
 		Interval:   10 * time.Millisecond,
 		Background: true,
-		Load: func(_ context.Context, m *model.Model) (*model.Classifier, error) {
+		Load: func(_ context.Context, m *model.Model) (*onnxrt.Classifier, error) {
 			loads.Add(1)
-			return model.NewClassifier(m, model.Options{})
+			return onnxrt.NewClassifier(m, onnxrt.Options{})
 		},
 	})
 	if err := w.Start(ctx); err != nil {
@@ -128,14 +164,23 @@ func TestWatcherHotReloadUnderLoad(t *testing.T) {
 		do   func() error
 		want string
 	}{
-		{func() error { _, err := reg.Promote(ctx, "colours", "v2", registry.PromoteOptions{}); return err }, "v2"},
-		{func() error { _, err := reg.Promote(ctx, "colours", "v3", registry.PromoteOptions{}); return err }, "v3"},
+		{func() error {
+			_, err := reg.Promote(ctx, "colours", "v2", registry.PromoteOptions{Runtime: onnxrt.Runtime{}})
+			return err
+		}, "v2"},
+		{func() error {
+			_, err := reg.Promote(ctx, "colours", "v3", registry.PromoteOptions{Runtime: onnxrt.Runtime{}})
+			return err
+		}, "v3"},
 		{func() error { _, err := reg.Rollback(ctx, "colours", registry.RollbackOptions{}); return err }, "v2"},
 		{func() error {
 			_, err := reg.Rollback(ctx, "colours", registry.RollbackOptions{To: "v1"})
 			return err
 		}, "v1"},
-		{func() error { _, err := reg.Promote(ctx, "colours", "v3", registry.PromoteOptions{}); return err }, "v3"},
+		{func() error {
+			_, err := reg.Promote(ctx, "colours", "v3", registry.PromoteOptions{Runtime: onnxrt.Runtime{}})
+			return err
+		}, "v3"},
 	}
 	for _, s := range steps {
 		before := requests.Load()
@@ -151,7 +196,7 @@ func TestWatcherHotReloadUnderLoad(t *testing.T) {
 	// A truncated graph whose model.json claims good accuracy is refused by
 	// the gate, with the reason recorded, and production is untouched.
 	putTruncated(t, reg, "v4", labelOrders["v1"])
-	d, err := reg.Promote(ctx, "colours", "v4", registry.PromoteOptions{})
+	d, err := reg.Promote(ctx, "colours", "v4", registry.PromoteOptions{Runtime: onnxrt.Runtime{}})
 	if err != nil || d.Accepted || !strings.Contains(d.Reason, "integrity check failed") || !strings.Contains(d.Reason, "truncated") {
 		t.Fatalf("promoting a truncated model: %+v, %v", d, err)
 	}
@@ -189,7 +234,7 @@ func TestWatcherHotReloadUnderLoad(t *testing.T) {
 
 func TestWatcherWithoutProduction(t *testing.T) {
 	reg := registry.New(must(blob.NewDir(t.TempDir())), registry.Options{})
-	w := registry.NewWatcher(reg, "colours", registry.WatcherOptions{Interval: time.Hour})
+	w := modelsource.NewWatcher(reg, "colours", modelsource.WatcherOptions{Interval: time.Hour})
 	_, err := w.Acquire(t.Context())
 	if !modelsource.IsUnavailable(err) || !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("Acquire without production = %v, want an UnavailableError wrapping ErrNotFound", err)
@@ -199,63 +244,6 @@ func TestWatcherWithoutProduction(t *testing.T) {
 	var u *modelsource.UnavailableError
 	if !errors.As(err, &u) || u.RetryAfter <= 0 {
 		t.Errorf("second Acquire = %v, want a RetryAfter", err)
-	}
-}
-
-// TestPublishNotifiesPubSub checks the model-published and alias-moved
-// messages on the Pub/Sub emulator.
-func TestPublishNotifiesPubSub(t *testing.T) {
-	ps := emulators.PubSubForTest(t, emulators.UniqueName(t))
-	c := ps.ClientForTest(t)
-	ctx := t.Context()
-	topic, subID := "model-published", "watch"
-	if _, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: ps.TopicName(topic)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
-		Name: ps.SubscriptionName(subID), Topic: ps.TopicName(topic), AckDeadlineSeconds: 10,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	n := registry.NewPubSubNotifier(c, topic)
-	defer n.Stop()
-	reg := registry.New(must(blob.NewDir(t.TempDir())), registry.Options{Notifier: n})
-	publish(t, reg, modeltest.Options{Version: "v1"}, registry.PublishOptions{Promote: true})
-
-	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	var mu sync.Mutex
-	var got []registry.Event
-	err := c.Subscriber(subID).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
-		var e registry.Event
-		if err := json.Unmarshal(m.Data, &e); err != nil {
-			t.Errorf("bad event %q: %v", m.Data, err)
-		}
-		if m.Attributes["model"] != "colours" || m.Attributes["type"] != e.Type {
-			t.Errorf("attributes %v for %+v", m.Attributes, e)
-		}
-		m.Ack()
-		mu.Lock()
-		got = append(got, e)
-		if len(got) == 2 {
-			cancel()
-		}
-		mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	types := map[string]registry.Event{}
-	for _, e := range got {
-		types[e.Type] = e
-	}
-	if e, ok := types[registry.EventPublished]; !ok || !e.Promoted || e.Version != "v1" {
-		t.Errorf("model-published event missing or wrong: %+v", got)
-	}
-	if e, ok := types[registry.EventAliasMoved]; !ok || e.Alias != registry.Production {
-		t.Errorf("alias-moved event missing or wrong: %+v", got)
 	}
 }
 
@@ -283,16 +271,16 @@ func putTruncated(t *testing.T, reg *registry.Registry, v string, labels []strin
 // error) instead of answering 503, and follows the alias again once it
 // names a good version.
 func TestWatcherFallsBack(t *testing.T) {
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	ctx := t.Context()
 	reg := registry.New(must(blob.NewDir(t.TempDir())), registry.Options{})
-	publish(t, reg, modeltest.Options{Version: "v1"}, registry.PublishOptions{Promote: true})
+	publish(t, reg, modeltest.Options{Version: "v1"}, registry.PublishOptions{Runtime: onnxrt.Runtime{}, Promote: true})
 	putTruncated(t, reg, "v2", nil)
 	if _, err := reg.SetAlias(ctx, "colours", registry.Production, "v2", registry.MoveOptions{Reason: "forced by hand"}); err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	w := registry.NewWatcher(reg, "colours", registry.WatcherOptions{Interval: time.Millisecond, RetryFailed: time.Millisecond,
+	w := modelsource.NewWatcher(reg, "colours", modelsource.WatcherOptions{Interval: time.Millisecond, RetryFailed: time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	defer w.Close(context.Background())
 	lease, err := w.Acquire(ctx)

@@ -1,4 +1,4 @@
-package model_test
+package onnxrt_test
 
 import (
 	"context"
@@ -10,33 +10,34 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
-	"github.com/orchard-mlops/orchard/shared/ort"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 )
 
 // TestIntegrity: Save records the graph's sha256 and the verification
 // batch; Load refuses a truncated graph; CheckIntegrity refuses a graph
 // that does not reproduce the recorded logits.
 func TestIntegrity(t *testing.T) {
-	ort.InitForTest(t)
+	onnxrttest.Init(t)
 	ctx := context.Background()
 	dir := modeltest.Dir(t, modeltest.Options{})
-	m, err := model.Load(ctx, dir)
+	m, err := model.Load(ctx, nil, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.Metadata.ONNXSHA256 != model.SHA256(m.ONNX) || m.Verification == nil {
 		t.Fatalf("Save recorded sha %q, verification %v", m.Metadata.ONNXSHA256, m.Verification)
 	}
-	if err := m.CheckIntegrity(model.Options{}); err != nil {
+	if err := onnxrt.CheckIntegrity(m, onnxrt.Options{}); err != nil {
 		t.Fatalf("a good model fails the integrity check: %v", err)
 	}
 
 	m.Verification.Logits[1] += 0.5 // the graph no longer reproduces it
-	if err := m.CheckIntegrity(model.Options{}); !errors.Is(err, model.ErrIntegrity) || !strings.Contains(err.Error(), "verification logit 1 of image 0") {
+	if err := onnxrt.CheckIntegrity(m, onnxrt.Options{}); !errors.Is(err, model.ErrIntegrity) || !strings.Contains(err.Error(), "verification logit 1 of image 0") {
 		t.Errorf("altered logits: %v", err)
 	}
 	m.Verification = nil
-	if err := m.CheckIntegrity(model.Options{}); !errors.Is(err, model.ErrIntegrity) {
+	if err := onnxrt.CheckIntegrity(m, onnxrt.Options{}); !errors.Is(err, model.ErrIntegrity) {
 		t.Errorf("no verification batch: %v", err)
 	}
 
@@ -45,7 +46,7 @@ func TestIntegrity(t *testing.T) {
 	if err := os.WriteFile(onnxPath, b[:len(b)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := model.Load(ctx, dir); !errors.Is(err, model.ErrIntegrity) || !strings.Contains(err.Error(), "truncated or replaced") {
+	if _, err := model.Load(ctx, nil, dir); !errors.Is(err, model.ErrIntegrity) || !strings.Contains(err.Error(), "truncated or replaced") {
 		t.Errorf("truncated graph loaded: %v", err)
 	}
 }

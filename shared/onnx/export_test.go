@@ -1,4 +1,4 @@
-package onnxexport
+package onnx
 
 import (
 	"math"

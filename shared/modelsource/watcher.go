@@ -1,4 +1,4 @@
-package registry
+package modelsource
 
 import (
 	"context"
@@ -9,16 +9,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
-
-	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
-	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/registry"
 )
 
 // WatcherOptions configure a Watcher.
 type WatcherOptions struct {
-	// Alias to follow; default Production.
+	// Alias to follow; default registry.Production.
 	Alias string
 	// Interval is the least time between two polls of the alias object
 	// (one metadata request each); default 10s.
@@ -33,27 +31,27 @@ type WatcherOptions struct {
 	// max(6*Interval, 1m), so a broken model is not re-read on every poll.
 	RetryFailed time.Duration
 	// Classifier options for models the default loader builds.
-	Classifier model.Options
-	// Load builds a classifier from a model; default model.NewClassifier.
-	Load   func(ctx context.Context, m *model.Model) (*model.Classifier, error)
+	Classifier onnxrt.Options
+	// Load builds a classifier from a model; default onnxrt.NewClassifier.
+	Load func(ctx context.Context, m *model.Model) (*onnxrt.Classifier, error)
+	// Logger defaults to the registry's.
 	Logger *slog.Logger
 }
 
-// LoadTimeout bounds one model load by the watcher.
-const LoadTimeout = 2 * time.Minute
-
-// Watcher serves the classifier that an alias of a model names, and swaps
-// in a new one when the alias moves. It implements modelsource.Provider:
+// Watcher serves the classifier that an alias of a registry model names
+// (the hot reload), and swaps in a new one when the alias moves. It
+// implements Provider beside Lazy, sharing its Slot and its panic-safe,
+// time-bounded load:
 // Acquire never blocks on a swap, in-flight requests keep the classifier
 // they leased (it is closed after the last lease is released), and a
 // version that fails to load leaves the current one serving.
 type Watcher struct {
-	reg  *Registry
+	reg  *registry.Registry
 	name string
 	o    WatcherOptions
 	log  *slog.Logger
 
-	slot modelsource.Slot
+	slot Slot
 
 	mu       sync.Mutex // serialises checks and guards the fields below
 	gen      int64      // alias generation the loaded version came from
@@ -71,13 +69,13 @@ type Watcher struct {
 	wg       sync.WaitGroup
 }
 
-var _ modelsource.Provider = (*Watcher)(nil)
+var _ Provider = (*Watcher)(nil)
 
 // NewWatcher returns a watcher for model name. Nothing is loaded until the
 // first Check, Start or Acquire.
-func NewWatcher(reg *Registry, name string, o WatcherOptions) *Watcher {
+func NewWatcher(reg *registry.Registry, name string, o WatcherOptions) *Watcher {
 	if o.Alias == "" {
-		o.Alias = Production
+		o.Alias = registry.Production
 	}
 	if o.Interval <= 0 {
 		o.Interval = 10 * time.Second
@@ -87,13 +85,13 @@ func NewWatcher(reg *Registry, name string, o WatcherOptions) *Watcher {
 	}
 	if o.Load == nil {
 		opts := o.Classifier
-		o.Load = func(_ context.Context, m *model.Model) (*model.Classifier, error) {
-			return model.NewClassifier(m, opts)
+		o.Load = func(_ context.Context, m *model.Model) (*onnxrt.Classifier, error) {
+			return onnxrt.NewClassifier(m, opts)
 		}
 	}
 	w := &Watcher{reg: reg, name: name, o: o, log: o.Logger, stop: make(chan struct{})}
 	if w.log == nil {
-		w.log = reg.log
+		w.log = reg.Logger()
 	}
 	return w
 }
@@ -147,18 +145,14 @@ func (w *Watcher) Check(ctx context.Context) (bool, error) {
 }
 
 func (w *Watcher) check(ctx context.Context) (bool, error) {
-	key := aliasKey(w.name, w.o.Alias)
-	attrs, err := w.reg.store.Attributes(ctx, key)
+	gen, err := w.reg.AliasGeneration(ctx, w.name, w.o.Alias)
 	if err != nil {
-		if errors.Is(err, blob.ErrNotFound) {
-			return false, fmt.Errorf("alias %s of model %s: %w", w.o.Alias, w.name, ErrNotFound)
-		}
 		return false, err
 	}
-	if attrs.Generation == w.gen {
+	if gen == w.gen {
 		return false, nil
 	}
-	if attrs.Generation == w.badGen && time.Since(w.badAt) < w.o.RetryFailed {
+	if gen == w.badGen && time.Since(w.badAt) < w.o.RetryFailed {
 		return false, w.badErr
 	}
 	a, err := w.reg.Alias(ctx, w.name, w.o.Alias)
@@ -169,14 +163,12 @@ func (w *Watcher) check(ctx context.Context) (bool, error) {
 		w.gen = a.Generation
 		return false, nil
 	}
-	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), LoadTimeout)
-	defer cancel()
-	c, err := w.load(lctx, a.Version)
+	c, err := w.load(ctx, a.Version)
 	if err != nil {
 		err = fmt.Errorf("loading version %s (%s of model %s): %w", a.Version, w.o.Alias, w.name, err)
 		w.badGen, w.badAt, w.badErr = a.Generation, time.Now(), err
 		if w.version == "" {
-			return w.fallback(lctx, a, err), err
+			return w.fallback(ctx, a, err), err
 		}
 		return false, err
 	}
@@ -194,7 +186,7 @@ func (w *Watcher) check(ctx context.Context) (bool, error) {
 // when the current target cannot be loaded and nothing is served yet (a
 // fresh instance): answering with the last good version beats answering
 // 503 on every cold start. The alias is retried after RetryFailed.
-func (w *Watcher) fallback(ctx context.Context, a *Alias, cause error) bool {
+func (w *Watcher) fallback(ctx context.Context, a *registry.Alias, cause error) bool {
 	tried := map[string]bool{a.Version: true}
 	for _, h := range a.History {
 		if tried[h.Version] {
@@ -217,18 +209,17 @@ func (w *Watcher) fallback(ctx context.Context, a *Alias, cause error) bool {
 	return false
 }
 
-// load reads and builds a classifier, turning a panic into an error.
-func (w *Watcher) load(ctx context.Context, version string) (c *model.Classifier, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			c, err = nil, fmt.Errorf("loading panicked: %v", p)
+// load reads and builds a version's classifier through safeLoad, as Lazy
+// does: detached from ctx's cancellation, bounded by LoadTimeout, a panic
+// turned into an error.
+func (w *Watcher) load(ctx context.Context, version string) (*onnxrt.Classifier, error) {
+	return safeLoad(ctx, func(ctx context.Context) (*onnxrt.Classifier, error) {
+		m, err := w.reg.LoadModel(ctx, w.name, version)
+		if err != nil {
+			return nil, err
 		}
-	}()
-	m, err := w.reg.LoadModel(ctx, w.name, version)
-	if err != nil {
-		return nil, err
-	}
-	return w.o.Load(ctx, m)
+		return w.o.Load(ctx, m)
+	})
 }
 
 // checkDetached runs one check unless one is running.
@@ -250,11 +241,11 @@ func (w *Watcher) due() bool {
 	return time.Since(time.Unix(0, w.last.Load())) >= w.o.Interval
 }
 
-// Acquire implements modelsource.Provider. It returns the current
+// Acquire implements Provider. It returns the current
 // classifier at once; if the last poll is older than Interval it starts a
 // background one. With nothing loaded yet it loads synchronously, at most
-// once per Interval; until then it returns a *modelsource.UnavailableError.
-func (w *Watcher) Acquire(ctx context.Context) (*modelsource.Lease, error) {
+// once per Interval; until then it returns a *UnavailableError.
+func (w *Watcher) Acquire(ctx context.Context) (*Lease, error) {
 	if l, ok := w.slot.Acquire(); ok {
 		if w.due() {
 			w.Refresh()
@@ -266,30 +257,18 @@ func (w *Watcher) Acquire(ctx context.Context) (*modelsource.Lease, error) {
 	w.mu.Unlock()
 	if lastErr != nil && !w.due() {
 		wait := time.Until(time.Unix(0, w.last.Load()).Add(w.o.Interval))
-		return nil, &modelsource.UnavailableError{Err: lastErr, RetryAfter: max(wait, 0)}
+		return nil, &UnavailableError{Err: lastErr, RetryAfter: max(wait, 0)}
 	}
 	if _, err := w.Check(ctx); err != nil {
 		if l, ok := w.slot.Acquire(); ok { // another check won meanwhile
 			return l, nil
 		}
-		return nil, &modelsource.UnavailableError{Err: err, RetryAfter: w.o.Interval}
+		return nil, &UnavailableError{Err: err, RetryAfter: w.o.Interval}
 	}
 	if l, ok := w.slot.Acquire(); ok {
 		return l, nil
 	}
-	return nil, &modelsource.UnavailableError{Err: errors.New("no model loaded"), RetryAfter: w.o.Interval}
-}
-
-// Listen checks the alias whenever a message arrives on sub (a
-// subscription to the model-published topic), until ctx ends. Messages are
-// acknowledged; polling remains the fallback.
-func (w *Watcher) Listen(ctx context.Context, sub *pubsub.Subscriber) error {
-	return sub.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
-		if model := m.Attributes["model"]; model == "" || model == w.name {
-			w.checkDetached()
-		}
-		m.Ack()
-	})
+	return nil, &UnavailableError{Err: errors.New("no model loaded"), RetryAfter: w.o.Interval}
 }
 
 // Close stops polling and empties the watcher; the last classifier is
@@ -302,5 +281,5 @@ func (w *Watcher) Close(ctx context.Context) error {
 	w.version, w.gen = "", 0
 	w.current.Store(nil)
 	w.mu.Unlock()
-	return modelsource.WaitClosed(ctx, done)
+	return WaitClosed(ctx, done)
 }

@@ -1,4 +1,4 @@
-// Package onnxexport writes Orchard's CNN as an ONNX model with a small
+// Package onnx writes Orchard's CNN as an ONNX model with a small
 // protobuf writer (google.golang.org/protobuf/encoding/protowire), so the
 // trainer needs neither generated ONNX types nor onnxruntime to export.
 //
@@ -8,7 +8,7 @@
 // Batch normalisation is folded into the convolution weights by default
 // (fewer nodes, faster in onnxruntime); when it is kept, its epsilon is
 // written explicitly (ONNX's default 1e-5 is not the trainer's).
-package onnxexport
+package onnx
 
 import (
 	"errors"

@@ -1,23 +1,15 @@
-package model
+package onnxrt
 
 import (
 	"errors"
 	"fmt"
-	"math"
-	"sort"
 
 	onnx "github.com/yalue/onnxruntime_go"
 
+	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/monitor"
-	"github.com/orchard-mlops/orchard/shared/ort"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
-
-// Prediction is one label with its softmax probability.
-type Prediction struct {
-	Label string  `json:"label"`
-	Score float64 `json:"score"`
-}
 
 // Options tune a Classifier.
 type Options struct {
@@ -33,7 +25,7 @@ type Options struct {
 // DynamicAdvancedSession, created once (creating sessions per request leaks
 // memory in practice), and is safe for concurrent use.
 type Classifier struct {
-	meta     Metadata
+	meta     model.Metadata
 	baseline *monitor.Baseline
 	limits   preprocess.Limits
 	sess     *onnx.DynamicAdvancedSession
@@ -41,8 +33,8 @@ type Classifier struct {
 
 // NewClassifier initialises onnxruntime if needed, checks the graph against
 // the metadata, and creates the session.
-func NewClassifier(m *Model, opts Options) (*Classifier, error) {
-	if err := ort.Init(); err != nil {
+func NewClassifier(m *model.Model, opts Options) (*Classifier, error) {
+	if err := Init(); err != nil {
 		return nil, err
 	}
 	if err := checkGraph(m); err != nil {
@@ -73,12 +65,12 @@ func NewClassifier(m *Model, opts Options) (*Classifier, error) {
 
 // checkGraph compares the graph's declared input and output with the
 // metadata, so a mismatched pair fails here and names the difference.
-func checkGraph(m *Model) error {
+func checkGraph(m *model.Model) error {
 	ins, outs, err := onnx.GetInputOutputInfoWithONNXData(m.ONNX)
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", ONNXFile, err)
+		return fmt.Errorf("reading %s: %w", model.ONNXFile, err)
 	}
-	find := func(kind string, infos []onnx.InputOutputInfo, want TensorSpec) error {
+	find := func(kind string, infos []onnx.InputOutputInfo, want model.TensorSpec) error {
 		var names []string
 		for _, in := range infos {
 			names = append(names, in.Name)
@@ -88,8 +80,8 @@ func checkGraph(m *Model) error {
 			if in.DataType != onnx.TensorElementDataTypeFloat {
 				return fmt.Errorf("graph %s %q is %v, want float32", kind, in.Name, in.DataType)
 			}
-			if !shapeMatches(in.Dimensions, want.Shape) {
-				return fmt.Errorf("graph %s %q has shape %v, %s declares %v", kind, in.Name, in.Dimensions, MetadataFile, want.Shape)
+			if !model.ShapeMatches(in.Dimensions, want.Shape) {
+				return fmt.Errorf("graph %s %q has shape %v, %s declares %v", kind, in.Name, in.Dimensions, model.MetadataFile, want.Shape)
 			}
 			return nil
 		}
@@ -99,7 +91,7 @@ func checkGraph(m *Model) error {
 }
 
 // Metadata returns the model's metadata.
-func (c *Classifier) Metadata() *Metadata { return &c.meta }
+func (c *Classifier) Metadata() *model.Metadata { return &c.meta }
 
 // Baseline is the model's drift baseline, nil when it has none (its
 // Check then flags nothing).
@@ -110,14 +102,14 @@ func (c *Classifier) Close() error { return c.sess.Destroy() }
 
 // Classify decodes and preprocesses one encoded image and returns the top k
 // predictions. Image errors are *preprocess.Error.
-func (c *Classifier) Classify(img []byte, k int) ([]Prediction, error) {
+func (c *Classifier) Classify(img []byte, k int) ([]model.Prediction, error) {
 	ps, _, err := c.ClassifyStats(img, k)
 	return ps, err
 }
 
 // ClassifyStats is Classify, also returning the image's input statistics
 // for drift monitoring (computed in the same preprocessing pass).
-func (c *Classifier) ClassifyStats(img []byte, k int) ([]Prediction, preprocess.Stats, error) {
+func (c *Classifier) ClassifyStats(img []byte, k int) ([]model.Prediction, preprocess.Stats, error) {
 	x := make([]float32, c.meta.Preprocessing.TensorLen())
 	st, err := c.meta.Preprocessing.ProcessStats(img, c.limits, x)
 	if err != nil {
@@ -154,47 +146,6 @@ func (c *Classifier) Logits(batch []float32, n int) ([]float32, error) {
 
 // TopK turns one image's logits into the k most probable labels, sorted by
 // score (ties by label), with softmax scores. k <= 0 or k > labels gives all.
-func (c *Classifier) TopK(logits []float32, k int) []Prediction {
-	return TopK(c.meta.Labels, logits, k)
-}
-
-// TopK is Classifier.TopK for any label list.
-func TopK(labels []string, logits []float32, k int) []Prediction {
-	probs := Softmax(logits)
-	ps := make([]Prediction, len(labels))
-	for i, l := range labels {
-		ps[i] = Prediction{Label: l, Score: probs[i]}
-	}
-	sort.SliceStable(ps, func(i, j int) bool {
-		if ps[i].Score != ps[j].Score {
-			return ps[i].Score > ps[j].Score
-		}
-		return ps[i].Label < ps[j].Label
-	})
-	if k > 0 && k < len(ps) {
-		ps = ps[:k]
-	}
-	return ps
-}
-
-// Softmax computes probabilities in float64, subtracting the maximum first
-// so large logits cannot overflow.
-func Softmax(logits []float32) []float64 {
-	out := make([]float64, len(logits))
-	if len(logits) == 0 {
-		return out
-	}
-	m := math.Inf(-1)
-	for _, v := range logits {
-		m = math.Max(m, float64(v))
-	}
-	var sum float64
-	for i, v := range logits {
-		out[i] = math.Exp(float64(v) - m)
-		sum += out[i]
-	}
-	for i := range out {
-		out[i] /= sum
-	}
-	return out
+func (c *Classifier) TopK(logits []float32, k int) []model.Prediction {
+	return model.TopK(c.meta.Labels, logits, k)
 }
