@@ -201,6 +201,7 @@ func (s *Server) bodyError(w http.ResponseWriter, r *http.Request, err error, rl
 type PredictResponse struct {
 	Model       results.Model      `json:"model"`
 	Predictions []model.Prediction `json:"predictions"`
+	results.Signals
 }
 
 func (s *Server) raw(w http.ResponseWriter, r *http.Request, c *onnxrt.Classifier, k int, rl *requestLog) {
@@ -223,7 +224,7 @@ func (s *Server) raw(w http.ResponseWriter, r *http.Request, c *onnxrt.Classifie
 		return
 	}
 	rl.label, rl.score = out.Predictions[0].Label, out.Predictions[0].Score
-	writeJSON(w, http.StatusOK, PredictResponse{Model: modelOf(c), Predictions: out.Predictions})
+	writeJSON(w, http.StatusOK, PredictResponse{Model: modelOf(c), Predictions: out.Predictions, Signals: out.Signals})
 }
 
 // Result is one image's outcome in a batch answer.
@@ -232,8 +233,9 @@ type Result struct {
 	URI         string             `json:"uri,omitempty"`
 	Expected    string             `json:"expected,omitempty"` // the label its folder names (prefix evaluation)
 	Predictions []model.Prediction `json:"predictions,omitempty"`
-	Error       string             `json:"error,omitempty"`
-	Kind        string             `json:"kind,omitempty"`
+	results.Signals
+	Error string `json:"error,omitempty"`
+	Kind  string `json:"kind,omitempty"`
 }
 
 // BatchResponse is the answer for multipart and JSON requests.
@@ -256,7 +258,7 @@ func (s *Server) classifyInto(ctx context.Context, c *onnxrt.Classifier, k int, 
 			rl.failed++
 			continue
 		}
-		results[i].Predictions = g.Predictions
+		results[i].Predictions, results[i].Signals = g.Predictions, g.Signals
 	}
 	return got
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
+	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/shared/results"
 )
 
 // Service is the prediction core, free of any transport: it leases the
@@ -50,6 +52,7 @@ type Source struct {
 // Classification is what became of one Source.
 type Classification struct {
 	Predictions []model.Prediction // by descending score; nil on failure
+	Signals     results.Signals    // the drift signals; empty on failure
 	Err         error              // why not; ErrorKind sorts it
 	Size        int64              // the object's size as read (objects only)
 	Latency     time.Duration      // reading, decoding and classifying
@@ -135,7 +138,15 @@ func (s *Service) classifyOne(ctx context.Context, c *onnxrt.Classifier, src Sou
 			return res
 		}
 	}
-	res.Predictions, res.Err = s.decodeAndClassify(ctx, c, data, o.TopK)
+	var st preprocess.Stats
+	res.Predictions, st, res.Err = s.decodeAndClassify(ctx, c, data, o.TopK)
+	if res.Err == nil {
+		res.Signals.Input = &st
+		if b := c.Baseline(); b != nil {
+			ood := b.Check(st, res.Predictions[0].Score)
+			res.Signals.OOD = &ood
+		}
+	}
 	return res
 }
 
@@ -159,14 +170,14 @@ func (s *Service) read(ctx context.Context, o ObjectInfo) ([]byte, int64, error)
 // image's estimated decode memory in the budget (waiting for room, or
 // failing with ErrOverloaded, or with ctx's error when the caller left),
 // and gives it back after.
-func (s *Service) decodeAndClassify(ctx context.Context, c *onnxrt.Classifier, img []byte, k int) ([]model.Prediction, error) {
+func (s *Service) decodeAndClassify(ctx context.Context, c *onnxrt.Classifier, img []byte, k int) ([]model.Prediction, preprocess.Stats, error) {
 	cost, err := c.Metadata().Preprocessing.DecodeCost(img, s.Config.Limits())
 	if err != nil {
-		return nil, err // the header alone already says why not
+		return nil, preprocess.Stats{}, err // the header alone already says why not
 	}
 	release, err := s.Budget.admit(ctx, cost)
 	if err != nil {
-		return nil, err
+		return nil, preprocess.Stats{}, err
 	}
 	defer release()
 	return safeClassify(c, img, k)
@@ -174,13 +185,13 @@ func (s *Service) decodeAndClassify(ctx context.Context, c *onnxrt.Classifier, i
 
 // safeClassify turns a panic in decoding or inference into an error: no
 // input may take the process down.
-func safeClassify(c *onnxrt.Classifier, img []byte, k int) (preds []model.Prediction, err error) {
+func safeClassify(c *onnxrt.Classifier, img []byte, k int) (preds []model.Prediction, st preprocess.Stats, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			preds, err = nil, &panicError{v: r}
 		}
 	}()
-	return c.Classify(img, k)
+	return c.ClassifyStats(img, k)
 }
 
 type panicError struct{ v any }

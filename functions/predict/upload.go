@@ -282,6 +282,7 @@ func (u *Uploader) result(oe events.ObjectEvent, c *onnxrt.Classifier, out Class
 		res.Predictions[i] = results.Prediction(p)
 	}
 	res.Label, res.Score = out.Predictions[0].Label, out.Predictions[0].Score
+	res.Signals = out.Signals
 	return res
 }
 

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/monitor"
 )
 
 // Size caps for the two files, so a hostile or mistaken URI cannot make a
@@ -24,7 +26,10 @@ type Model struct {
 	// Verification is the export-time check batch (verification.json), nil
 	// if the version has none.
 	Verification *Verification
-	URI          string // where it was loaded from
+	// Baseline is the drift monitor's baseline (monitor.BaselineFile), nil
+	// for versions trained before baselines existed.
+	Baseline *monitor.Baseline
+	URI      string // where it was loaded from
 }
 
 // Load reads model.json and model.onnx from a directory URI (gs://bucket/
@@ -63,6 +68,11 @@ func LoadFrom(ctx context.Context, st blob.Store) (*Model, error) {
 		if m.Verification, err = loadVerification(ctx, st, meta.VerificationSHA256); err != nil {
 			return nil, fmt.Errorf("loading model %s: %w", uri, err)
 		}
+	}
+	if m.Baseline, err = monitor.LoadBaseline(ctx, st); errors.Is(err, blob.ErrNotFound) {
+		m.Baseline = nil
+	} else if err != nil {
+		return nil, fmt.Errorf("loading model %s: %w", uri, err)
 	}
 	return m, nil
 }

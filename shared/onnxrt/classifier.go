@@ -7,6 +7,7 @@ import (
 	onnx "github.com/yalue/onnxruntime_go"
 
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
 
@@ -24,9 +25,10 @@ type Options struct {
 // DynamicAdvancedSession, created once (creating sessions per request leaks
 // memory in practice), and is safe for concurrent use.
 type Classifier struct {
-	meta   model.Metadata
-	limits preprocess.Limits
-	sess   *onnx.DynamicAdvancedSession
+	meta     model.Metadata
+	baseline *monitor.Baseline
+	limits   preprocess.Limits
+	sess     *onnx.DynamicAdvancedSession
 }
 
 // NewClassifier initialises onnxruntime if needed, checks the graph against
@@ -58,7 +60,7 @@ func NewClassifier(m *model.Model, opts Options) (*Classifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %s: creating onnxruntime session: %w", m.URI, err)
 	}
-	return &Classifier{meta: m.Metadata, limits: opts.Limits, sess: sess}, nil
+	return &Classifier{meta: m.Metadata, baseline: m.Baseline, limits: opts.Limits, sess: sess}, nil
 }
 
 // checkGraph compares the graph's declared input and output with the
@@ -91,21 +93,33 @@ func checkGraph(m *model.Model) error {
 // Metadata returns the model's metadata.
 func (c *Classifier) Metadata() *model.Metadata { return &c.meta }
 
+// Baseline is the model's drift baseline, nil when it has none (its
+// Check then flags nothing).
+func (c *Classifier) Baseline() *monitor.Baseline { return c.baseline }
+
 // Close releases the session.
 func (c *Classifier) Close() error { return c.sess.Destroy() }
 
 // Classify decodes and preprocesses one encoded image and returns the top k
 // predictions. Image errors are *preprocess.Error.
 func (c *Classifier) Classify(img []byte, k int) ([]model.Prediction, error) {
+	ps, _, err := c.ClassifyStats(img, k)
+	return ps, err
+}
+
+// ClassifyStats is Classify, also returning the image's input statistics
+// for drift monitoring (computed in the same preprocessing pass).
+func (c *Classifier) ClassifyStats(img []byte, k int) ([]model.Prediction, preprocess.Stats, error) {
 	x := make([]float32, c.meta.Preprocessing.TensorLen())
-	if err := c.meta.Preprocessing.Process(img, c.limits, x); err != nil {
-		return nil, err
+	st, err := c.meta.Preprocessing.ProcessStats(img, c.limits, x)
+	if err != nil {
+		return nil, st, err
 	}
 	logits, err := c.Logits(x, 1)
 	if err != nil {
-		return nil, err
+		return nil, st, err
 	}
-	return c.TopK(logits, k), nil
+	return c.TopK(logits, k), st, nil
 }
 
 // Logits runs a batch of n preprocessed images (n*TensorLen values) and

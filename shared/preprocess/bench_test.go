@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"image"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	xdraw "golang.org/x/image/draw"
 )
@@ -27,8 +29,21 @@ func BenchmarkProcess(b *testing.B) {
 		b.Run(fmt.Sprintf("jpeg_%s", sz.name), func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(j)))
+			defer reportCPU(b)()
 			for b.Loop() {
 				if err := spec.Process(j, Limits{}, dst); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		// Process with the drift statistics, as serving runs it; beside
+		// the plain Process above, so -count interleaves the two.
+		b.Run(fmt.Sprintf("jpeg_%s/stats", sz.name), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(j)))
+			defer reportCPU(b)()
+			for b.Loop() {
+				if _, err := spec.ProcessStats(j, Limits{}, dst); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -80,4 +95,48 @@ func BenchmarkReduce(b *testing.B) {
 			}
 		})
 	}
+}
+
+// reportCPU reports the process's CPU time (user + system) per operation
+// as cpu-ns/op when the returned function runs: on a machine shared with
+// other jobs, wall time per op measures the load as much as the code.
+func reportCPU(b *testing.B) func() {
+	start := cpuTime(b)
+	return func() {
+		if b.N > 0 {
+			b.ReportMetric(float64((cpuTime(b)-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		}
+	}
+}
+
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkTensorStats is the tensor pass alone on a 32x32 canvas, without
+// and with the drift statistics: their whole cost per image.
+func BenchmarkTensorStats(b *testing.B) {
+	spec := DefaultSpec(32)
+	c := Fit(&Decoded{Image: testImage(100, 100, 4), Format: JPEG, Orientation: 1}, 32, spec.Background)
+	dst := make([]float32, spec.TensorLen())
+	b.Run("tensor", func(b *testing.B) {
+		defer reportCPU(b)()
+		for b.Loop() {
+			if err := spec.Tensor(c, dst); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("tensor+stats", func(b *testing.B) {
+		defer reportCPU(b)()
+		for b.Loop() {
+			if _, err := spec.TensorStats(c, Source{Width: 100, Height: 100, Format: JPEG}, dst); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -109,14 +109,8 @@ func (s Spec) Process(b []byte, lim Limits, dst []float32) error {
 // square image Tensor turns into model input. The trainer keeps canvases
 // to augment; Process is Canvas then Tensor.
 func (s Spec) Canvas(b []byte, lim Limits) (*image.RGBA, error) {
-	d, err := DecodeFor(b, lim, s.Size)
-	if err != nil {
-		return nil, err
-	}
-	if s.Pad == PadBorderMedian {
-		return fitPadded(d, s.Size, nil), nil
-	}
-	return Fit(d, s.Size, s.Background), nil
+	c, _, err := s.CanvasSource(b, lim)
+	return c, err
 }
 
 // PadColour is the colour this spec gives the area a canvas does not
@@ -229,6 +223,12 @@ func orient(m *image.RGBA, o int) *image.RGBA {
 // Tensor writes the canvas into dst (TensorLen values) in the spec's layout
 // and normalisation. The canvas must be Size x Size; Fit's output is.
 func (s Spec) Tensor(m *image.RGBA, dst []float32) error {
+	return s.tensor(m, dst, nil)
+}
+
+// tensor is Tensor, accumulating the pixel statistics into acc unless it
+// is nil (training augmentation does not need them).
+func (s Spec) tensor(m *image.RGBA, dst []float32, acc *pixelStats) error {
 	if b := m.Bounds(); b.Dx() != s.Size || b.Dy() != s.Size {
 		return fmt.Errorf("tensor: canvas is %dx%d, spec wants %dx%d", b.Dx(), b.Dy(), s.Size, s.Size)
 	}
@@ -248,6 +248,9 @@ func (s Spec) Tensor(m *image.RGBA, dst []float32) error {
 	plane := n * n
 	for y := range n {
 		row := m.Pix[y*m.Stride : y*m.Stride+4*n]
+		if acc != nil {
+			acc.addRow(row)
+		}
 		for x := range n {
 			p := row[4*x : 4*x+3 : 4*x+3]
 			i := y*n + x

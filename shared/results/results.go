@@ -5,7 +5,21 @@
 // local stack, the demo, tools) do not link the serving runtime.
 package results
 
-import "time"
+import (
+	"time"
+
+	"github.com/orchard-mlops/orchard/shared/monitor"
+	"github.com/orchard-mlops/orchard/shared/preprocess"
+)
+
+// Signals are a prediction's drift signals, carried by every upload result
+// and HTTP prediction so one odd image shows at once: the input statistics
+// (the same the trainer's baseline holds) and the out-of-distribution flag
+// against the model's baseline (absent when the model has none).
+type Signals struct {
+	Input *preprocess.Stats `json:"input,omitempty"`
+	OOD   *monitor.OOD      `json:"ood,omitempty"`
+}
 
 // Result-object metadata keys. SourceGenerationKey is the idempotency key:
 // together with the result's name (the source object's name) it identifies
@@ -48,6 +62,7 @@ type Upload struct {
 	Label       string       `json:"label,omitempty"` // top-1
 	Score       float64      `json:"score,omitempty"`
 	Predictions []Prediction `json:"predictions,omitempty"`
+	Signals                  // input statistics and OOD flag, read by the monitor
 	Error       string       `json:"error,omitempty"`
 	Kind        string       `json:"kind,omitempty"`
 	LatencyMS   float64      `json:"latency_ms"`

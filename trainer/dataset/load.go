@@ -51,6 +51,9 @@ type Sample struct {
 	// Tensor is Spec.Tensor(Canvas), i.e. exactly what Spec.Process gives
 	// the serving functions for the same bytes.
 	Tensor []float32
+	// Stats are the input statistics serving computes for the same bytes
+	// (Spec.TensorStats): the validation set's make the drift baseline.
+	Stats preprocess.Stats
 }
 
 // Dataset is a loaded, split, preprocessed dataset.
@@ -82,6 +85,7 @@ func Load(ctx context.Context, opt Options) (*Dataset, error) {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	canvases := make([]*image.RGBA, len(entries))
+	sources := make([]preprocess.Source, len(entries))
 	maxBytes := opt.Limits.MaxBytes
 	if maxBytes <= 0 {
 		maxBytes = preprocess.DefaultMaxBytes
@@ -111,12 +115,12 @@ func Load(ctx context.Context, opt Options) (*Dataset, error) {
 				e.Size, e.SHA256 = int64(len(b)), hex.EncodeToString(sum[:])
 				// Spec.Canvas is the serving path (Spec.Process) up to the
 				// tensor: same decoding at the same scale, same Fit.
-				c, err := opt.Spec.Canvas(b, opt.Limits)
+				c, src, err := opt.Spec.CanvasSource(b, opt.Limits)
 				if err != nil {
 					e.Split, e.Reason = SplitSkipped, err.Error()
 					continue
 				}
-				canvases[i] = c
+				canvases[i], sources[i] = c, src
 				if n := done.Add(1); n%1000 == 0 {
 					log.Debug("decoded", "images", n, "of", len(entries))
 				}
@@ -163,7 +167,8 @@ func Load(ctx context.Context, opt Options) (*Dataset, error) {
 			continue
 		}
 		s := Sample{Path: e.Path, Class: classIdx[e.Class], Canvas: canvases[i], Tensor: make([]float32, opt.Spec.TensorLen())}
-		if err := opt.Spec.Tensor(s.Canvas, s.Tensor); err != nil {
+		var err error
+		if s.Stats, err = opt.Spec.TensorStats(s.Canvas, sources[i], s.Tensor); err != nil {
 			return nil, fmt.Errorf("dataset: %s: %w", e.Path, err)
 		}
 		if e.Split == SplitValidation {

@@ -22,14 +22,18 @@ import (
 	"image/jpeg"
 	"math"
 	"math/rand/v2"
+	"path"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	xdraw "golang.org/x/image/draw"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/trainer/dataset"
@@ -95,6 +99,17 @@ type Result struct {
 	Images    int     `json:"images"`
 	Correct   int     `json:"correct"`
 	Accuracy  float64 `json:"accuracy"`
+	// Monitor is the drift monitor's view of the condition as one window,
+	// when Options.Baseline is set.
+	Monitor *Drift `json:"monitor,omitempty"`
+}
+
+// Drift is what the monitor reports for one condition's windows.
+type Drift struct {
+	Windows    int                `json:"windows"`
+	OODShare   float64            `json:"ood_share"`  // the largest over the windows
+	Divergence map[string]float64 `json:"divergence"` // per feature, the largest JS (L-inf for labels and format)
+	Alerts     []string           `json:"alerts"`     // "feature k/n": k of the n windows alert on it
 }
 
 // Options configure Run.
@@ -108,6 +123,12 @@ type Options struct {
 	Seed        int64
 	Workers     int
 	Limits      preprocess.Limits
+	// Baseline, when set, gives every condition a monitor window: input
+	// statistics and top-1 of each image against the model's baseline,
+	// with Thresholds deciding the alerts.
+	Baseline   *monitor.Baseline
+	Thresholds monitor.Thresholds
+	WindowSize int // images per monitor window; 0: the whole condition is one
 }
 
 // Run evaluates clf on every image of the dataset under the clean
@@ -138,6 +159,11 @@ func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Re
 		correct[i] = make([]bool, len(use))
 	}
 	ok := make([]bool, len(use))
+	// seen[c][i] is image i under condition c as the monitor sees it.
+	seen := make([][]monitor.Prediction, len(conds))
+	for i := range seen {
+		seen[i] = make([]monitor.Prediction, len(use))
+	}
 	workers := opt.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -169,12 +195,13 @@ func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Re
 					continue
 				}
 				ok[i] = true
-				preds, err := clf.Classify(b, 1)
+				preds, st, err := clf.ClassifyStats(b, 1)
 				if err != nil {
 					errs[w] = err
 					return
 				}
 				correct[0][i] = preds[0].Label == e.Class
+				seen[0][i] = observed(e, preds[0], st)
 				if len(conds) == 1 {
 					continue
 				}
@@ -183,19 +210,21 @@ func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Re
 					r := rand.New(rand.NewPCG(uint64(opt.Seed), uint64(i)<<8|uint64(c)))
 					img := cond.Apply(cloneRGBA(work), r)
 					var logits []float32
+					var st preprocess.Stats
 					if cond.JPEG > 0 {
 						var buf bytes.Buffer
 						if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: cond.JPEG}); err != nil {
 							errs[w] = err
 							return
 						}
-						if err := spec.Process(buf.Bytes(), opt.Limits, x); err != nil {
+						if st, err = spec.ProcessStats(buf.Bytes(), opt.Limits, x); err != nil {
 							errs[w] = err
 							return
 						}
 					} else {
 						dd := &preprocess.Decoded{Image: img, Format: d.Format, Orientation: d.Orientation}
-						if err := spec.Tensor(preprocess.Fit(dd, spec.Size, spec.Background), x); err != nil {
+						src := preprocess.Source{Width: img.Bounds().Dx(), Height: img.Bounds().Dy(), Format: d.Format}
+						if st, err = spec.TensorStats(preprocess.Fit(dd, spec.Size, spec.Background), src, x); err != nil {
 							errs[w] = err
 							return
 						}
@@ -206,6 +235,7 @@ func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Re
 						return
 					}
 					correct[c+1][i] = argmax(logits) == want
+					seen[c+1][i] = observed(e, clf.TopK(logits, 1)[0], st)
 				}
 			}
 		}()
@@ -237,9 +267,66 @@ func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Re
 		if r.Images > 0 {
 			r.Accuracy = float64(r.Correct) / float64(r.Images)
 		}
+		if opt.Baseline != nil {
+			r.Monitor = window(meta, opt.Baseline, opt.Thresholds, seen[c], ok, opt.WindowSize, opt.Seed)
+		}
 		results = append(results, r)
 	}
 	return results, skipped, nil
+}
+
+// observed is one image's prediction as the monitor reads it from a
+// result: under its class folder, so the window's live accuracy is the
+// condition's accuracy.
+func observed(e dataset.Entry, p model.Prediction, st preprocess.Stats) monitor.Prediction {
+	return monitor.Prediction{Object: e.Class + "/" + path.Base(e.Path), Label: p.Label, Score: p.Score, Stats: &st}
+}
+
+// window is the monitor's view of one condition: its images as one
+// window, or, with size > 0, split (in a seeded random order) into windows
+// of size images, giving per feature the largest divergence over them
+// and per alert the share of windows raising it.
+func window(meta *model.Metadata, b *monitor.Baseline, th monitor.Thresholds, seen []monitor.Prediction, ok []bool, size int, seed int64) *Drift {
+	var idx []int
+	for i := range seen {
+		if ok[i] {
+			idx = append(idx, i)
+		}
+	}
+	if size <= 0 || size > len(idx) {
+		size = len(idx)
+	}
+	rand.New(rand.NewPCG(uint64(seed), 0xd1f7)).Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+	k := monitor.Key{Model: meta.Name, Version: meta.Version}
+	var t0 time.Time
+	d := &Drift{Divergence: map[string]float64{}, Alerts: []string{}}
+	alerts := map[string]int{}
+	var order []string
+	for start := 0; start+size <= len(idx); start += size {
+		w := monitor.NewWindow(t0, t0.Add(time.Second))
+		for _, i := range idx[start : start+size] {
+			p := seen[i]
+			o := b.Check(*p.Stats, p.Score)
+			p.Model, p.Version, p.Time, p.OOD = k.Model, k.Version, t0, &o
+			w.Add(p)
+		}
+		r := w.Report(k, b, meta.Labels, th)
+		d.Windows++
+		d.OODShare = max(d.OODShare, r.OODShare)
+		for _, f := range r.Drift {
+			d.Divergence[f.Feature] = max(d.Divergence[f.Feature], f.Value)
+		}
+		for _, a := range r.Alerts {
+			if alerts[a.Feature] == 0 {
+				order = append(order, a.Feature)
+			}
+			alerts[a.Feature]++
+		}
+	}
+	for _, f := range order {
+		d.Alerts = append(d.Alerts, fmt.Sprintf("%s %d/%d", f, alerts[f], d.Windows))
+	}
+	return d
 }
 
 func argmax(v []float32) int {
@@ -449,4 +536,31 @@ func colourBackground(m *image.RGBA, r *rand.Rand) *image.RGBA {
 		}
 	}
 	return m
+}
+
+// CorruptJPEG applies the corruptions in order to an encoded image, as Run
+// does (decoded by the serving path, shrunk to WorkSize, random draws keyed
+// by seed and index), and encodes the result as a JPEG of quality 95 (or
+// the last JPEG corruption's quality): an upload of the same photo under a
+// drift, for the monitor's demo.
+func CorruptJPEG(b []byte, corrs []Corruption, seed int64, index int) ([]byte, error) {
+	d, err := preprocess.Decode(b, preprocess.Limits{})
+	if err != nil {
+		return nil, fmt.Errorf("corrupting: %w", err)
+	}
+	img, q := shrink(d.Image, WorkSize), 95
+	for c, cond := range corrs {
+		r := rand.New(rand.NewPCG(uint64(seed), uint64(index)<<8|uint64(c)))
+		out := cond.Apply(cloneRGBA(img), r) // may be a sub-image (zoom_in)
+		img = image.NewRGBA(image.Rect(0, 0, out.Bounds().Dx(), out.Bounds().Dy()))
+		draw.Draw(img, img.Bounds(), out, out.Bounds().Min, draw.Src)
+		if cond.JPEG > 0 {
+			q = cond.JPEG
+		}
+	}
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: q}); err != nil {
+		return nil, fmt.Errorf("corrupting: encoding: %w", err)
+	}
+	return buf.Bytes(), nil
 }

@@ -77,6 +77,9 @@ func writeReport(ctx context.Context, st blob.Store, cfg *config.Config, res *Re
 		in.Examples = append(in.Examples, report.Example{Image: s.Canvas, Path: s.Path, True: ds.Labels[s.Class],
 			Pred: ds.Labels[pred], Confidence: probs[i][pred], Correct: pred == s.Class})
 	}
+	if res.Baseline != nil {
+		in.Tables = append(in.Tables, baselineTable(res.Baseline))
+	}
 	for _, e := range ds.Skipped {
 		in.Skipped = append(in.Skipped, [2]string{e.Path, e.Reason})
 	}

@@ -31,6 +31,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/onnx"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/trainer/cnn"
@@ -109,7 +110,8 @@ type Result struct {
 	GoLogits     []float32 // validation logits of the exported (best) model, GoMLX
 	ORTLogits    []float32 // the same from onnxruntime
 	ONNX         []byte
-	Interrupted  bool // stopped by StopAfterEpochs
+	Baseline     *monitor.Baseline // the drift monitor's, written as baseline.json
+	Interrupted  bool              // stopped by StopAfterEpochs
 }
 
 // ErrInterrupted is returned with a Result when StopAfterEpochs stopped the run.
@@ -549,6 +551,10 @@ func (r *run) writeModelDir(ctx context.Context, res *Result) error {
 		return err
 	}
 	if err := writeConfusion(ctx, dir, ds.Labels, Confusion(res.ORTLogits, r.valY, len(ds.Labels))); err != nil {
+		return err
+	}
+	res.Baseline = Baseline(ds, res.ORTLogits)
+	if err := writeBaseline(ctx, dir, res.Baseline); err != nil {
 		return err
 	}
 	if cfg.Report.Enabled {

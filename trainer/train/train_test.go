@@ -3,15 +3,20 @@ package train
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
+	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
@@ -129,18 +134,47 @@ func TestEndToEnd(t *testing.T) {
 	}
 	defer clf.Close()
 	correct := 0
+	base := monitor.NewBaselineBuilder() // what serving would see of the validation set
 	for _, s := range res.Dataset.Validation {
 		b, err := os.ReadFile(filepath.Join(tinyData(t), filepath.FromSlash(s.Path)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := clf.Classify(b, 1)
+		p, st, err := clf.ClassifyStats(b, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if p[0].Label == m.Metadata.Labels[s.Class] {
 			correct++
 		}
+		if st != s.Stats {
+			t.Fatalf("%s: serving's input statistics %+v, the trainer's %+v", s.Path, st, s.Stats)
+		}
+		base.Add(st, p[0].Label, p[0].Score)
+	}
+	// The stored baseline is the serving path's view of the validation set.
+	dir, err := blob.NewDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := monitor.LoadBaseline(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Confidence may differ in the last bits between batched and single
+	// runs; everything else is exact.
+	served := base.Baseline()
+	if math.Abs(stored.ConfidenceLow-served.ConfidenceLow) > 1e-5 {
+		t.Errorf("stored confidence percentile %v, served %v", stored.ConfidenceLow, served.ConfidenceLow)
+	}
+	stored.ConfidenceLow, served.ConfidenceLow = 0, 0
+	stored.Numeric[monitor.Confidence], served.Numeric[monitor.Confidence] = nil, nil
+	want, _ := json.Marshal(served)
+	if got, _ := json.Marshal(stored); string(got) != string(want) {
+		t.Errorf("stored baseline\n%s\nserving's view of the validation set\n%s", got, want)
+	}
+	if page, err := os.ReadFile(filepath.Join(out, ReportDir, "index.html")); err != nil || !strings.Contains(string(page), "Monitoring baseline") {
+		t.Errorf("the training report does not show the baseline (%v)", err)
 	}
 	acc := float64(correct) / float64(len(res.Dataset.Validation))
 	if acc != m.Metadata.Metrics.ValidationAccuracy {
@@ -153,12 +187,19 @@ func TestEndToEnd(t *testing.T) {
 
 	// The robustness evaluation runs every corruption through the model.
 	results, skipped, err := evaluate.Run(context.Background(), clf, evaluate.Options{DataURI: tinyData(t),
-		Mode: "auto", TrainDir: "Training", TestDir: "Test", Corruptions: evaluate.Corruptions, Seed: 1})
+		Mode: "auto", TrainDir: "Training", TestDir: "Test", Corruptions: evaluate.Corruptions, Seed: 1,
+		Baseline: stored, Thresholds: monitor.DefaultThresholds()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(results) != 1+len(evaluate.Corruptions) || skipped != 0 || results[0].Images != 48 {
 		t.Fatalf("evaluate: %+v, skipped %d", results, skipped)
+	}
+	// Each condition is also a monitor window; "dark" moves luminance.
+	for _, r := range results {
+		if r.Monitor == nil || (r.Condition == "dark" && r.Monitor.Divergence[monitor.Luminance] < 0.5) {
+			t.Errorf("%s: monitor %+v", r.Condition, r.Monitor)
+		}
 	}
 }
 

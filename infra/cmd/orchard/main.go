@@ -8,6 +8,7 @@
 //	orchard alias show -registry URI -name N [-alias A]
 //	orchard sweep    -spec FILE -data URI -image IMG -output gs://... -region R [-publish REGISTRY] [-wait=false]
 //	orchard deadletters -subscription S [-project P]
+//	orchard monitor  -results gs://BUCKET -registry gs://... [-window 1h] [-start T] [-end T]
 //	orchard redrive  -subscription S [-project P] [-topic T] [-dry-run]
 //
 // train publishes a training request to the Pub/Sub topic SubmitTraining
@@ -89,6 +90,7 @@ func init() {
 		{"sweep", "submit a sweep spec as a Vertex AI HyperparameterTuningJob, compare the trials, publish the best", runSweep},
 		{"deadletters", "list dead-lettered events (object or request, attempts, last error)", runDeadLetters},
 		{"redrive", "replay dead-lettered events to their function (after the cause is fixed)", runRedrive},
+		{"monitor", "run the drift monitor over a window of predictions: reports per model version, WARNING lines, side-by-side figures", runMonitor},
 	}
 }
 

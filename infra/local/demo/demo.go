@@ -40,6 +40,7 @@ import (
 	"cloud.google.com/go/aiplatform/apiv1/aiplatformpb"
 	"cloud.google.com/go/pubsub/v2"
 
+	"github.com/orchard-mlops/orchard/functions/monitor"
 	"github.com/orchard-mlops/orchard/functions/submittraining"
 	"github.com/orchard-mlops/orchard/infra/local/stack"
 	"github.com/orchard-mlops/orchard/shared/blob"
@@ -90,6 +91,10 @@ type Options struct {
 	// report, and the training log, since the emulators keep everything in
 	// memory (default REPO/.cache/orchard-demo/TIMESTAMP; "-" disables).
 	SaveDir string
+	// Drift is the corruptions (trainer eval names) of the second batch the
+	// demo uploads for the monitor (default DefaultDrift; "none": no
+	// second batch).
+	Drift string
 }
 
 // DefaultTrainerSets make a demo-sized run: 32x32 input, a few epochs.
@@ -122,6 +127,9 @@ type Report struct {
 	JobLog       string // the Vertex job's log, when trained
 	ResultsURI   string
 	SavedTo      string // local copies (Options.SaveDir)
+	// Monitor holds the monitor's reports on the clean and the drifted
+	// batch, side by side.
+	Monitor []monitor.Column
 }
 
 // OK reports whether every upload got a prediction.
@@ -224,6 +232,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.PerClass == 0 {
 		o.PerClass = 5
 	}
+	if o.Drift == "" {
+		o.Drift = DefaultDrift
+	}
 	if o.ResultTimeout <= 0 {
 		o.ResultTimeout = 3 * time.Minute
 	}
@@ -272,11 +283,15 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.waitServing(ctx, version); err != nil {
 		return err
 	}
+	cleanStart := time.Now()
 	names, err := r.uploadPhotos(ctx)
 	if err != nil {
 		return err
 	}
 	werr := r.collectResults(ctx, names)
+	if werr == nil && r.rep.OK() && r.o.Drift != "none" {
+		werr = r.drift(ctx, names, cleanStart)
+	}
 	r.saveCopies(ctx)
 	if werr != nil {
 		return werr
@@ -432,6 +447,7 @@ func (r *runner) uploadPhotos(ctx context.Context) ([]string, error) {
 	photos := r.o.Photos
 	if photos == "" {
 		photos = filepath.Join(r.tmp, "photos")
+		r.o.Photos = photos // the drifted batch reads them again
 		if err := r.step("generate sample photos (trainer gen-data, another seed)", func() (string, error) {
 			return photos, runCmd(ctx, r.trainer, "gen-data", "-out", photos, "-per-class", "3", "-seed", "7")
 		}); err != nil {
@@ -949,6 +965,10 @@ func (r *runner) print() {
 		total := len(rep.Rows) + len(rep.Missing)
 		fmt.Fprintf(w, "\naccuracy: %d/%d = %.1f%% (results for %d of %d uploads)\n",
 			rep.Correct, total, 100*float64(rep.Correct)/float64(max(total, 1)), len(rep.Rows), total)
+	}
+	if len(rep.Monitor) > 0 {
+		fmt.Fprintln(w, "\nthe monitor, both windows side by side (! marks a threshold crossed; each one is a WARNING line in the functions' log):")
+		monitor.WriteTable(w, rep.Monitor)
 	}
 	fmt.Fprintln(w, "\nstep timings:")
 	var total time.Duration

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"image/color"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
+	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
 )
 
@@ -99,6 +101,9 @@ func TestDemoWithProvidedModel(t *testing.T) {
 		}
 	}
 	o.Photos, o.Data = photos, photos // Data is unused without training
+	writeBaseline(t, o.ModelDir, photos)
+	// Six photos a batch: let them alert, to see the drifted batch do so.
+	o.Stack.FunctionsEnv = []string{"MONITOR_MIN_PREDICTIONS=3"}
 	rep := run(t, o)
 	if !rep.OK() || len(rep.Rows) != 6 || rep.Correct != 6 || rep.Accuracy() != 1 {
 		t.Fatalf("report: %+v", rep)
@@ -115,6 +120,54 @@ func TestDemoWithProvidedModel(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(rep.SavedTo, p)); err != nil {
 			t.Errorf("not saved: %v", err)
 		}
+	}
+	// The second batch under zoom_out and dark, and the Monitor function's
+	// report on each batch: the clean one like the baseline, the drifted
+	// one far from it.
+	if len(rep.Monitor) != 2 {
+		t.Fatalf("%d monitor reports, want the clean and the drifted batch's", len(rep.Monitor))
+	}
+	clean, drifted := rep.Monitor[0].Report, rep.Monitor[1].Report
+	if clean.Predictions != 6 || drifted.Predictions != 6 || !clean.Baseline || len(clean.Alerts) != 0 {
+		t.Errorf("clean window: %d predictions, baseline %v, alerts %v; drifted: %d", clean.Predictions, clean.Baseline, clean.Alerts, drifted.Predictions)
+	}
+	var moved []string
+	for _, a := range drifted.Alerts {
+		moved = append(moved, a.Feature)
+	}
+	if !strings.Contains(strings.Join(moved, ","), "luminance") || drifted.Live == nil || drifted.Live.Labelled != 6 {
+		t.Errorf("drifted window: alerts %v, live %+v", drifted.Alerts, drifted.Live)
+	}
+}
+
+// writeBaseline gives the model directory the baseline of the clean
+// photos as serving sees them, as the trainer would of its validation set.
+func writeBaseline(t *testing.T, dir, photos string) {
+	m, err := model.Load(t.Context(), nil, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := onnxrt.NewClassifier(m, onnxrt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	bb := monitor.NewBaselineBuilder()
+	files, _ := filepath.Glob(filepath.Join(photos, "*", "*.jpg"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, st, err := c.ClassifyStats(b, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bb.Add(st, p[0].Label, p[0].Score)
+	}
+	data, _ := json.Marshal(bb.Baseline())
+	if err := os.WriteFile(filepath.Join(dir, monitor.BaselineFile), data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -70,7 +70,11 @@ type Config struct {
 	DeadLetterTopic    string // eventarc-dead-letter
 	ModelsTopic        string // model-published (the registry's events; subscription of the same name keeps them)
 	PredictionsTopic   string // predictions (PredictOnUpload publishes each result; subscription of the same name keeps them)
-	PubSub             string // PubSubAuto
+	MonitorTopic       string // monitor-tick (→ the Monitor function)
+	// MonitorEvery, if set, publishes a monitor tick at this interval, as
+	// the Cloud Scheduler job does in the cloud.
+	MonitorEvery time.Duration
+	PubSub       string // PubSubAuto
 
 	// RepoRoot holds go.mod (default: found upwards from the working
 	// directory). BinDir receives built binaries (default
@@ -127,6 +131,7 @@ func (c *Config) defaults() error {
 	def(&c.DeadLetterTopic, "eventarc-dead-letter")
 	def(&c.ModelsTopic, "model-published")
 	def(&c.PredictionsTopic, "predictions")
+	def(&c.MonitorTopic, "monitor-tick")
 	def(&c.PubSub, PubSubAuto)
 	def(&c.ModelName, model.DefaultName)
 	if c.RepoRoot == "" {
@@ -199,7 +204,7 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 	if err := s.startPubSub(ctx); err != nil {
 		return s, err
 	}
-	for _, t := range []string{cfg.NotificationsTopic, cfg.TrainingTopic, cfg.DeadLetterTopic, cfg.ModelsTopic, cfg.PredictionsTopic} {
+	for _, t := range []string{cfg.NotificationsTopic, cfg.TrainingTopic, cfg.DeadLetterTopic, cfg.ModelsTopic, cfg.PredictionsTopic, cfg.MonitorTopic} {
 		if err := eventarc.EnsureTopic(ctx, s.PubSub, s.Topic(t)); err != nil {
 			return s, err
 		}
@@ -273,6 +278,7 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 	if err := s.StartFunctions(ctx, cfg.ModelURI); err != nil {
 		return s, err
 	}
+	s.startMonitorTimer()
 	return s, nil
 }
 
@@ -381,7 +387,8 @@ func (s *Stack) startBridge(ctx context.Context) error {
 			Name: RouteTraining, Kind: eventarc.PubSub,
 			Topic: s.Topic(cfg.TrainingTopic), Subscription: s.Subscription("eventarc-" + RouteTraining),
 			Target: s.FunctionsURL + "/SubmitTraining", DeadLetterTopic: s.Topic(cfg.DeadLetterTopic),
-		})
+		},
+		s.monitorRoute())
 	if err != nil {
 		return err
 	}

@@ -50,6 +50,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c.register(fs)
 	fixedModel := fs.String("model", "", "serve this fixed model (MODEL_URI: a directory, file:///dir or gs://bucket/prefix) instead of the registry's production alias; e.g. a demo's .cache/orchard-demo/TIME/model")
 	modelName := fs.String("model-name", model.DefaultName, "registry model the functions serve and training requests should name")
+	monitorEvery := fs.Duration("monitor-every", 5*time.Minute, "publish a monitor tick (→ the Monitor function) at this interval, as Cloud Scheduler does; 0: never")
 	vertex := fs.Bool("vertex", false, "also run the Vertex AI stand-in, with the trainer built from ./trainer/cmd/trainer as image "+demo.TrainerImage+" (make up sets it)")
 	seed := fs.String("seed", seedAuto, "the production model at start, so Predict answers at once: auto (the newest model under .cache/orchard-demo with -model-name's name, else train), train (a 1-epoch run on -seed-data, with progress), none (503 until a training run is promoted), or a model directory")
 	defData, _ := defaultDatasets()
@@ -74,7 +75,8 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		binDir = stack.DefaultBinDir(root)
 	}
 	log := c.logger(stderr)
-	cfg := stack.Config{Project: c.project, PubSub: c.pubsub, RepoRoot: root, BinDir: binDir, Logger: log, BuildProgress: stdout}
+	cfg := stack.Config{Project: c.project, PubSub: c.pubsub, RepoRoot: root, BinDir: binDir, Logger: log, BuildProgress: stdout,
+		MonitorEvery: *monitorEvery}
 	if c.verbose {
 		cfg.FunctionsOutput = stderr
 	}
@@ -292,6 +294,7 @@ func printUp(w io.Writer, s *stack.Stack, v *stack.Vertex, seeded string, took t
 	}
 	fmt.Fprintf(w, "  eventarc bridge                  %s finalize → %s/PredictOnUpload\n", c.NotificationsTopic, s.FunctionsURL)
 	fmt.Fprintf(w, "                                   %s → %s/SubmitTraining   (dead letters: %s)\n", c.TrainingTopic, s.FunctionsURL, c.DeadLetterTopic)
+	fmt.Fprintf(w, "                                   %s → %s/Monitor   (a tick every %s; 0: none)\n", c.MonitorTopic, s.FunctionsURL, c.MonitorEvery)
 	fmt.Fprintln(w, "\nIn another shell:")
 	for _, kv := range s.Env() {
 		fmt.Fprintf(w, "  export %s=%s\n", kv[0], kv[1])
@@ -324,8 +327,14 @@ func printUp(w io.Writer, s *stack.Stack, v *stack.Vertex, seeded string, took t
   # see what was dead-lettered
   curl -sS -X POST -H 'Content-Type: application/json' \
     "http://$PUBSUB_EMULATOR_HOST/v1/projects/%[4]s/subscriptions/%[6]s:pull" -d '{"maxMessages":10}'
+  # the drift monitor now, over the last hour: a report per model version, alerts, figures side by side
+  .cache/bin/orchard monitor -results gs://%[2]s -registry %[8]s -window 1h
+  # or tick the Monitor function as the timer does, then open a report page
+  gcloud pubsub topics publish %[11]s --message=''
+  curl -sS "http://$STORAGE_EMULATOR_HOST/storage/v1/b/%[2]s/o?prefix=monitoring/" | jq -r '.items[].name'
+  curl -sS "http://$STORAGE_EMULATOR_HOST/storage/v1/b/%[2]s/o/$(jq -rn --arg n NAME '$n|@uri')?alt=media" > report.html   # NAME: a report.html above
   # Go programs: storage.NewClient and pubsub.NewClient pick the emulators up from the variables.
-`, c.UploadsBucket, c.ResultsBucket, s.FunctionsURL, c.Project, c.TrainingTopic, c.DeadLetterTopic, c.ModelName, s.RegistryURI(), c.ModelsTopic, data)
+`, c.UploadsBucket, c.ResultsBucket, s.FunctionsURL, c.Project, c.TrainingTopic, c.DeadLetterTopic, c.ModelName, s.RegistryURI(), c.ModelsTopic, data, c.MonitorTopic)
 	if s.PubSubBackend == stack.PubSubPstest {
 		fmt.Fprintln(w, "  (pstest speaks gRPC only: the Pub/Sub curl lines need the Cloud SDK emulator; Go clients work with both.)")
 	}
