@@ -113,10 +113,19 @@ func (s Spec) Canvas(b []byte, lim Limits) (*image.RGBA, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.Fit(d), nil
+}
+
+// Fit is this spec's canvas step for an already decoded image: Fit with
+// the spec's size and background, or the border median under
+// PadBorderMedian. Every caller that holds a Decoded (the corruption
+// suite of `trainer eval`, say) goes through it, so none can pad
+// differently from serving.
+func (s Spec) Fit(d *Decoded) *image.RGBA {
 	if s.Pad == PadBorderMedian {
-		return fitPadded(d, s.Size, nil), nil
+		return fitPadded(d, s.Size, nil)
 	}
-	return Fit(d, s.Size, s.Background), nil
+	return Fit(d, s.Size, s.Background)
 }
 
 // PadColour is the colour this spec gives the area a canvas does not

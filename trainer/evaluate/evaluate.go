@@ -180,25 +180,11 @@ func Run(ctx context.Context, clf *model.Classifier, opt Options) (results []Res
 				for c, cond := range conds[1:] {
 					r := rand.New(rand.NewPCG(uint64(opt.Seed), uint64(i)<<8|uint64(c)))
 					img := cond.Apply(cloneRGBA(work), r)
-					var logits []float32
-					if cond.JPEG > 0 {
-						var buf bytes.Buffer
-						if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: cond.JPEG}); err != nil {
-							errs[w] = err
-							return
-						}
-						if err := spec.Process(buf.Bytes(), opt.Limits, x); err != nil {
-							errs[w] = err
-							return
-						}
-					} else {
-						dd := &preprocess.Decoded{Image: img, Format: d.Format, Orientation: d.Orientation}
-						if err := spec.Tensor(preprocess.Fit(dd, spec.Size, spec.Background), x); err != nil {
-							errs[w] = err
-							return
-						}
+					if err := corruptedTensor(spec, d, img, cond.JPEG, opt.Limits, x); err != nil {
+						errs[w] = err
+						return
 					}
-					logits, err = clf.Logits(x, 1)
+					logits, err := clf.Logits(x, 1)
 					if err != nil {
 						errs[w] = err
 						return
@@ -238,6 +224,22 @@ func Run(ctx context.Context, clf *model.Classifier, opt Options) (results []Res
 		results = append(results, r)
 	}
 	return results, skipped, nil
+}
+
+// corruptedTensor writes the model input for a corrupted image: through
+// the whole serving path after a JPEG round trip at quality q (q > 0), or
+// else through the spec's own canvas step with the source's format and
+// orientation, so a corrupted photo is padded and framed as serving would.
+func corruptedTensor(spec preprocess.Spec, src *preprocess.Decoded, img *image.RGBA, q int, lim preprocess.Limits, x []float32) error {
+	if q > 0 {
+		var buf bytes.Buffer
+		if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: q}); err != nil {
+			return fmt.Errorf("re-encoding at quality %d: %w", q, err)
+		}
+		return spec.Process(buf.Bytes(), lim, x)
+	}
+	d := &preprocess.Decoded{Image: img, Format: src.Format, Orientation: src.Orientation}
+	return spec.Tensor(spec.Fit(d), x)
 }
 
 func argmax(v []float32) int {
