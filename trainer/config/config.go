@@ -53,9 +53,13 @@ type Data struct {
 // Model configures the CNN.
 type Model struct {
 	InputSize int `yaml:"input_size" json:"input_size"`
-	// Pad is preprocess.Spec.Pad for the model: "" (white canvas, the old
-	// path) or "border-median".
+	// Pad, Framing, Levels and Backdrop are the preprocessing spec's
+	// fields of the same names (see preprocess.Spec): empty is the old
+	// path (a white canvas, the whole photo, no level or backdrop change).
 	Pad           string  `yaml:"pad" json:"pad"`
+	Framing       string  `yaml:"framing" json:"framing"`
+	Levels        string  `yaml:"levels" json:"levels"`
+	Backdrop      string  `yaml:"backdrop" json:"backdrop"`
 	InputNorm     bool    `yaml:"input_norm" json:"input_norm"`
 	Widths        []int   `yaml:"widths" json:"widths"`
 	ConvsPerBlock int     `yaml:"convs_per_block" json:"convs_per_block"`
@@ -79,6 +83,14 @@ type Train struct {
 	EarlyStoppingMinDelta float64 `yaml:"early_stopping_min_delta" json:"early_stopping_min_delta"`
 	TargetAccuracy        float64 `yaml:"target_accuracy" json:"target_accuracy"`
 	EvalBatchSize         int     `yaml:"eval_batch_size" json:"eval_batch_size"`
+}
+
+// Spec is the preprocessing spec a model of this configuration is
+// trained and served with.
+func (m Model) Spec() preprocess.Spec {
+	s := preprocess.DefaultSpec(m.InputSize)
+	s.Pad, s.Framing, s.Levels, s.Backdrop = m.Pad, m.Framing, m.Levels, m.Backdrop
+	return s
 }
 
 // Augment configures training-time augmentation.
@@ -288,8 +300,14 @@ func (c *Config) Validate() error {
 	add(c.Data.ValidationFraction <= 0 || c.Data.ValidationFraction >= 1, "data.validation_fraction %v must be in (0,1)", c.Data.ValidationFraction)
 	add(c.Data.Workers < 0, "data.workers must be >= 0")
 	add(len(c.Model.Widths) == 0, "model.widths is empty")
-	add(c.Model.Pad != "" && c.Model.Pad != preprocess.PadBorderMedian,
-		"model.pad %q must be empty or %q", c.Model.Pad, preprocess.PadBorderMedian)
+	for _, f := range []struct{ key, v, want string }{
+		{"pad", c.Model.Pad, preprocess.PadBorderMedian},
+		{"framing", c.Model.Framing, preprocess.FramingObject},
+		{"levels", c.Model.Levels, preprocess.LevelsObject},
+		{"backdrop", c.Model.Backdrop, preprocess.BackdropRepaint},
+	} {
+		add(f.v != "" && f.v != f.want, "model.%s %q must be empty or %q", f.key, f.v, f.want)
+	}
 	for _, w := range c.Model.Widths {
 		add(w < 1, "model.widths entries must be >= 1")
 	}

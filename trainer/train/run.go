@@ -149,8 +149,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		}
 	}
 
-	spec := preprocess.DefaultSpec(cfg.Model.InputSize)
-	spec.Pad = cfg.Model.Pad
+	spec := cfg.Model.Spec()
 	ds := opt.Dataset
 	if ds == nil {
 		if cfg.Data.URI == "" {
