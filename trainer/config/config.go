@@ -113,6 +113,12 @@ type Augment struct {
 	NoiseStdMax    float64 `yaml:"noise_std_max" json:"noise_std_max"`
 	BackgroundProb float64 `yaml:"background_prob" json:"background_prob"`
 	LetterboxProb  float64 `yaml:"letterbox_prob" json:"letterbox_prob"`
+	// CloseupProb is the probability that an augmented sample is a
+	// skin-only close-up: zoomed in by a factor in [CloseupMin, CloseupMax]
+	// on the object's centre.
+	CloseupProb float64 `yaml:"closeup_prob" json:"closeup_prob"`
+	CloseupMin  float64 `yaml:"closeup_min" json:"closeup_min"`
+	CloseupMax  float64 `yaml:"closeup_max" json:"closeup_max"`
 }
 
 // Export configures the ONNX export and its verification.
@@ -332,6 +338,8 @@ func (c *Config) Validate() error {
 	add(c.Train.EarlyStoppingPatience < 0, "train.early_stopping_patience must be >= 0")
 	add(c.Augment.ScaleMin <= 0 || c.Augment.ScaleMax < c.Augment.ScaleMin, "augment.scale_min/scale_max invalid")
 	add(c.Augment.LetterboxProb < 0 || c.Augment.LetterboxProb > 1, "augment.letterbox_prob must be in [0, 1]")
+	add(c.Augment.CloseupProb < 0 || c.Augment.CloseupProb > 1, "augment.closeup_prob must be in [0, 1]")
+	add(c.Augment.CloseupProb > 0 && (c.Augment.CloseupMin < 1 || c.Augment.CloseupMax < c.Augment.CloseupMin), "augment.closeup_min/closeup_max invalid: need 1 <= min <= max")
 	add(c.Export.Tolerance <= 0, "export.tolerance must be > 0")
 	add(c.Export.Opset < 13, "export.opset must be >= 13")
 	if err := errors.Join(errs...); err != nil {

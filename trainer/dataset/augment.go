@@ -55,6 +55,14 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 	ty := (2*r.Float64() - 1) * c.Translate * float64(n)
 	flipH := c.FlipHorizontal && r.IntN(2) == 1
 	flipV := c.FlipVertical && r.IntN(2) == 1
+	// A close-up shows the skin only: the object's centre (the canvas's,
+	// as the spec or the dataset frames it) magnified past its outline, as
+	// a phone held close to a fruit does. Drawn only when enabled, so
+	// configs without close-ups keep their random stream.
+	if c.CloseupProb > 0 && r.Float64() < c.CloseupProb {
+		scale = c.CloseupMin + r.Float64()*(c.CloseupMax-c.CloseupMin)
+		tx, ty = tx/scale, ty/scale
+	}
 	cos, sin := math.Cos(theta)/scale, math.Sin(theta)/scale
 	ctr := float64(n-1) / 2
 	src := s.Canvas
