@@ -43,7 +43,11 @@ const (
 	minContrast = 8
 	// minSolidity is the least share of the object's box its pixels must
 	// cover; below it the "object" is scattered specks and is not framed.
-	minSolidity = 0.2
+	// A disc covers 0.79 of its box. On the 600 photos, every clean and
+	// zoomed-out (55 %) picture framed at 0.5 or more, while 73 of the
+	// 117 zoom-in (65 %) crops that passed 0.2 fell below 0.5: highlights
+	// and spots on a close-up's skin, not a fruit on a backdrop.
+	minSolidity = 0.5
 	// maxMagnify bounds how much framing may enlarge the picture: a crop
 	// is at least 1/maxMagnify of the source's longer side.
 	maxMagnify = 2.5
@@ -105,11 +109,16 @@ func analyse(m *image.RGBA) scene {
 		return sc
 	}
 	box, n := foregroundBox(diffs, gw, gh, sc.thr)
-	if n == 0 || float64(n) < minSolidity*float64(box.Dx()*box.Dy()) {
-		return sc
+	if n > 0 && float64(n) >= minSolidity*float64(box.Dx()*box.Dy()) {
+		sc.box = image.Rect(box.Min.X*cell, box.Min.Y*cell, min(w, box.Max.X*cell), min(h, box.Max.Y*cell))
+		sc.framed = float64(max(w, h)) <= maxMagnify*float64(max(sc.box.Dx(), sc.box.Dy()))*(1+2*frameMargin)
 	}
-	sc.box = image.Rect(box.Min.X*cell, box.Min.Y*cell, min(w, box.Max.X*cell), min(h, box.Max.Y*cell))
-	sc.framed = float64(max(w, h)) <= maxMagnify*float64(max(sc.box.Dx(), sc.box.Dy()))*(1+2*frameMargin)
+	// A uniform ring with no solid object of a framable size on it is a
+	// close-up: the "backdrop" is the fruit's own skin and the "object" its
+	// highlights and spots. Taken as a backdrop it would be repainted white
+	// and the levels measured on the specks (on the photos, 60 % of
+	// zoom_in canvases came out mostly white); it is no backdrop.
+	sc.uniform = sc.framed
 	return sc
 }
 

@@ -204,3 +204,34 @@ func TestSpecRejectsUnknownCanonicalValues(t *testing.T) {
 		}
 	}
 }
+
+// TestCanonicalKeepsCloseupSkin: a close-up is skin to the edges with
+// highlights on it. Its uniform ring is not a backdrop (no solid object
+// sits on it), so the skin must not be repainted the spec's white nor the
+// levels measured on the highlights.
+func TestCanonicalKeepsCloseupSkin(t *testing.T) {
+	m := image.NewRGBA(image.Rect(0, 0, 128, 128))
+	for y := range 128 {
+		for x := range 128 {
+			c := color.RGBA{180, uint8(40 + (x*7+y*3)%9), 35, 255}
+			if x%32 >= 12 && x%32 < 20 && y%32 >= 12 && y%32 < 16 { // scattered highlights
+				c = color.RGBA{250, 240, 235, 255}
+			}
+			m.Set(x, y, c)
+		}
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, m); err != nil {
+		t.Fatal(err)
+	}
+	x := tensorOf(t, canonicalSpec(32), b.Bytes())
+	white := 0
+	for i := range 32 * 32 {
+		if x[32*32+i] > 0.6 && x[2*32*32+i] > 0.6 { // green and blue high: white
+			white++
+		}
+	}
+	if white > 32*32/4 {
+		t.Errorf("%d of %d canvas pixels are white: the close-up's skin was taken for a backdrop", white, 32*32)
+	}
+}
