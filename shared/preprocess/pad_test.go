@@ -2,6 +2,7 @@ package preprocess_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"image"
 	"image/color"
 	"image/png"
@@ -27,6 +28,29 @@ func TestGoldenPadded(t *testing.T) {
 	}
 	if got == preprocesstest.GoldenDigest {
 		t.Error("padded digest equals the white-canvas digest: the pad field had no effect")
+	}
+}
+
+// TestGoldenCanonical pins the canonical framing and exposure path bit for
+// bit through Process and after the spec's JSON round trip.
+func TestGoldenCanonical(t *testing.T) {
+	s := preprocesstest.GoldenCanonicalSpec
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back preprocess.Spec
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range []preprocess.Spec{s, back} {
+		x := make([]float32, sp.TensorLen())
+		if err := sp.Process(preprocesstest.GoldenJPEG, preprocess.Limits{}, x); err != nil {
+			t.Fatal(err)
+		}
+		if got := preprocesstest.TensorDigest(x); got != preprocesstest.GoldenCanonicalDigest {
+			t.Errorf("canonical golden digest = %s, want %s", got, preprocesstest.GoldenCanonicalDigest)
+		}
 	}
 }
 

@@ -35,6 +35,12 @@ type Spec struct {
 	// of the outer ring of the reduced source, so a global exposure change
 	// maps the whole canvas affinely and per-image standardisation cancels it.
 	Pad string `json:"pad,omitempty"`
+	// Framing, Levels and Backdrop are the canonical framing and exposure
+	// steps (FramingObject, LevelsObject, BackdropRepaint; see canon.go).
+	// Empty in old models: their canvases are unchanged.
+	Framing  string `json:"framing,omitempty"`
+	Levels   string `json:"levels,omitempty"`
+	Backdrop string `json:"backdrop,omitempty"`
 }
 
 // PadBorderMedian fills the canvas with the median of the source's outer
@@ -78,6 +84,13 @@ func (s Spec) Validate() error {
 	if s.Pad != "" && s.Pad != PadBorderMedian {
 		errs = append(errs, fmt.Errorf("pad %q is not empty or %q", s.Pad, PadBorderMedian))
 	}
+	for _, f := range []struct{ name, v, want string }{
+		{"framing", s.Framing, FramingObject}, {"levels", s.Levels, LevelsObject}, {"backdrop", s.Backdrop, BackdropRepaint},
+	} {
+		if f.v != "" && f.v != f.want {
+			errs = append(errs, fmt.Errorf("%s %q is not empty or %q", f.name, f.v, f.want))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("preprocessing spec: %w", err)
 	}
@@ -111,6 +124,34 @@ func (s Spec) Process(b []byte, lim Limits, dst []float32) error {
 func (s Spec) Canvas(b []byte, lim Limits) (*image.RGBA, error) {
 	c, _, err := s.CanvasSource(b, lim)
 	return c, err
+}
+
+// Fit is this spec's canvas step for an already decoded image: Fit with
+// the spec's size and background, or the border median under
+// PadBorderMedian. Every caller that holds a Decoded (the corruption
+// suite of `trainer eval`, say) goes through it, so none can pad
+// differently from serving.
+func (s Spec) Fit(d *Decoded) *image.RGBA {
+	if s.Canonical() {
+		sb := d.Image.Bounds()
+		src := flatten(reduce(d.Image, boxFactor(sb.Dx(), sb.Dy(), s.Size)), s.Background)
+		return orient(s.canonicalCanvas(src, s.Size), d.Orientation)
+	}
+	if s.Pad == PadBorderMedian {
+		return fitPadded(d, s.Size, nil)
+	}
+	return Fit(d, s.Size, s.Background)
+}
+
+// Canonicalise applies the spec's canonical framing and exposure steps to
+// a Size x Size canvas that did not come from Fit (the augmenter's zoomed,
+// moved and relit samples), so training sees what serving makes of such a
+// photo. Without canonical steps it returns m itself.
+func (s Spec) Canonicalise(m *image.RGBA) *image.RGBA {
+	if !s.Canonical() {
+		return m
+	}
+	return s.canonicalCanvas(flatten(m, s.Background), s.Size)
 }
 
 // PadColour is the colour this spec gives the area a canvas does not

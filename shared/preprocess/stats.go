@@ -50,10 +50,7 @@ func (s Spec) CanvasSource(b []byte, lim Limits) (*image.RGBA, Source, error) {
 	if err != nil {
 		return nil, Source{}, err
 	}
-	if s.Pad == PadBorderMedian {
-		return fitPadded(d, s.Size, nil), d.source(), nil
-	}
-	return Fit(d, s.Size, s.Background), d.source(), nil
+	return s.Fit(d), d.source(), nil
 }
 
 // ProcessStats is Process, also returning the input's Stats.

@@ -50,9 +50,13 @@ type Data struct {
 // Model configures the CNN.
 type Model struct {
 	InputSize int `yaml:"input_size" json:"input_size"`
-	// Pad is preprocess.Spec.Pad for the model: "" (white canvas, the old
-	// path) or "border-median".
+	// Pad, Framing, Levels and Backdrop are the preprocessing spec's
+	// fields of the same names (see preprocess.Spec): empty is the old
+	// path (a white canvas, the whole photo, no level or backdrop change).
 	Pad           string  `yaml:"pad" json:"pad"`
+	Framing       string  `yaml:"framing" json:"framing"`
+	Levels        string  `yaml:"levels" json:"levels"`
+	Backdrop      string  `yaml:"backdrop" json:"backdrop"`
 	InputNorm     bool    `yaml:"input_norm" json:"input_norm"`
 	Widths        []int   `yaml:"widths" json:"widths"`
 	ConvsPerBlock int     `yaml:"convs_per_block" json:"convs_per_block"`
@@ -78,6 +82,14 @@ type Train struct {
 	EvalBatchSize         int     `yaml:"eval_batch_size" json:"eval_batch_size"`
 }
 
+// Spec is the preprocessing spec a model of this configuration is
+// trained and served with.
+func (m Model) Spec() preprocess.Spec {
+	s := preprocess.DefaultSpec(m.InputSize)
+	s.Pad, s.Framing, s.Levels, s.Backdrop = m.Pad, m.Framing, m.Levels, m.Backdrop
+	return s
+}
+
 // Augment configures training-time augmentation.
 type Augment struct {
 	Enabled        bool    `yaml:"enabled" json:"enabled"`
@@ -98,6 +110,12 @@ type Augment struct {
 	NoiseStdMax    float64 `yaml:"noise_std_max" json:"noise_std_max"`
 	BackgroundProb float64 `yaml:"background_prob" json:"background_prob"`
 	LetterboxProb  float64 `yaml:"letterbox_prob" json:"letterbox_prob"`
+	// CloseupProb is the probability that an augmented sample is a
+	// skin-only close-up: zoomed in by a factor in [CloseupMin, CloseupMax]
+	// on the object's centre.
+	CloseupProb float64 `yaml:"closeup_prob" json:"closeup_prob"`
+	CloseupMin  float64 `yaml:"closeup_min" json:"closeup_min"`
+	CloseupMax  float64 `yaml:"closeup_max" json:"closeup_max"`
 }
 
 // Export configures the ONNX export and its verification.
@@ -285,8 +303,14 @@ func (c *Config) Validate() error {
 	add(c.Data.ValidationFraction <= 0 || c.Data.ValidationFraction >= 1, "data.validation_fraction %v must be in (0,1)", c.Data.ValidationFraction)
 	add(c.Data.Workers < 0, "data.workers must be >= 0")
 	add(len(c.Model.Widths) == 0, "model.widths is empty")
-	add(c.Model.Pad != "" && c.Model.Pad != preprocess.PadBorderMedian,
-		"model.pad %q must be empty or %q", c.Model.Pad, preprocess.PadBorderMedian)
+	for _, f := range []struct{ key, v, want string }{
+		{"pad", c.Model.Pad, preprocess.PadBorderMedian},
+		{"framing", c.Model.Framing, preprocess.FramingObject},
+		{"levels", c.Model.Levels, preprocess.LevelsObject},
+		{"backdrop", c.Model.Backdrop, preprocess.BackdropRepaint},
+	} {
+		add(f.v != "" && f.v != f.want, "model.%s %q must be empty or %q", f.key, f.v, f.want)
+	}
 	for _, w := range c.Model.Widths {
 		add(w < 1, "model.widths entries must be >= 1")
 	}
@@ -311,6 +335,8 @@ func (c *Config) Validate() error {
 	add(c.Train.EarlyStoppingPatience < 0, "train.early_stopping_patience must be >= 0")
 	add(c.Augment.ScaleMin <= 0 || c.Augment.ScaleMax < c.Augment.ScaleMin, "augment.scale_min/scale_max invalid")
 	add(c.Augment.LetterboxProb < 0 || c.Augment.LetterboxProb > 1, "augment.letterbox_prob must be in [0, 1]")
+	add(c.Augment.CloseupProb < 0 || c.Augment.CloseupProb > 1, "augment.closeup_prob must be in [0, 1]")
+	add(c.Augment.CloseupProb > 0 && (c.Augment.CloseupMin < 1 || c.Augment.CloseupMax < c.Augment.CloseupMin), "augment.closeup_min/closeup_max invalid: need 1 <= min <= max")
 	add(c.Export.Tolerance <= 0, "export.tolerance must be > 0")
 	add(c.Export.Opset < 13, "export.opset must be >= 13")
 	if err := errors.Join(errs...); err != nil {

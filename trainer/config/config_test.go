@@ -52,6 +52,13 @@ func TestOverrides(t *testing.T) {
 		{name: "invalid value", sets: []string{"model.conv=fft"}, wantErr: "model.conv"},
 		{name: "input size vs depth", sets: []string{"model.input_size=20"}, wantErr: "multiple of 2^3"},
 		{name: "unknown pad", sets: []string{"model.pad=mirror"}, wantErr: "model.pad"},
+		{name: "unknown framing", sets: []string{"model.framing=tight"}, wantErr: "model.framing"},
+		{name: "unknown levels", sets: []string{"model.levels=auto"}, wantErr: "model.levels"},
+		{name: "unknown backdrop", sets: []string{"model.backdrop=blur"}, wantErr: "model.backdrop"},
+		{name: "canonical steps", sets: []string{"model.framing=object", "model.levels=object", "model.backdrop=repaint"}, check: func(c *Config) bool {
+			s := c.Model.Spec()
+			return s.Framing == "object" && s.Levels == "object" && s.Backdrop == "repaint" && s.Validate() == nil
+		}},
 		{name: "border-median pad", sets: []string{"model.pad=border-median"}, check: func(c *Config) bool { return c.Model.Pad == "border-median" }},
 	}
 	for _, tt := range tests {

@@ -55,6 +55,14 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 	ty := (2*r.Float64() - 1) * c.Translate * float64(n)
 	flipH := c.FlipHorizontal && r.IntN(2) == 1
 	flipV := c.FlipVertical && r.IntN(2) == 1
+	// A close-up shows the skin only: the object's centre (the canvas's,
+	// as the spec or the dataset frames it) magnified past its outline, as
+	// a phone held close to a fruit does. Drawn only when enabled, so
+	// configs without close-ups keep their random stream.
+	if c.CloseupProb > 0 && r.Float64() < c.CloseupProb {
+		scale = c.CloseupMin + r.Float64()*(c.CloseupMax-c.CloseupMin)
+		tx, ty = tx/scale, ty/scale
+	}
 	cos, sin := math.Cos(theta)/scale, math.Sin(theta)/scale
 	ctr := float64(n-1) / 2
 	src := s.Canvas
@@ -66,7 +74,9 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 	// photo, so the uncovered area (bg, the canvas's own pad colour) takes
 	// the jitter too: no letterbox reset (the draw stays, keeping the RNG
 	// stream of old specs unchanged).
-	letterbox := c.LetterboxProb > 0 && r.Float64() < c.LetterboxProb && a.Spec.Pad == ""
+	// Canonical specs reframe and relevel every sample below, which would
+	// undo a letterbox reset anyway.
+	letterbox := c.LetterboxProb > 0 && r.Float64() < c.LetterboxProb && a.Spec.Pad == "" && !a.Spec.Canonical()
 	var outside []bool
 	if letterbox {
 		outside = make([]bool, plane)
@@ -143,6 +153,15 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 			px[i] += float32(r.NormFloat64() * std)
 		}
 	}
+	if a.Spec.Canonical() {
+		// Serving frames, relevels and repaints every photo: the zoomed,
+		// moved and relit sample is made canonical the same way, through
+		// the same code, so training sees what serving would make of it.
+		if err := a.Spec.Tensor(a.Spec.Canonicalise(toRGBA(px, n)), dst); err != nil {
+			panic(err) // unreachable: the canvas is Size x Size and dst TensorLen long
+		}
+		return
+	}
 	for k := range 3 {
 		inv := 1 / a.Spec.Std[k]
 		m := a.Spec.Mean[k]
@@ -155,6 +174,19 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 			}
 		}
 	}
+}
+
+// toRGBA quantises RGB planes in [0,1] of an n x n sample to an image.
+func toRGBA(px []float32, n int) *image.RGBA {
+	m := image.NewRGBA(image.Rect(0, 0, n, n))
+	plane := n * n
+	for i := range plane {
+		for k := range 3 {
+			m.Pix[4*i+k] = uint8(max(0, min(1, px[k*plane+i]))*255 + 0.5)
+		}
+		m.Pix[4*i+3] = 255
+	}
+	return m
 }
 
 // bilinear samples an RGBA canvas at (x, y) in pixel-centre coordinates,

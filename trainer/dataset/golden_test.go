@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/shared/preprocess/preprocesstest"
 )
 
@@ -25,20 +26,29 @@ func TestGoldenTensor(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	o := opts(dir, preprocesstest.GoldenSpec.Size)
-	o.Spec = preprocesstest.GoldenSpec
-	o.ValidationFraction = 0.5
-	ds, err := Load(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	samples := append(append([]Sample{}, ds.Train...), ds.Validation...)
-	if len(samples) != 4 {
-		t.Fatalf("%d samples, want 4 (skipped: %+v)", len(samples), ds.Skipped)
-	}
-	for _, s := range samples {
-		if got := preprocesstest.TensorDigest(s.Tensor); got != preprocesstest.GoldenDigest {
-			t.Errorf("%s: tensor digest %s, want the golden %s", s.Path, got, preprocesstest.GoldenDigest)
+	for _, g := range []struct {
+		spec   preprocess.Spec
+		digest string
+	}{
+		{preprocesstest.GoldenSpec, preprocesstest.GoldenDigest},
+		{preprocesstest.GoldenPaddedSpec, preprocesstest.GoldenPaddedDigest},
+		{preprocesstest.GoldenCanonicalSpec, preprocesstest.GoldenCanonicalDigest},
+	} {
+		o := opts(dir, g.spec.Size)
+		o.Spec = g.spec
+		o.ValidationFraction = 0.5
+		ds, err := Load(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		samples := append(append([]Sample{}, ds.Train...), ds.Validation...)
+		if len(samples) != 4 {
+			t.Fatalf("%d samples, want 4 (skipped: %+v)", len(samples), ds.Skipped)
+		}
+		for _, s := range samples {
+			if got := preprocesstest.TensorDigest(s.Tensor); got != g.digest {
+				t.Errorf("%s: tensor digest %s, want the golden %s", s.Path, got, g.digest)
+			}
 		}
 	}
 }

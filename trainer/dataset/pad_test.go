@@ -39,3 +39,43 @@ func TestAugmentPadsLikeServing(t *testing.T) {
 		}
 	}
 }
+
+// TestAugmentCloseup: a close-up magnifies the canvas's centre past the
+// object's outline, so a fruit covering the middle half of the canvas
+// fills the whole sample (no backdrop left at the corners); without the
+// close-up the corners stay backdrop.
+func TestAugmentCloseup(t *testing.T) {
+	const n = 16
+	canvas := image.NewRGBA(image.Rect(0, 0, n, n))
+	for y := range n {
+		for x := range n {
+			p := canvas.Pix[canvas.PixOffset(x, y):]
+			p[0], p[1], p[2], p[3] = 255, 255, 255, 255
+			if x >= n/4 && x < 3*n/4 && y >= n/4 && y < 3*n/4 {
+				p[1], p[2] = 30, 30 // red skin
+			}
+		}
+	}
+	cfg := config.Default().Augment
+	cfg.Enabled, cfg.Prob = true, 1
+	cfg.ScaleMin, cfg.ScaleMax = 1, 1
+	cfg.RotateDegrees, cfg.Translate, cfg.FlipHorizontal, cfg.FlipVertical = 0, 0, false, false
+	cfg.Brightness, cfg.Contrast, cfg.Saturation, cfg.HueDegrees = 0, 0, 0, 0
+	cfg.BlurProb, cfg.NoiseProb, cfg.BackgroundProb, cfg.LetterboxProb = 0, 0, 0, 0
+	cfg.CloseupMin, cfg.CloseupMax = 2.2, 2.2
+	spec := preprocess.DefaultSpec(n)
+	green := func(x []float32, i int) float32 { return x[n*n+i]*spec.Std[1] + spec.Mean[1] }
+	for _, tt := range []struct {
+		prob   float64
+		corner bool // corner is skin
+	}{{0, false}, {1, true}} {
+		cfg.CloseupProb = tt.prob
+		x := make([]float32, spec.TensorLen())
+		(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas}, x, SampleRNG(1, 2, 3))
+		for _, i := range []int{0, n - 1, n*n - n, n*n - 1} {
+			if skin := green(x, i) < 0.5; skin != tt.corner {
+				t.Errorf("closeup_prob %v: corner %d green %.2f, skin %v, want %v", tt.prob, i, green(x, i), skin, tt.corner)
+			}
+		}
+	}
+}

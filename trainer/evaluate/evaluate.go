@@ -209,27 +209,12 @@ func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Re
 				for c, cond := range conds[1:] {
 					r := rand.New(rand.NewPCG(uint64(opt.Seed), uint64(i)<<8|uint64(c)))
 					img := cond.Apply(cloneRGBA(work), r)
-					var logits []float32
-					var st preprocess.Stats
-					if cond.JPEG > 0 {
-						var buf bytes.Buffer
-						if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: cond.JPEG}); err != nil {
-							errs[w] = err
-							return
-						}
-						if st, err = spec.ProcessStats(buf.Bytes(), opt.Limits, x); err != nil {
-							errs[w] = err
-							return
-						}
-					} else {
-						dd := &preprocess.Decoded{Image: img, Format: d.Format, Orientation: d.Orientation}
-						src := preprocess.Source{Width: img.Bounds().Dx(), Height: img.Bounds().Dy(), Format: d.Format}
-						if st, err = spec.TensorStats(preprocess.Fit(dd, spec.Size, spec.Background), src, x); err != nil {
-							errs[w] = err
-							return
-						}
+					st, err := corruptedTensor(spec, d, img, cond.JPEG, opt.Limits, x)
+					if err != nil {
+						errs[w] = err
+						return
 					}
-					logits, err = clf.Logits(x, 1)
+					logits, err := clf.Logits(x, 1)
 					if err != nil {
 						errs[w] = err
 						return
@@ -273,6 +258,24 @@ func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Re
 		results = append(results, r)
 	}
 	return results, skipped, nil
+}
+
+// corruptedTensor writes the model input for a corrupted image and returns
+// its input statistics: through the whole serving path after a JPEG round
+// trip at quality q (q > 0), or else through the spec's own canvas step
+// with the source's format and orientation, so a corrupted photo is padded
+// and framed as serving would.
+func corruptedTensor(spec preprocess.Spec, src *preprocess.Decoded, img *image.RGBA, q int, lim preprocess.Limits, x []float32) (preprocess.Stats, error) {
+	if q > 0 {
+		var buf bytes.Buffer
+		if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: q}); err != nil {
+			return preprocess.Stats{}, fmt.Errorf("re-encoding at quality %d: %w", q, err)
+		}
+		return spec.ProcessStats(buf.Bytes(), lim, x)
+	}
+	d := &preprocess.Decoded{Image: img, Format: src.Format, Orientation: src.Orientation}
+	s := preprocess.Source{Width: img.Bounds().Dx(), Height: img.Bounds().Dy(), Format: src.Format}
+	return spec.TensorStats(spec.Fit(d), s, x)
 }
 
 // observed is one image's prediction as the monitor reads it from a

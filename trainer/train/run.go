@@ -231,8 +231,7 @@ func newRun(ctx context.Context, opt Options) (*run, error) {
 // with the model's preprocessing, and stacks the validation tensors.
 func (r *run) loadData(ctx context.Context) error {
 	cfg := r.cfg
-	r.spec = preprocess.DefaultSpec(cfg.Model.InputSize)
-	r.spec.Pad = cfg.Model.Pad
+	r.spec = cfg.Model.Spec()
 	ds := r.opt.Dataset
 	if ds == nil {
 		if cfg.Data.URI == "" {

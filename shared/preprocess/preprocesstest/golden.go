@@ -48,3 +48,18 @@ var GoldenPaddedSpec = func() preprocess.Spec {
 
 // GoldenPaddedDigest is TensorDigest of GoldenJPEG through GoldenPaddedSpec.
 const GoldenPaddedDigest = "sha256:44cf092ff8265df4331a7afbe24fe09f8f2a128a4844677a94083ef58468144e"
+
+// GoldenCanonicalSpec is GoldenSpec with every canonical framing and
+// exposure step on (border-median pad, object framing, object levels,
+// backdrop repaint): the digest pins that path too.
+var GoldenCanonicalSpec = func() preprocess.Spec {
+	s := GoldenPaddedSpec
+	s.Framing = preprocess.FramingObject
+	s.Levels = preprocess.LevelsObject
+	s.Backdrop = preprocess.BackdropRepaint
+	return s
+}()
+
+// GoldenCanonicalDigest is TensorDigest of GoldenJPEG through
+// GoldenCanonicalSpec.
+const GoldenCanonicalDigest = "sha256:71ccba5381b9e82d7df8190b6d498dc122aa24c4d1da7db9d1fd1384ffff9b73"
