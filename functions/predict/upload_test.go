@@ -101,7 +101,7 @@ func newUploadEnv(t *testing.T, cfg Config) *uploadEnv {
 	}
 	c := newClassifier(t, cfg, modeltest.Options{Version: "v5"})
 	u := &Uploader{
-		Service: &Service{Config: cfg, Provider: modelsource.Static{C: c}, Objects: GCSObjects{Client: g.client}, Log: quietLog()},
+		Service: &Service{Config: cfg, Provider: modelsource.Static{C: c}, Storage: blob.NewOpener(g.client), Log: quietLog()},
 		Results: &Results{Store: blob.NewGCS(g.client, cfg.ResultsBucket, ""), Timeout: cfg.StorageTimeout},
 	}
 	return &uploadEnv{gcsEnv: g, u: u, h: ceHandler(t, u.HandleCloudEvent)}
