@@ -182,6 +182,10 @@ func readHeader(b []byte, lim Limits) (header, error) {
 		}
 		return err
 	})
+	var refused *Error // already classified (a cgo-free build's JPEG)
+	if errors.As(err, &refused) {
+		return h, refused
+	}
 	if err != nil {
 		return h, newError(ErrCorrupt, err, "reading %s header", f)
 	}
