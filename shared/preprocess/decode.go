@@ -146,15 +146,6 @@ type header struct {
 	b      []byte
 }
 
-// DecodeConfig sniffs the format and reads only the header, refusing
-// images over the limits or with non-positive dimensions. It allocates no
-// pixel memory, so it is safe on hostile input. For JPEGs the colour model
-// is that of the image Decode returns (RGBA or Gray).
-func DecodeConfig(b []byte, lim Limits) (Format, image.Config, error) {
-	h, err := readHeader(b, lim)
-	return h.format, h.cfg, err
-}
-
 func readHeader(b []byte, lim Limits) (header, error) {
 	h := header{b: b}
 	if int64(len(b)) > lim.maxBytes() {
