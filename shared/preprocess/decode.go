@@ -3,7 +3,7 @@
 // other, so training and serving cannot drift apart (no train/serve skew).
 //
 // The path is: sniff the format from the bytes, read only the header
-// (DecodeConfig) and refuse oversized or degenerate images before any pixel
+// and refuse oversized or degenerate images before any pixel
 // buffer is allocated, decode (JPEGs through libjpeg-turbo, scaled in the
 // DCT domain to what the output needs), box-reduce large sources plane by
 // plane, resize with a fixed-point Catmull-Rom onto a square canvas of the
