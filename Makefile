@@ -56,11 +56,15 @@ vet: turbojpeg
 	$(GO) vet -tags xla ./trainer/...
 
 .PHONY: structure
-structure: turbojpeg ## structure checks (not yet in lint: CGO_ENABLED=0 fails at shared/preprocess's TurboJPEG): CGO_ENABLED=0 CLI and publish path, shared/ imports, no testing in functions, staticcheck, deadcode
-	infra/checks/structure.sh
+structure: turbojpeg ## structure checks: CGO_ENABLED=0 CLI, preprocess and publish path, shared/ imports, no testing in functions
+	infra/checks/structure.sh structure
+
+.PHONY: staticcheck
+staticcheck: turbojpeg ## staticcheck and deadcode -test (pinned), both clean; minutes, so CI runs it beside lint
+	infra/checks/structure.sh tools
 
 .PHONY: lint
-lint: fmt-check vet ## gofmt check and go vet (structure joins once shared/preprocess builds without cgo: see infra/checks/structure.sh)
+lint: fmt-check vet structure ## gofmt check, go vet and the structure checks (make staticcheck: the slow linters)
 
 .PHONY: test
 # GoMLX's pure-Go backend does pointer arithmetic in its SIMD kernels that the

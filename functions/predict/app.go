@@ -3,7 +3,6 @@ package predict
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -26,11 +25,10 @@ type App struct {
 	Service *Service
 	HTTP    *Server
 
-	storage    *storage.Client
-	storageErr error
-	psOpts     []option.ClientOption
-	mu         sync.Mutex
-	closeFns   []func() error
+	storage  *blob.Opener // the one storage client, for sources, results and models
+	psOpts   []option.ClientOption
+	mu       sync.Mutex
+	closeFns []func() error
 }
 
 // AppOptions supply dependencies; zero values get production defaults.
@@ -38,9 +36,10 @@ type AppOptions struct {
 	// Provider overrides the MODEL_URI or REGISTRY_URI model (e.g. a
 	// static classifier in tests).
 	Provider modelsource.Provider
-	// Storage is the client for source objects and results; nil makes one
-	// with storage.NewClient (which honours STORAGE_EMULATOR_HOST and
-	// Application Default Credentials), closed by Close.
+	// Storage is the client for source objects, results and models; nil
+	// makes one with storage.NewClient on first use (which honours
+	// STORAGE_EMULATOR_HOST and Application Default Credentials), closed
+	// by Close.
 	Storage *storage.Client
 	// PubSubOptions are extra options for the Pub/Sub client (emulators
 	// are found through PUBSUB_EMULATOR_HOST without them).
@@ -55,15 +54,12 @@ type AppOptions struct {
 func NewApp(cfg Config, o AppOptions) *App {
 	svc := &Service{Config: cfg, Provider: o.Provider, Metrics: o.Metrics, Log: o.Log,
 		Budget: NewDecodeBudget(cfg.DecodeMemory, cfg.DecodeWait)}
-	a := &App{Service: svc, HTTP: &Server{Service: svc}, storage: o.Storage, psOpts: o.PubSubOptions}
-	if a.storage == nil {
-		if a.storage, a.storageErr = storage.NewClient(context.Background()); a.storageErr != nil {
-			a.storageErr = fmt.Errorf("creating the storage client: %w", a.storageErr)
-		} else {
-			a.addClose(a.storage.Close)
-		}
+	a := &App{Service: svc, HTTP: &Server{Service: svc}, storage: blob.NewOpener(o.Storage), psOpts: o.PubSubOptions}
+	if o.Storage == nil {
+		a.storage = blob.LazyOpener()
+		a.addClose(a.storage.Close)
 	}
-	svc.Objects = GCSObjects{Client: a.storage, Err: a.storageErr}
+	svc.Storage = a.storage
 	if svc.Provider == nil {
 		svc.Provider = a.modelProvider(cfg, svc.log())
 	}
@@ -79,9 +75,9 @@ func (a *App) modelProvider(cfg Config, log *slog.Logger) modelsource.Provider {
 	}
 	var p closer
 	if cfg.ServesRegistry() {
-		p = newRegistryProvider(cfg, log)
+		p = newRegistryProvider(cfg, a.storage, log)
 	} else {
-		p = modelsource.NewLazy(modelsource.FromURI(blob.LazyOpener(), cfg.ModelURI, onnxrt.Options{
+		p = modelsource.NewLazy(modelsource.FromURI(a.storage, cfg.ModelURI, onnxrt.Options{
 			IntraOpThreads: cfg.IntraOpThreads,
 			Limits:         cfg.Limits(),
 		}), modelsource.Backoff{Initial: time.Second, Max: cfg.ModelRetry})
@@ -107,12 +103,13 @@ func (a *App) Uploader() (*Uploader, error) {
 	if err := cfg.ValidateUpload(); err != nil {
 		return nil, err
 	}
-	if a.storageErr != nil {
-		return nil, a.storageErr
+	results, err := a.storage.Open(context.Background(), "gs://"+cfg.ResultsBucket)
+	if err != nil {
+		return nil, err
 	}
 	u := &Uploader{
 		Service: a.Service,
-		Results: &Results{Store: blob.NewGCS(a.storage, cfg.ResultsBucket, ""), Timeout: cfg.StorageTimeout},
+		Results: &Results{Store: results, Timeout: cfg.StorageTimeout},
 	}
 	if cfg.Topic != "" {
 		p, err := pubsubx.Dial(context.Background(), cfg.Project, cfg.Topic, a.psOpts...)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/memlimit"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/shared/results"
@@ -125,16 +126,19 @@ func TestPredictOverBudget(t *testing.T) {
 	})
 }
 
-// countingObjects serves one object from memory and counts reads.
+// countingObjects serves one object from memory, in every bucket, and
+// counts reads.
 type countingObjects struct {
-	Objects // List: not used
-	data    []byte
-	reads   atomic.Int64
+	blob.Store // only ReadGeneration is used
+	data       []byte
+	reads      atomic.Int64
 }
 
-func (c *countingObjects) Read(_ context.Context, bucket, name string, _, _ int64) ([]byte, ObjectInfo, error) {
+func (c *countingObjects) Open(context.Context, string) (blob.Store, error) { return c, nil }
+
+func (c *countingObjects) ReadGeneration(_ context.Context, key string, gen, _ int64) ([]byte, blob.Attrs, error) {
 	c.reads.Add(1)
-	return c.data, ObjectInfo{Bucket: bucket, Name: name, Size: int64(len(c.data))}, nil
+	return c.data, blob.Attrs{Key: key, Generation: gen, Size: int64(len(c.data))}, nil
 }
 
 // A client that disconnects costs no decode: jobs not started yet are

@@ -39,7 +39,7 @@ func ErrorKind(err error) string {
 		return KindTooLarge
 	case errors.Is(err, blob.ErrNotFound):
 		return KindNotFound
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(err, blob.ErrForbidden):
 		return KindForbidden
 	case errors.Is(err, errBadRequest):
 		return KindBadRequest

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 )
 
@@ -43,7 +44,7 @@ func TestPredictJSON(t *testing.T) {
 	cfg.MaxObjects = 5
 	cfg.MaxImageBytes = 64 << 10
 	cfg.AllowedBuckets = []string{"imgs"}
-	s := newServer(t, cfg, GCSObjects{Client: g.client}, nil)
+	s := newServer(t, cfg, blob.NewOpener(g.client), nil)
 
 	type item struct{ uri, label, kind, expected string }
 	tests := []struct {
@@ -192,7 +193,7 @@ func TestPredictJSONStorageDown(t *testing.T) {
 	g.put(t, "imgs", "a.jpg", "image/jpeg", redJPEG(t))
 	cfg := testConfig()
 	cfg.AllowedBuckets = []string{"imgs"}
-	s := newServer(t, cfg, GCSObjects{Client: g.client}, nil)
+	s := newServer(t, cfg, blob.NewOpener(g.client), nil)
 	if err := g.srv.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +216,7 @@ func TestPredictJSONStorageDown(t *testing.T) {
 func TestPredictAllowListFailsClosed(t *testing.T) {
 	g := newGCS(t, "imgs")
 	g.put(t, "imgs", "a.jpg", "image/jpeg", redJPEG(t))
-	s := newServer(t, testConfig(), GCSObjects{Client: g.client}, nil)
+	s := newServer(t, testConfig(), blob.NewOpener(g.client), nil)
 	w, body := do(t, s, post("/", "application/json", []byte(`{"uris":["gs://imgs/a.jpg"]}`)))
 	if res := body["results"].([]any)[0].(map[string]any); w.Code != 200 || res["kind"] != "forbidden" {
 		t.Errorf("status %d, result %v: want the object refused as forbidden", w.Code, res)

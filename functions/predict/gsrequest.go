@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"strings"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
@@ -43,7 +44,7 @@ func (s *Server) jsonRequest(w http.ResponseWriter, r *http.Request, c *onnxrt.C
 		bad("bad JSON: more than one value")
 		return
 	}
-	if s.Objects == nil {
+	if s.Storage == nil {
 		writeError(w, http.StatusNotImplemented, KindInternal, "this deployment cannot read gs:// objects")
 		return
 	}
@@ -75,7 +76,7 @@ func (s *Server) parseGS(uri string, wantObject bool) (bucket, name string, err 
 		return "", "", fmt.Errorf("%q names no object: %w", uri, errBadRequest)
 	}
 	if !s.Config.bucketAllowed(bucket) {
-		return "", "", fmt.Errorf("bucket %q is not in PREDICT_ALLOWED_BUCKETS: %w", bucket, ErrForbidden)
+		return "", "", fmt.Errorf("bucket %q is not in PREDICT_ALLOWED_BUCKETS: %w", bucket, blob.ErrForbidden)
 	}
 	return bucket, name, nil
 }
@@ -96,7 +97,7 @@ func (s *Server) uris(w http.ResponseWriter, r *http.Request, c *onnxrt.Classifi
 			srcs[i].Err = err
 			continue
 		}
-		srcs[i].Object = &ObjectInfo{Bucket: bucket, Name: name}
+		srcs[i].Object = gsObject(bucket, name, 0, 0)
 	}
 	s.classifyInto(r.Context(), c, k, srcs, results, rl)
 	writeJSON(w, http.StatusOK, BatchResponse{Model: modelOf(c), Results: results})
@@ -117,7 +118,7 @@ func (s *Server) prefix(w http.ResponseWriter, r *http.Request, c *onnxrt.Classi
 	}
 	objs, err := s.listImages(r.Context(), bucket, folder)
 	switch {
-	case errors.Is(err, ErrTooMany):
+	case errors.Is(err, blob.ErrTooMany):
 		bad(err.Error() + "; narrow the prefix (MAX_OBJECTS)")
 		return
 	case err != nil:
@@ -134,7 +135,7 @@ func (s *Server) prefix(w http.ResponseWriter, r *http.Request, c *onnxrt.Classi
 	results := make([]Result, len(objs))
 	names := make([]string, len(objs))
 	for i := range objs {
-		srcs[i].Object, results[i].URI, names[i] = &objs[i], objs[i].URI(), objs[i].Name
+		srcs[i].Object, results[i].URI, names[i] = &objs[i], objs[i].URI, objs[i].Key
 	}
 	got := s.classifyInto(r.Context(), c, k, srcs, results, rl)
 	resp := BatchResponse{Model: modelOf(c), Results: results}
@@ -151,8 +152,26 @@ func (s *Server) prefix(w http.ResponseWriter, r *http.Request, c *onnxrt.Classi
 
 // listImages lists up to Config.MaxObjects images below folder, looking at
 // no more than 20 times as many objects.
-func (s *Server) listImages(ctx context.Context, bucket, folder string) ([]ObjectInfo, error) {
+func (s *Server) listImages(ctx context.Context, bucket, folder string) ([]blob.Attrs, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.Config.StorageTimeout)
 	defer cancel()
-	return s.Objects.List(ctx, bucket, folder, looksLikeImage, s.Config.MaxObjects, 20*s.Config.MaxObjects)
+	st, err := s.Storage.Open(ctx, "gs://"+bucket)
+	if err != nil {
+		return nil, err
+	}
+	return blob.Collect(ctx, st, blob.ListOptions{Prefix: folder},
+		blob.Limits{Keep: looksLikeImage, Max: s.Config.MaxObjects, Scan: 20 * s.Config.MaxObjects})
+}
+
+// imageExtensions are what a prefix listing treats as images when an
+// object's content type does not say.
+var imageExtensions = map[string]bool{".jpg": true, ".jpeg": true, ".png": true, ".webp": true}
+
+// looksLikeImage decides from name and content type whether a listed
+// object is worth classifying (the bytes are sniffed anyway).
+func looksLikeImage(o blob.Attrs) bool {
+	if strings.HasPrefix(o.ContentType, "image/") {
+		return true
+	}
+	return imageExtensions[strings.ToLower(path.Ext(o.Key))]
 }

@@ -49,10 +49,10 @@ func testConfig() Config {
 	return c
 }
 
-func newServer(tb testing.TB, cfg Config, objs Objects, metrics *telemetry.Metrics) *Server {
+func newServer(tb testing.TB, cfg Config, objs Buckets, metrics *telemetry.Metrics) *Server {
 	tb.Helper()
 	c := newClassifier(tb, cfg, modeltest.Options{Version: "v3"})
-	return &Server{&Service{Config: cfg, Provider: modelsource.Static{C: c}, Objects: objs, Metrics: metrics, Log: quietLog()}}
+	return &Server{&Service{Config: cfg, Provider: modelsource.Static{C: c}, Storage: objs, Metrics: metrics, Log: quietLog()}}
 }
 
 var (

@@ -23,10 +23,10 @@ type registryProvider struct {
 	made    *modelsource.Watcher
 }
 
-func newRegistryProvider(cfg Config, log *slog.Logger) *registryProvider {
+func newRegistryProvider(cfg Config, storage *blob.Opener, log *slog.Logger) *registryProvider {
 	p := &registryProvider{}
 	p.watcher = sync.OnceValues(func() (*modelsource.Watcher, error) {
-		reg, err := registry.Open(context.Background(), cfg.RegistryURI, registry.Options{Logger: log, Storage: blob.LazyOpener()})
+		reg, err := registry.Open(context.Background(), cfg.RegistryURI, registry.Options{Logger: log, Storage: storage})
 		if err != nil {
 			return nil, fmt.Errorf("opening REGISTRY_URI: %w", err)
 		}

@@ -23,27 +23,34 @@ type Results struct {
 // Lookup says what the bucket holds under key for generation gen of the
 // source object name: OutcomeDuplicate (a result of gen), OutcomeStale (of
 // a newer generation), OutcomeCollision (another object's result file), or
-// "" (none, or an older generation's, whose attributes it returns).
-func (r *Results) Lookup(ctx context.Context, key, name string, gen int64) (Outcome, blob.Attrs, error) {
+// "" (none, or an older generation's).
+func (r *Results) Lookup(ctx context.Context, key, name string, gen int64) (Outcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
 	a, err := r.Store.Attributes(ctx, key)
 	if errors.Is(err, blob.ErrNotFound) {
-		return "", a, nil
+		return "", nil
 	}
 	if err != nil {
-		return "", a, fmt.Errorf("checking for an existing result: %w", err)
+		return "", fmt.Errorf("checking for an existing result: %w", err)
 	}
+	return outcomeOf(a, name, gen), nil
+}
+
+// outcomeOf is what the stored result a means for generation gen of the
+// source object name: OutcomeCollision, OutcomeDuplicate, OutcomeStale or
+// "" (an older generation's result, to be replaced).
+func outcomeOf(a blob.Attrs, name string, gen int64) Outcome {
 	if n, ok := a.Metadata[results.SourceNameKey]; ok && n != name {
-		return OutcomeCollision, a, nil
+		return OutcomeCollision
 	}
 	switch g := sourceGeneration(a); {
 	case g == gen:
-		return OutcomeDuplicate, a, nil
+		return OutcomeDuplicate
 	case g > gen:
-		return OutcomeStale, a, nil
+		return OutcomeStale
 	}
-	return "", a, nil
+	return ""
 }
 
 func sourceGeneration(a blob.Attrs) int64 {
@@ -69,40 +76,31 @@ func (r *Results) WriteOnce(ctx context.Context, key string, res *results.Upload
 	if err != nil {
 		return "", fmt.Errorf("encoding the result: %w", err)
 	}
-	opts := blob.WriteOptions{
+	change := &blob.Change{
+		Data:        append(data, '\n'),
 		ContentType: "application/json",
 		Metadata: map[string]string{
 			results.SourceGenerationKey: strconv.FormatInt(res.Generation, 10),
 			results.SourceBucketKey:     res.Bucket,
 			results.SourceNameKey:       res.Name,
 		},
-		IfNotExist: true,
 	}
-	const attempts = 5
-	for range attempts {
-		wctx, cancel := context.WithTimeout(ctx, r.Timeout)
-		_, err := r.Store.Write(wctx, key, append(data, '\n'), opts)
-		cancel()
-		if err == nil {
-			return OutcomeWritten, nil
-		}
-		if !errors.Is(err, blob.ErrPrecondition) {
-			return "", fmt.Errorf("writing the result: %w", err)
-		}
-		o, a, err := r.Lookup(ctx, key, res.Name, res.Generation)
-		switch {
-		case err != nil:
-			return "", err
-		case o != "":
-			return o, nil
-		}
-		if a.Generation == 0 { // deleted meanwhile: create again
-			opts.IfNotExist, opts.IfGenerationMatch = true, 0
-		} else {
-			opts.IfNotExist, opts.IfGenerationMatch = false, a.Generation
-		}
+	outcome := OutcomeWritten
+	_, _, err = blob.Update(ctx, r.Store, key, blob.UpdateOptions{AssumeAbsent: true, CallTimeout: r.Timeout},
+		func(cur *blob.Current) (*blob.Change, error) {
+			if cur == nil { // absent (or deleted meanwhile): create it
+				return change, nil
+			}
+			if outcome = outcomeOf(cur.Attrs, res.Name, res.Generation); outcome != "" {
+				return nil, nil // leave it
+			}
+			outcome = OutcomeWritten // an older generation's: replace it
+			return change, nil
+		})
+	if err != nil {
+		return "", fmt.Errorf("writing the result: %w", err)
 	}
-	return "", fmt.Errorf("writing %s: still contended after %d attempts: %w", r.Store.URI(key), attempts, blob.ErrPrecondition)
+	return outcome, nil
 }
 
 // errNotAResult: what is stored under a result's name does not decode.

@@ -28,8 +28,8 @@ type Service struct {
 	// ConfigFromEnv.
 	Config   Config
 	Provider modelsource.Provider
-	// Objects reads object sources; nil refuses them.
-	Objects Objects
+	// Storage opens the buckets object sources name; nil refuses them.
+	Storage Buckets
 	// Budget bounds the memory of concurrent decodes (one per process);
 	// nil admits every decode.
 	Budget  *DecodeBudget
@@ -45,8 +45,19 @@ type Source struct {
 	// Object is read with its Generation (0: the live object). A Size
 	// the caller was told (an event's) over Config.MaxImageBytes is
 	// refused before any byte is read.
-	Object *ObjectInfo
+	Object *blob.Attrs
 	Err    error
+}
+
+// Buckets opens the store a gs:// URI names; *blob.Opener is the
+// production one (one storage client per process).
+type Buckets interface {
+	Open(ctx context.Context, uri string) (blob.Store, error)
+}
+
+// gsObject names generation gen of gs://bucket/name as an object source.
+func gsObject(bucket, name string, gen, size int64) *blob.Attrs {
+	return &blob.Attrs{Bucket: bucket, Key: name, URI: "gs://" + bucket + "/" + name, Generation: gen, Size: size}
 }
 
 // Classification is what became of one Source.
@@ -152,17 +163,21 @@ func (s *Service) classifyOne(ctx context.Context, c *onnxrt.Classifier, src Sou
 
 // read reads an object source within Config.MaxImageBytes and
 // Config.StorageTimeout.
-func (s *Service) read(ctx context.Context, o ObjectInfo) ([]byte, int64, error) {
+func (s *Service) read(ctx context.Context, o blob.Attrs) ([]byte, int64, error) {
 	maxBytes := s.Config.MaxImageBytes
 	if o.Size > maxBytes {
-		return nil, 0, fmt.Errorf("%s is %d bytes, limit %d: %w", o.URI(), o.Size, maxBytes, blob.ErrTooLarge)
+		return nil, 0, fmt.Errorf("%s is %d bytes, limit %d: %w", o.URI, o.Size, maxBytes, blob.ErrTooLarge)
 	}
-	if s.Objects == nil {
-		return nil, 0, fmt.Errorf("reading %s: this deployment cannot read objects: %w", o.URI(), errBadRequest)
+	if s.Storage == nil {
+		return nil, 0, fmt.Errorf("reading %s: this deployment cannot read objects: %w", o.URI, errBadRequest)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.Config.StorageTimeout)
 	defer cancel()
-	data, info, err := s.Objects.Read(ctx, o.Bucket, o.Name, o.Generation, maxBytes)
+	st, err := s.Storage.Open(ctx, "gs://"+o.Bucket)
+	if err != nil {
+		return nil, 0, err
+	}
+	data, info, err := st.ReadGeneration(ctx, o.Key, o.Generation, maxBytes)
 	return data, info.Size, err
 }
 

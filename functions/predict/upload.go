@@ -215,7 +215,7 @@ func (u *Uploader) process(ctx context.Context, oe events.ObjectEvent) (Outcome,
 	key := results.ObjectName(oe.Name, false)
 	// Cheap duplicate check first: a redelivered event costs one stat, not
 	// a download and an inference.
-	switch o, _, err := u.Results.Lookup(ctx, key, oe.Name, oe.Generation); {
+	switch o, err := u.Results.Lookup(ctx, key, oe.Name, oe.Generation); {
 	case err != nil:
 		return OutcomeRetry, nil, err
 	case o == OutcomeDuplicate:
@@ -230,8 +230,8 @@ func (u *Uploader) process(ctx context.Context, oe events.ObjectEvent) (Outcome,
 		return OutcomeRetry, nil, err
 	}
 	defer lease.Release()
-	obj := ObjectInfo{Bucket: oe.Bucket, Name: oe.Name, Generation: oe.Generation, Size: oe.Size}
-	out := u.Classify(ctx, lease.Classifier, []Source{{Object: &obj}}, Options{TopK: u.Config.TopK, Via: "upload"})[0]
+	obj := gsObject(oe.Bucket, oe.Name, oe.Generation, oe.Size)
+	out := u.Classify(ctx, lease.Classifier, []Source{{Object: obj}}, Options{TopK: u.Config.TopK, Via: "upload"})[0]
 	res := u.result(oe, lease.Classifier, out)
 	if out.Err != nil {
 		if !Permanent(res.Kind) {

@@ -101,7 +101,7 @@ func newUploadEnv(t *testing.T, cfg Config) *uploadEnv {
 	}
 	c := newClassifier(t, cfg, modeltest.Options{Version: "v5"})
 	u := &Uploader{
-		Service: &Service{Config: cfg, Provider: modelsource.Static{C: c}, Objects: GCSObjects{Client: g.client}, Log: quietLog()},
+		Service: &Service{Config: cfg, Provider: modelsource.Static{C: c}, Storage: blob.NewOpener(g.client), Log: quietLog()},
 		Results: &Results{Store: blob.NewGCS(g.client, cfg.ResultsBucket, ""), Timeout: cfg.StorageTimeout},
 	}
 	return &uploadEnv{gcsEnv: g, u: u, h: ceHandler(t, u.HandleCloudEvent)}
@@ -120,11 +120,11 @@ func acked(code int) bool { return code >= 200 && code < 300 }
 // result reads a result object and its attributes.
 func (e *uploadEnv) result(t testing.TB, key string) (*results.Upload, blob.Attrs) {
 	t.Helper()
-	data, a, err := e.u.Results.Store.Read(context.Background(), key, 1<<20)
+	data, _, err := e.u.Results.Store.Read(context.Background(), key, 1<<20)
 	if err != nil {
 		t.Fatalf("reading result %s: %v", key, err)
 	}
-	a, err = e.u.Results.Store.Attributes(context.Background(), key)
+	a, err := e.u.Results.Store.Attributes(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Orchard's structure checks (part of `make lint`): light packages stay
-# apart from heavy runtimes, and the tree has no unreachable code.
+# Orchard's structure checks: light packages stay apart from heavy
+# runtimes (1-4: `make lint`, seconds warm), and the tree has no
+# unreachable code and no staticcheck findings (5: `make staticcheck`, run
+# by .ci/run; minutes, since staticcheck analyses every dependency).
 #
 #   1. CGO_ENABLED=0 builds the orchard CLI, and that binary refuses to
 #      promote (the gate cannot reproduce verification logits without
-#      onnxruntime) with an error naming the cgo build.
+#      onnxruntime) with an error naming the cgo build; and a cgo-free
+#      shared/preprocess refuses JPEGs (no libjpeg-turbo) rather than
+#      decoding them differently from serving.
 #   2. The trainer's publish path (shared/registry: Publish, the gate,
 #      the store) builds without cgo and does not depend on onnxruntime_go:
 #      the runtime is injected (registry.Runtime).
@@ -39,6 +43,8 @@ structure() {
 	elif ! grep -q 'CGO_ENABLED=1' <<<"$out"; then
 		bad "the CGO_ENABLED=0 orchard CLI's promote error does not name the cgo build: $out"
 	fi
+	CGO_ENABLED=0 go test -count=1 -run '^TestNoCgo' ./shared/preprocess >/dev/null ||
+		bad "a CGO_ENABLED=0 shared/preprocess does not refuse JPEGs (CGO_ENABLED=0 go test -run NoCgo ./shared/preprocess)"
 
 	# 2. The trainer's publish path without onnxruntime.
 	CGO_ENABLED=0 go build ./shared/registry

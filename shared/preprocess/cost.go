@@ -11,7 +11,7 @@ import (
 // what the decoder needs beside it (libjpeg's coefficient buffer for
 // progressive JPEGs, PNG's interlace passes, WebP lossless' ARGB copy), and
 // the box-reduced copy and resize buffer. It fails exactly as
-// DecodeConfig does, so a caller can admit the decode against a memory
+// Decode's header check does, so a caller can admit the decode against a memory
 // budget before any pixel memory exists. size 0 means a full-size Decode.
 func DecodeCost(b []byte, lim Limits, size int) (int64, error) {
 	h, err := readHeader(b, lim)

@@ -3,7 +3,7 @@
 // other, so training and serving cannot drift apart (no train/serve skew).
 //
 // The path is: sniff the format from the bytes, read only the header
-// (DecodeConfig) and refuse oversized or degenerate images before any pixel
+// and refuse oversized or degenerate images before any pixel
 // buffer is allocated, decode (JPEGs through libjpeg-turbo, scaled in the
 // DCT domain to what the output needs), box-reduce large sources plane by
 // plane, resize with a fixed-point Catmull-Rom onto a square canvas of the
@@ -146,15 +146,6 @@ type header struct {
 	b      []byte
 }
 
-// DecodeConfig sniffs the format and reads only the header, refusing
-// images over the limits or with non-positive dimensions. It allocates no
-// pixel memory, so it is safe on hostile input. For JPEGs the colour model
-// is that of the image Decode returns (RGBA or Gray).
-func DecodeConfig(b []byte, lim Limits) (Format, image.Config, error) {
-	h, err := readHeader(b, lim)
-	return h.format, h.cfg, err
-}
-
 func readHeader(b []byte, lim Limits) (header, error) {
 	h := header{b: b}
 	if int64(len(b)) > lim.maxBytes() {
@@ -182,6 +173,10 @@ func readHeader(b []byte, lim Limits) (header, error) {
 		}
 		return err
 	})
+	var refused *Error // already classified (a cgo-free build's JPEG)
+	if errors.As(err, &refused) {
+		return h, refused
+	}
 	if err != nil {
 		return h, newError(ErrCorrupt, err, "reading %s header", f)
 	}

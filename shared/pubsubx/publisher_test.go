@@ -89,7 +89,7 @@ func TestPublisher(t *testing.T) {
 	}
 
 	set := pubsubx.NewPublishers(c)
-	if set.For(ps.TopicName("topic-b")) != set.For(ps.TopicName("topic-b")) {
+	if first, again := set.For(ps.TopicName("topic-b")), set.For(ps.TopicName("topic-b")); first != again {
 		t.Error("For made two publishers for one topic")
 	}
 	if _, err := set.For(ps.TopicName("topic-b")).Send(ctx, &pubsub.Message{Data: []byte("three")}); err != nil {

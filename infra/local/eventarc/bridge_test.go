@@ -283,10 +283,8 @@ func TestDeadLetterAfterMaxAttempts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := max(tc.attempts, 5)
-			if tc.attempts == 0 {
-				want = 5
-			} else {
+			want := 5 // the default
+			if tc.attempts != 0 {
 				want = tc.attempts
 			}
 			start(t, b)
