@@ -194,7 +194,13 @@ func TestUploadLogLine(t *testing.T) {
 			t.Errorf("log %s = %v, want %v", k, l[k], want)
 		}
 	}
-	if _, ok := l["latency_ms"].(float64); !ok {
+	lat, ok := l["latency_ms"].(float64)
+	if !ok {
 		t.Errorf("no latency_ms in %v", l)
+	}
+	// The event's ce-time is in the past: the time from upload to result
+	// includes the handling time.
+	if u2r, ok := l["upload_to_result_ms"].(float64); !ok || u2r < lat {
+		t.Errorf("upload_to_result_ms = %v, want a number >= latency_ms %v", l["upload_to_result_ms"], lat)
 	}
 }

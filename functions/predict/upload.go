@@ -95,6 +95,11 @@ func (u *Uploader) Handle(ctx context.Context, ev cloudevents.Event) (Outcome, e
 	line := []slog.Attr{slog.String("function", "PredictOnUpload"), slog.String("event_id", ev.ID()), slog.String("event_type", ev.Type())}
 	logOutcome := func(level slog.Level, o Outcome, msg string, extra ...slog.Attr) {
 		attrs := append(line, slog.String("outcome", string(o)), slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000))
+		if o == OutcomeWritten && !ev.Time().IsZero() {
+			// From the storage event to the result: what the upload-to-result
+			// SLO (infra/terraform/monitoring.tf) measures.
+			attrs = append(attrs, slog.Float64("upload_to_result_ms", float64(time.Since(ev.Time()).Microseconds())/1000))
+		}
 		u.log().LogAttrs(ctx, level, msg, append(attrs, extra...)...)
 	}
 	if ev.Type() != events.StorageFinalized {
