@@ -74,9 +74,14 @@ func TestParseMetadataRejectsUnknownSpecFields(t *testing.T) {
 	if _, err := model.ParseMetadata(b); err != nil {
 		t.Fatalf("the unmodified metadata is refused: %v", err)
 	}
-	future := strings.Replace(string(b), `"resize":`, `"framing":"object","resize":`, 1)
-	if _, err := model.ParseMetadata([]byte(future)); err == nil || !strings.Contains(err.Error(), "framing") {
-		t.Errorf("unknown spec field: ParseMetadata = %v, want an error naming framing", err)
+	future := strings.Replace(string(b), `"resize":`, `"vignette":"radial","resize":`, 1)
+	if _, err := model.ParseMetadata([]byte(future)); err == nil || !strings.Contains(err.Error(), "vignette") {
+		t.Errorf("unknown spec field: ParseMetadata = %v, want an error naming vignette", err)
+	}
+	// framing is a field this binary knows (issue 12): accepted.
+	known := strings.Replace(string(b), `"resize":`, `"framing":"object","resize":`, 1)
+	if _, err := model.ParseMetadata([]byte(known)); err != nil {
+		t.Errorf("known spec field framing: ParseMetadata = %v", err)
 	}
 	good.Preprocessing.Pad = "mirror"
 	b, err = json.Marshal(good)
