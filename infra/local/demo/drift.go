@@ -34,7 +34,11 @@ func (r *runner) drift(ctx context.Context, names []string, cleanStart time.Time
 	if err != nil {
 		return err
 	}
-	cleanEnd := time.Now()
+	// Reports are keyed by their window's end to the second, so the two
+	// windows must end in different seconds: the clean one ends on the next
+	// whole second, before any drifted upload.
+	cleanEnd := time.Now().Truncate(time.Second).Add(time.Second)
+	time.Sleep(time.Until(cleanEnd))
 	var drifted []string
 	if err := r.step("upload the same photos again under a drift ("+r.o.Drift+") to gs://"+st.Config.UploadsBucket+"/"+DriftPrefix, func() (string, error) {
 		for i, n := range names {
@@ -64,6 +68,10 @@ func (r *runner) drift(ctx context.Context, names []string, cleanStart time.Time
 		return err
 	}
 	driftEnd := time.Now()
+	if next := cleanEnd.Add(time.Second); driftEnd.Before(next) {
+		time.Sleep(time.Until(next))
+		driftEnd = next
+	}
 	windows := []struct {
 		title      string
 		start, end time.Time
