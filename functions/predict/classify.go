@@ -28,6 +28,10 @@ const (
 	KindInternal         = "internal"           // anything else
 )
 
+// ErrorKind classifies an error (one of the Kind constants), as responses,
+// result files and metrics do.
+func ErrorKind(err error) string { return errorKind(err) }
+
 // errorKind classifies an error for responses and metrics.
 func errorKind(err error) string {
 	switch {

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/orchard-mlops/orchard/functions/predict/foldereval"
 	"github.com/orchard-mlops/orchard/functions/telemetry"
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
@@ -335,10 +336,7 @@ type BatchResponse struct {
 
 // Confusion counts images by expected label (rows) and predicted top-1
 // label (columns), both in Labels order.
-type Confusion struct {
-	Labels []string `json:"labels"`
-	Matrix [][]int  `json:"matrix"`
-}
+type Confusion = foldereval.Confusion
 
 // job is one image of a batch: bytes already in hand, or an object to read.
 type job struct {
@@ -583,7 +581,7 @@ func (s *Server) prefix(w http.ResponseWriter, r *http.Request, c *model.Classif
 	}
 	maxN := s.Config.maxObjects()
 	lctx, cancel := context.WithTimeout(r.Context(), s.Config.storageTimeout())
-	objs, err := s.Objects.List(lctx, bucket, folder, looksLikeImage, maxN, 20*maxN)
+	objs, err := s.Objects.List(lctx, bucket, folder, LooksLikeImage, maxN, 20*maxN)
 	cancel()
 	if err != nil {
 		if errors.Is(err, ErrTooMany) {
@@ -600,11 +598,7 @@ func (s *Server) prefix(w http.ResponseWriter, r *http.Request, c *model.Classif
 		bad(fmt.Sprintf("no images below gs://%s/%s", bucket, folder))
 		return
 	}
-	labels := c.Metadata().Labels
-	index := make(map[string]int, len(labels))
-	for i, l := range labels {
-		index[l] = i
-	}
+	ev := foldereval.New(c.Metadata().Labels)
 	jobs := make([]job, len(objs))
 	results := make([]Result, len(objs))
 	labelled := true // every image sits in a sub-folder named after a label
@@ -612,37 +606,21 @@ func (s *Server) prefix(w http.ResponseWriter, r *http.Request, c *model.Classif
 		o := objs[i]
 		jobs[i].obj = &o
 		results[i].URI = o.URI()
-		sub, _, nested := strings.Cut(strings.TrimPrefix(o.Name, folder), "/")
-		if _, ok := index[sub]; !nested || !ok {
+		if sub, ok := foldereval.Expected(folder, o.Name); !ok || !ev.Known(sub) {
 			labelled = false
 		}
 	}
 	s.runBatch(r.Context(), c, k, jobs, results, rl)
 	resp := BatchResponse{Model: infoOf(c), Results: results}
 	if labelled {
-		conf := &Confusion{Labels: labels, Matrix: make([][]int, len(labels))}
-		for i := range conf.Matrix {
-			conf.Matrix[i] = make([]int, len(labels))
-		}
-		correct := 0
 		for i := range results {
-			sub, _, _ := strings.Cut(strings.TrimPrefix(objs[i].Name, folder), "/")
-			results[i].Expected = sub
+			results[i].Expected, _ = foldereval.Expected(folder, objs[i].Name)
 			if len(results[i].Predictions) == 0 {
 				continue // failed images are listed with their error, not scored
 			}
-			got := results[i].Predictions[0].Label
-			conf.Matrix[index[sub]][index[got]]++
-			resp.Evaluated++
-			if got == sub {
-				correct++
-			}
+			ev.Add(results[i].Expected, results[i].Predictions[0].Label)
 		}
-		if resp.Evaluated > 0 {
-			acc := float64(correct) / float64(resp.Evaluated)
-			resp.Accuracy = &acc
-		}
-		resp.ConfusionMatrix = conf
+		resp.Evaluated, resp.Accuracy, resp.ConfusionMatrix = ev.Evaluated, ev.Accuracy(), &ev.Confusion
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -129,9 +129,10 @@ var ErrForbidden = errors.New("access denied")
 // object's content type does not say.
 var imageExtensions = map[string]bool{".jpg": true, ".jpeg": true, ".png": true, ".webp": true}
 
-// looksLikeImage decides from name and content type whether a listed
-// object is worth classifying (the bytes are sniffed anyway).
-func looksLikeImage(o ObjectInfo) bool {
+// LooksLikeImage decides from name and content type whether a listed
+// object is worth classifying (the bytes are sniffed anyway): Predict's
+// prefix mode and the batch job take the same objects.
+func LooksLikeImage(o ObjectInfo) bool {
 	if strings.HasPrefix(o.ContentType, "image/") {
 		return true
 	}

@@ -303,6 +303,14 @@ func contentTypeMatches(patterns []string, ct string) bool {
 	return false
 }
 
+// Process reads, classifies and records one object generation under the
+// exactly-once rule of the package doc, as an event for it would: the
+// batch job calls it for each object it lists. Only transient failures
+// return an error (nothing is recorded then).
+func (u *Uploader) Process(ctx context.Context, oe ObjectEvent) (Outcome, *UploadResult, error) {
+	return u.process(ctx, oe)
+}
+
 // process reads, classifies and records one object.
 func (u *Uploader) process(ctx context.Context, oe ObjectEvent) (Outcome, *UploadResult, error) {
 	key := oe.Name + ResultSuffix
