@@ -1,0 +1,108 @@
+package task
+
+import (
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/orchard-mlops/orchard/functions/batch"
+	"github.com/orchard-mlops/orchard/functions/predict"
+	"github.com/orchard-mlops/orchard/functions/predict/foldereval"
+)
+
+// outcome is what happened to one object.
+type outcome struct {
+	o         predict.Outcome
+	label     string // the top-1 label, written now or found
+	kind      string // an error kind: a record written or found, or a transient failure
+	transient bool
+}
+
+// state is a task's counters, shared by its workers.
+type state struct {
+	mu         sync.Mutex
+	sum        batch.Summary
+	eval       *foldereval.Eval
+	unlabelled bool
+}
+
+func newState(c Config, m batch.Model, labels []string, start time.Time) *state {
+	idx := c.Task.Index
+	return &state{
+		sum: batch.Summary{Execution: c.Task.Execution, Prefix: c.Prefix, Model: m, Task: &idx, Attempt: c.Task.Attempt,
+			Tasks: c.Task.Count, Errors: map[string]int64{}, Started: start},
+		eval: foldereval.New(labels),
+	}
+}
+
+func (s *state) listed() {
+	s.mu.Lock()
+	s.sum.Listed++
+	s.mu.Unlock()
+}
+
+func (s *state) notImage() {
+	s.mu.Lock()
+	s.sum.Other++
+	s.mu.Unlock()
+}
+
+func (s *state) transient() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sum.Transient
+}
+
+// add counts an image's outcome; expected is its sub-folder ("" if none).
+func (s *state) add(o outcome, expected string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sum.Images++
+	if expected == "" || !s.eval.Known(expected) {
+		s.unlabelled = true
+	}
+	if o.kind != "" {
+		s.sum.Errors[o.kind]++
+	}
+	switch {
+	case o.transient:
+		s.sum.Transient++
+		return
+	case o.o == predict.OutcomeWritten:
+		s.sum.Written++
+	case o.o == predict.OutcomeFailed:
+		s.sum.Failed++
+	case o.o == predict.OutcomeDuplicate:
+		s.sum.Done++
+	case o.o == predict.OutcomeStale:
+		s.sum.Stale++
+	case o.o == predict.OutcomeCollision:
+		s.sum.Collision++
+	}
+	if o.label != "" && expected != "" {
+		s.eval.Add(expected, o.label)
+	}
+}
+
+// snapshot is the summary as of now.
+func (s *state) snapshot(now time.Time, st string) *batch.Summary {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.sum
+	out.State, out.Updated = st, now.UTC()
+	out.Errors = maps.Clone(s.sum.Errors)
+	if len(out.Errors) == 0 {
+		out.Errors = nil
+	}
+	out.Labelled = !s.unlabelled && out.Images > 0
+	if out.Labelled {
+		e := foldereval.New(s.eval.Labels)
+		_ = e.Merge(s.eval) // same labels
+		out.Eval, out.Accuracy = e, e.Accuracy()
+	}
+	out.Seconds = out.Updated.Sub(out.Started).Seconds()
+	if out.Seconds > 0 {
+		out.Rate = float64(out.Processed()) / out.Seconds
+	}
+	return &out
+}
