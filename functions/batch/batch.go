@@ -155,6 +155,10 @@ type Summary struct {
 	Eval     *foldereval.Eval `json:"evaluation,omitempty"`
 	Accuracy *float64         `json:"accuracy,omitempty"`
 
+	// PeakRSS is the task's peak resident memory (the largest task's in a
+	// run summary): bounded by the workers, not the prefix.
+	PeakRSS int64 `json:"peak_rss_bytes,omitempty"`
+
 	Started time.Time `json:"started"`
 	Updated time.Time `json:"updated"`
 	Seconds float64   `json:"seconds"`
@@ -197,6 +201,7 @@ func Merge(execution string, tasks []*Summary) (*Summary, error) {
 		out.Collision += t.Collision
 		out.Transient += t.Transient
 		out.Listed = max(out.Listed, t.Listed)
+		out.PeakRSS = max(out.PeakRSS, t.PeakRSS)
 		for k, n := range t.Errors {
 			out.Errors[k] += n
 		}

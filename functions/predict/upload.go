@@ -228,7 +228,7 @@ func (u *Uploader) Handle(ctx context.Context, ev cloudevents.Event) (Outcome, e
 		return OutcomeSkipped, nil
 	}
 
-	o, res, err := u.process(ctx, oe)
+	o, res, err := u.process(ctx, oe, false)
 	attrs := []slog.Attr{}
 	if res != nil {
 		if res.Model != nil {
@@ -306,23 +306,28 @@ func contentTypeMatches(patterns []string, ct string) bool {
 // Process reads, classifies and records one object generation under the
 // exactly-once rule of the package doc, as an event for it would: the
 // batch job calls it for each object it lists. Only transient failures
-// return an error (nothing is recorded then).
-func (u *Uploader) Process(ctx context.Context, oe ObjectEvent) (Outcome, *UploadResult, error) {
-	return u.process(ctx, oe)
+// return an error (nothing is recorded then). unseen says the caller has
+// just listed the results and found none for the object: the first lookup
+// is skipped, and the conditional write still lets a result that appeared
+// meanwhile win.
+func (u *Uploader) Process(ctx context.Context, oe ObjectEvent, unseen bool) (Outcome, *UploadResult, error) {
+	return u.process(ctx, oe, unseen)
 }
 
 // process reads, classifies and records one object.
-func (u *Uploader) process(ctx context.Context, oe ObjectEvent) (Outcome, *UploadResult, error) {
+func (u *Uploader) process(ctx context.Context, oe ObjectEvent, unseen bool) (Outcome, *UploadResult, error) {
 	key := oe.Name + ResultSuffix
 	// Cheap duplicate check first: a redelivered event costs one stat, not
 	// a download and an inference.
-	switch o, existing, err := u.existing(ctx, key, oe.Name, oe.Generation); {
-	case err != nil:
-		return OutcomeRetry, nil, err
-	case o == OutcomeDuplicate:
-		return o, nil, u.republish(ctx, key, existing)
-	case o == OutcomeStale, o == OutcomeCollision:
-		return o, nil, nil
+	if !unseen {
+		switch o, existing, err := u.existing(ctx, key, oe.Name, oe.Generation); {
+		case err != nil:
+			return OutcomeRetry, nil, err
+		case o == OutcomeDuplicate:
+			return o, nil, u.republish(ctx, key, existing)
+		case o == OutcomeStale, o == OutcomeCollision:
+			return o, nil, nil
+		}
 	}
 
 	lease, err := u.Provider.Acquire(ctx)

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -151,16 +152,45 @@ func (r *Runner) workers() int {
 	return 4
 }
 
-// feed lists the prefix and hands the shard's images to the workers.
+// windowSize is how many objects of the shard share one listing of the
+// results (to skip the per-object lookup).
+const windowSize = 256
+
+// item is a listed object and what the results listing says of it.
+type item struct {
+	o predict.ObjectInfo
+	// done is the key of its result or error record for this generation,
+	// if the listing showed one; unseen means it showed neither file.
+	done   string
+	unseen bool
+}
+
+// feed lists the prefix and hands the shard's images to the workers, a
+// window at a time.
 func (r *Runner) feed(ctx context.Context, bucket, folder string, st *state) error {
-	objs := make(chan predict.ObjectInfo, r.workers())
+	items := make(chan item, r.workers())
 	var wg sync.WaitGroup
 	for range r.workers() {
 		wg.Go(func() {
-			for o := range objs {
-				r.one(ctx, o, folder, st)
+			for it := range items {
+				r.one(ctx, it, folder, st)
 			}
 		})
+	}
+	var page []predict.ObjectInfo
+	flush := func() error {
+		if len(page) == 0 {
+			return nil
+		}
+		for _, it := range r.window(ctx, folder, page) {
+			select {
+			case items <- it:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		page = page[:0]
+		return nil
 	}
 	err := listObjects(ctx, r.Storage, bucket, folder, func(o predict.ObjectInfo) error {
 		st.listed()
@@ -171,14 +201,15 @@ func (r *Runner) feed(ctx context.Context, bucket, folder string, st *state) err
 			st.notImage()
 			return nil
 		}
-		select {
-		case objs <- o:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
+		if page = append(page, o); len(page) == windowSize {
+			return flush()
 		}
+		return nil
 	})
-	close(objs)
+	if err == nil {
+		err = flush()
+	}
+	close(items)
 	wg.Wait()
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", r.Config.Prefix, err)
@@ -186,21 +217,78 @@ func (r *Runner) feed(ctx context.Context, bucket, folder string, st *state) err
 	return nil
 }
 
-// one processes an object and counts its outcome.
-func (r *Runner) one(ctx context.Context, o predict.ObjectInfo, folder string, st *state) {
-	ev := predict.ObjectEvent{
-		ID:     fmt.Sprintf("batch/%s/task-%d/attempt-%d", r.Config.Task.Execution, r.Config.Task.Index, r.Config.Task.Attempt),
-		Bucket: o.Bucket, Name: o.Name, Generation: o.Generation, Size: o.Size, ContentType: o.ContentType,
+// window lists the results between a page's first and last names (the
+// listing is in name order, and a result is its object's name plus a
+// suffix) and says for each object whether its result or error record
+// for this generation is there, or neither file is. What the window
+// misses only costs work: an object taken for unseen is still written
+// under the conditional write's rule. A failed listing leaves every
+// object to the per-object lookup.
+func (r *Runner) window(ctx context.Context, folder string, page []predict.ObjectInfo) []item {
+	out := make([]item, len(page))
+	for i, o := range page {
+		out[i].o = o
 	}
+	q := &storage.Query{Prefix: folder, StartOffset: page[0].Name, EndOffset: successor(page[len(page)-1].Name + predict.ResultSuffix)}
+	if err := q.SetAttrSelection([]string{"Name", "Metadata"}); err != nil {
+		return out
+	}
+	keys := map[string]map[string]string{}
+	it := r.Storage.Bucket(r.Uploader.Config.ResultsBucket).Objects(ctx, q)
+	for {
+		a, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			r.Log.WarnContext(ctx, "batch: listing results, falling back to per-object lookups", "error", err.Error())
+			return out
+		}
+		keys[a.Name] = a.Metadata
+	}
+	gen := func(md map[string]string, o predict.ObjectInfo) bool {
+		return md[predict.SourceNameKey] == o.Name && md[predict.SourceGenerationKey] == strconv.FormatInt(o.Generation, 10)
+	}
+	for i, o := range page {
+		res, hasRes := keys[o.Name+predict.ResultSuffix]
+		rec, hasRec := keys[o.Name+predict.ErrorSuffix]
+		switch {
+		case hasRes && gen(res, o):
+			out[i].done = o.Name + predict.ResultSuffix
+		case hasRec && gen(rec, o):
+			out[i].done = o.Name + predict.ErrorSuffix
+		case !hasRes && !hasRec:
+			out[i].unseen = true
+		}
+	}
+	return out
+}
+
+// successor is the least string above every string that starts with p
+// (p's last byte plus one; ResultSuffix ends in a letter).
+func successor(p string) string { return p[:len(p)-1] + string(p[len(p)-1]+1) }
+
+// one processes an object and counts its outcome.
+func (r *Runner) one(ctx context.Context, it item, folder string, st *state) {
+	o := it.o
 	expected, ok := foldereval.Expected(folder, o.Name)
 	if !ok {
 		expected = ""
+	}
+	if it.done != "" {
+		label, kind := r.stored(ctx, it.done)
+		st.add(outcome{o: predict.OutcomeDuplicate, label: label, kind: kind}, expected)
+		return
+	}
+	ev := predict.ObjectEvent{
+		ID:     fmt.Sprintf("batch/%s/task-%d/attempt-%d", r.Config.Task.Execution, r.Config.Task.Index, r.Config.Task.Attempt),
+		Bucket: o.Bucket, Name: o.Name, Generation: o.Generation, Size: o.Size, ContentType: o.ContentType,
 	}
 	if ctx.Err() != nil {
 		st.add(outcome{kind: predict.KindCancelled, transient: true}, expected)
 		return
 	}
-	o2, res, err := r.Uploader.Process(ctx, ev)
+	o2, res, err := r.Uploader.Process(ctx, ev, it.unseen)
 	out := outcome{o: o2}
 	switch {
 	case err != nil:
@@ -211,15 +299,15 @@ func (r *Runner) one(ctx context.Context, o predict.ObjectInfo, folder string, s
 	case res != nil:
 		out.label = res.Label
 	case o2 == predict.OutcomeDuplicate:
-		out.label, out.kind = r.stored(ctx, o.Name)
+		out.label, out.kind = r.stored(ctx, o.Name+predict.ResultSuffix)
 	}
 	st.add(out, expected)
 }
 
-// stored reads the label (or the error kind) of an object's existing
-// result, for the run's evaluation.
-func (r *Runner) stored(ctx context.Context, name string) (label, kind string) {
-	b, _, err := r.Uploader.Results.Read(ctx, name+predict.ResultSuffix, 1<<20)
+// stored reads the label (or the error kind) of an existing result or
+// error record, for the run's evaluation.
+func (r *Runner) stored(ctx context.Context, key string) (label, kind string) {
+	b, _, err := r.Uploader.Results.Read(ctx, key, 1<<20)
 	if err != nil {
 		return "", ""
 	}
@@ -261,7 +349,7 @@ func (r *Runner) progress(ctx context.Context, st *state) (stop func()) {
 func (r *Runner) logProgress(ctx context.Context, s *batch.Summary, msg string) {
 	attrs := []any{"execution", s.Execution, "task", r.Config.Task.Index, "attempt", s.Attempt, "state", s.State,
 		"listed", s.Listed, "images", s.Images, "processed", s.Processed(), "written", s.Written, "failed", s.Failed,
-		"done_before", s.Done, "transient", s.Transient, "rate", s.Rate, "seconds", s.Seconds}
+		"done_before", s.Done, "transient", s.Transient, "rate", s.Rate, "seconds", s.Seconds, "peak_rss_bytes", s.PeakRSS}
 	if len(s.Errors) > 0 {
 		attrs = append(attrs, "errors", s.Errors)
 	}

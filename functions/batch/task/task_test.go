@@ -351,3 +351,33 @@ func TestUnreadableObjects(t *testing.T) {
 		t.Errorf("re-run: %+v", again)
 	}
 }
+
+// TestNamePrefixOfAnother: "a.jpg"'s result sorts after "a.jpg.b.jpg"'s,
+// outside the results window of a page ending in "a.jpg.b.jpg"; a re-run
+// still writes nothing twice (the conditional write finds the result).
+func TestNamePrefixOfAnother(t *testing.T) {
+	e := newEnv(t, "results")
+	img := modeltest.JPEG(t, modeltest.Solid(modeltest.Red, 16, 16))
+	e.put(t, "src", "photos/red/a.jpg", "image/jpeg", img)
+	e.put(t, "src", "photos/red/a.jpg.b.jpg", "image/jpeg", img)
+	st := blob.NewGCS(e.client, "results", "")
+	if sum := e.runAll(t, "prefix-1", 1, st); sum.Written != 2 {
+		t.Fatalf("first run: %+v", sum)
+	}
+	again := e.runAll(t, "prefix-2", 1, st)
+	if again.Written != 0 || again.Done != 2 || again.Accuracy == nil || *again.Accuracy != 1 {
+		t.Errorf("re-run: %+v", again)
+	}
+	if got := results(t, st); got["photos/red/a.jpg"] != "batch/prefix-1/task-0/attempt-0" {
+		t.Errorf("a.jpg's result was written by %q", got["photos/red/a.jpg"])
+	}
+}
+
+func TestSuccessor(t *testing.T) {
+	for _, p := range []string{"a.json", "photos/x.jpg.json"} {
+		s := successor(p)
+		if !(p < s) || !(p+"zzz" < s) || !(p+"\U0010FFFF" < s) {
+			t.Errorf("successor(%q) = %q is not above every string starting with it", p, s)
+		}
+	}
+}
