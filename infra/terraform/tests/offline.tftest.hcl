@@ -121,9 +121,9 @@ override_resource {
   override_during = plan
   target          = google_service_account.sa["batch"]
   values = {
-    email  = "batch@orchard-test.iam.gserviceaccount.com"
-    member = "serviceAccount:batch@orchard-test.iam.gserviceaccount.com"
-    name   = "projects/orchard-test/serviceAccounts/batch@orchard-test.iam.gserviceaccount.com"
+    email  = "batch-job@orchard-test.iam.gserviceaccount.com"
+    member = "serviceAccount:batch-job@orchard-test.iam.gserviceaccount.com"
+    name   = "projects/orchard-test/serviceAccounts/batch-job@orchard-test.iam.gserviceaccount.com"
   }
 }
 override_resource {
@@ -153,8 +153,8 @@ run "wiring_and_least_privilege" {
 
   # One service account per workload.
   assert {
-    condition     = length(google_service_account.sa) == 6 && length(distinct([for s in google_service_account.sa : s.account_id])) == 6
-    error_message = "expected six distinct service accounts"
+    condition     = length(google_service_account.sa) == 7 && length(distinct([for s in google_service_account.sa : s.account_id])) == 7
+    error_message = "expected seven distinct service accounts (the batch job has its own)"
   }
 
   # Each function runs the functions image as its own service account, with
