@@ -179,6 +179,7 @@ func genJPEG(r *rand.Rand) []byte {
 func put(ctx context.Context, c *storage.Client, name string, data []byte) {
 	w := c.Bucket("src").Object(name).NewWriter(ctx)
 	w.ContentType = "image/jpeg"
+	w.ChunkSize = 0 // one request; no 16 MiB buffer per object
 	_, err := w.Write(data)
 	check(err)
 	check(w.Close())
@@ -390,8 +391,8 @@ func (b *bench) killAndRestart(k int) {
 	check(err)
 	var sum batch.Summary
 	check(json.Unmarshal(raw, &sum))
-	log.Printf("results: %d by the killed run, %d by the restart, %d objects; the restart's summary: written %d, done before %d, images %d",
-		byFirst, bySecond, len(b.names), sum.Written, sum.Done, sum.Images)
+	log.Printf("results: %d by the killed run, %d by the restart, %d objects; the restart's summary: written %d, done before %d, images %d, largest task peak RSS %.0f MiB",
+		byFirst, bySecond, len(b.names), sum.Written, sum.Done, sum.Images, float64(sum.PeakRSS)/(1<<20))
 	if byFirst+bySecond != len(b.names) || sum.Done != int64(byFirst) || sum.Written != int64(bySecond) {
 		log.Fatal("an object was written twice or skipped")
 	}

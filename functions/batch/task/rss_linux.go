@@ -2,14 +2,29 @@
 
 package task
 
-import "syscall"
+import (
+	"bufio"
+	"os"
+	"strconv"
+	"strings"
+)
 
 // peakRSS is the process's peak resident set size in bytes (onnxruntime's
-// C allocations included, which the Go runtime's statistics miss).
+// C allocations included, which the Go runtime's statistics miss): VmHWM,
+// not getrusage's ru_maxrss, which carries over the parent's RSS at fork
+// and so overstates a task started by a large process.
 func peakRSS() int64 {
-	var u syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &u) != nil {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
 		return 0
 	}
-	return u.Maxrss * 1024 // kilobytes on Linux
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
