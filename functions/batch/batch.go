@@ -158,6 +158,11 @@ type Summary struct {
 	// PeakRSS is the task's peak resident memory (the largest task's in a
 	// run summary): bounded by the workers, not the prefix.
 	PeakRSS int64 `json:"peak_rss_bytes,omitempty"`
+	// CPUSeconds is the task's CPU time (all threads; summed over the
+	// tasks in a run summary), StartCPUSeconds the part spent before the
+	// first object (start-up, model load).
+	CPUSeconds      float64 `json:"cpu_seconds,omitempty"`
+	StartCPUSeconds float64 `json:"start_cpu_seconds,omitempty"`
 
 	Started time.Time `json:"started"`
 	Updated time.Time `json:"updated"`
@@ -202,6 +207,8 @@ func Merge(execution string, tasks []*Summary) (*Summary, error) {
 		out.Transient += t.Transient
 		out.Listed = max(out.Listed, t.Listed)
 		out.PeakRSS = max(out.PeakRSS, t.PeakRSS)
+		out.CPUSeconds += t.CPUSeconds
+		out.StartCPUSeconds += t.StartCPUSeconds
 		for k, n := range t.Errors {
 			out.Errors[k] += n
 		}

@@ -211,12 +211,16 @@ func (b *bench) run(tasks, retries int, results string, during func(*runpb.Execu
 	check(err)
 	wall := time.Since(t0)
 	after := childUsage()
-	// The largest task's peak RSS, as the tasks report it in the run summary.
+	// The largest task's peak RSS and the tasks' own CPU, as they report
+	// them in the run summary.
 	var rss int64
 	if raw, _, err := blob.NewGCS(b.c, results, "").Read(b.ctx, batch.SummaryKey(done.GetUid()), 1<<20); err == nil {
 		var sum batch.Summary
 		if json.Unmarshal(raw, &sum) == nil {
 			rss = sum.PeakRSS
+			log.Printf("  %s: tasks' own CPU %.2f s (start-up %.2f s), %.3f ms/image after start-up; reaped children's rusage %.2f s",
+				done.GetUid(), sum.CPUSeconds, sum.StartCPUSeconds, (sum.CPUSeconds-sum.StartCPUSeconds)*1000/float64(max(sum.Processed(), 1)),
+				(cpuOf(after) - cpuOf(before)).Seconds())
 		}
 	}
 	return done, wall, cpuOf(after) - cpuOf(before), rss

@@ -89,7 +89,7 @@ func (s *state) snapshot(now time.Time, st string) *batch.Summary {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.sum
-	out.State, out.Updated, out.PeakRSS = st, now.UTC(), peakRSS()
+	out.State, out.Updated, out.PeakRSS, out.CPUSeconds = st, now.UTC(), peakRSS(), cpuSeconds()
 	out.Errors = maps.Clone(s.sum.Errors)
 	if len(out.Errors) == 0 {
 		out.Errors = nil

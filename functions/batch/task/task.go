@@ -84,6 +84,7 @@ func (r *Runner) Run(ctx context.Context) (*batch.Summary, error) {
 		return nil, fmt.Errorf("the model loaded is %s %s, not version %s that the run pinned", meta.Name, meta.Version, w)
 	}
 	st := newState(r.Config, batch.Model{Name: meta.Name, Version: meta.Version}, labels, r.now().UTC())
+	st.sum.StartCPUSeconds = cpuSeconds()
 	r.Log.InfoContext(ctx, "batch task starting", "execution", r.Config.Task.Execution, "task", r.Config.Task.Index,
 		"tasks", r.Config.Task.Count, "attempt", r.Config.Task.Attempt, "prefix", r.Config.Prefix,
 		"model", meta.Name, "model_version", meta.Version, "workers", r.workers())

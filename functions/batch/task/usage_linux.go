@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // peakRSS is the process's peak resident set size in bytes (onnxruntime's
@@ -27,4 +29,13 @@ func peakRSS() int64 {
 		}
 	}
 	return 0
+}
+
+// cpuSeconds is the process's user+system CPU time so far, all threads.
+func cpuSeconds() float64 {
+	var u syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &u) != nil {
+		return 0
+	}
+	return time.Duration(u.Utime.Nano() + u.Stime.Nano()).Seconds()
 }
