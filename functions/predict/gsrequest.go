@@ -156,3 +156,10 @@ func (s *Server) listImages(ctx context.Context, bucket, folder string) ([]Objec
 	defer cancel()
 	return s.Objects.List(ctx, bucket, folder, looksLikeImage, s.Config.MaxObjects, 20*s.Config.MaxObjects)
 }
+
+// LooksLikeImage is the prefix mode's filter for a listed object (by name
+// and content type; the bytes are sniffed anyway), exported so that the
+// batch job takes the same objects.
+func LooksLikeImage(a blob.Attrs) bool {
+	return looksLikeImage(ObjectInfo{Name: a.Key, ContentType: a.ContentType})
+}

@@ -9,6 +9,8 @@
 //	orchard sweep    -spec FILE -data URI -image IMG -output gs://... -region R [-publish REGISTRY] [-wait=false]
 //	orchard deadletters -subscription S [-project P]
 //	orchard redrive  -subscription S [-project P] [-topic T] [-dry-run]
+//	orchard batch    -prefix gs://... [-tasks N] [-model-version V] [-job J] [-region R] [-project P]
+//	orchard batch status [-execution E] [-job J] [-region R] [-project P]
 //
 // train publishes a training request to the Pub/Sub topic SubmitTraining
 // listens on (PUBSUB_EMULATOR_HOST selects the emulator; the project comes
@@ -89,6 +91,8 @@ func init() {
 		{"sweep", "submit a sweep spec as a Vertex AI HyperparameterTuningJob, compare the trials, publish the best", runSweep},
 		{"deadletters", "list dead-lettered events (object or request, attempts, last error)", runDeadLetters},
 		{"redrive", "replay dead-lettered events to their function (after the cause is fixed)", runRedrive},
+		{"batch status", "show a batch prediction run (default the latest): tasks, counts, accuracy", runBatchStatus},
+		{"batch", "classify every image below a gs:// prefix with the Cloud Run batch job, and follow the run", runBatch},
 	}
 }
 
