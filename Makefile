@@ -17,7 +17,7 @@ PKGS := ./...
 
 # Binaries of the local stack, per clone (two clones never share them).
 BIN_DIR := $(CURDIR)/.cache/bin
-LOCAL_CMDS := ./infra/local/cmd/orchard-local ./functions/cmd/functions ./trainer/cmd/trainer ./infra/cmd/orchard
+LOCAL_CMDS := ./infra/local/cmd/orchard-local ./functions/cmd/functions ./trainer/cmd/trainer ./infra/cmd/orchard ./functions/cmd/batch
 # Runs a go build/install and prints progress while it is silent.
 PROGRESS := infra/scripts/progress.sh
 
@@ -89,8 +89,8 @@ bench-memory: deps ## 16 concurrent 39 MP PNGs against Predict in a 2 GiB cgroup
 	$(GO) run ./bench/cmd/peerbench -memory $(PEERBENCH_FLAGS)
 
 .PHONY: build
-build: ## build orchard-local, functions, trainer and the orchard CLI into .cache/bin (GOEXPERIMENT=simd)
-	@$(PROGRESS) "go build orchard-local, functions, trainer and orchard into .cache/bin" \
+build: ## build orchard-local, functions, trainer, the orchard CLI and the batch job into .cache/bin (GOEXPERIMENT=simd)
+	@$(PROGRESS) "go build orchard-local, functions, trainer, orchard and batch into .cache/bin" \
 		"about 4 min on 2 cores" $(GO) build -v -o $(BIN_DIR)/ $(LOCAL_CMDS)
 
 .PHONY: demo

@@ -160,16 +160,17 @@ func (s *Server) listImages(ctx context.Context, bucket, folder string) ([]blob.
 		return nil, err
 	}
 	return blob.Collect(ctx, st, blob.ListOptions{Prefix: folder},
-		blob.Limits{Keep: looksLikeImage, Max: s.Config.MaxObjects, Scan: 20 * s.Config.MaxObjects})
+		blob.Limits{Keep: LooksLikeImage, Max: s.Config.MaxObjects, Scan: 20 * s.Config.MaxObjects})
 }
 
 // imageExtensions are what a prefix listing treats as images when an
 // object's content type does not say.
 var imageExtensions = map[string]bool{".jpg": true, ".jpeg": true, ".png": true, ".webp": true}
 
-// looksLikeImage decides from name and content type whether a listed
-// object is worth classifying (the bytes are sniffed anyway).
-func looksLikeImage(o blob.Attrs) bool {
+// LooksLikeImage decides from name and content type whether a listed
+// object is worth classifying (the bytes are sniffed anyway): the prefix
+// mode's filter, exported so that the batch job takes the same objects.
+func LooksLikeImage(o blob.Attrs) bool {
 	if strings.HasPrefix(o.ContentType, "image/") {
 		return true
 	}

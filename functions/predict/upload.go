@@ -237,7 +237,19 @@ func (u *Uploader) process(ctx context.Context, oe events.ObjectEvent) (Outcome,
 	defer lease.Release()
 	obj := gsObject(oe.Bucket, oe.Name, oe.Generation, oe.Size)
 	out := u.Classify(ctx, lease.Classifier, []Source{{Object: obj}}, Options{TopK: u.Config.TopK, Via: "upload"})[0]
-	res := u.result(oe, lease.Classifier, out)
+	return u.Record(ctx, oe, lease.Classifier, out)
+}
+
+// Record writes the outcome of classifying one object generation (out,
+// made with c) under the exactly-once rule: its result, or for a
+// permanent failure its error record (OutcomeFailed when written), and
+// publishes a result it wrote. A transient failure is returned as the
+// error, with nothing written. PredictOnUpload records its events through
+// it, and so does the batch job, which lists, reads and classifies the
+// objects itself.
+func (u *Uploader) Record(ctx context.Context, oe events.ObjectEvent, c *onnxrt.Classifier, out Classification) (Outcome, *results.Upload, error) {
+	key := results.ObjectName(oe.Name, false)
+	res := u.result(oe, c, out)
 	if out.Err != nil {
 		if !Permanent(res.Kind) {
 			return OutcomeRetry, res, out.Err

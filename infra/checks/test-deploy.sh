@@ -120,6 +120,24 @@ check "dead-letter topics attached to both Eventarc subscriptions" \
 check "existing triggers are updated, not recreated" \
   bash -c "! grep -q 'triggers create' '$tmp/existing.log' && [[ \$(grep -c 'triggers update' '$tmp/existing.log') == 3 ]]"
 
+# The batch job: the functions image's batch binary, its own account, and
+# the environment keys of Terraform's local.batch_env (batch.tf).
+cmd="$(line "^run jobs deploy orchard-batch ")" || { echo "  FAIL no deploy of the batch job" >&2; fail=1; }
+check "batch: deployed from the functions image" grep -q -- "--image=$FUNCTIONS_IMAGE --command=/usr/local/bin/batch" <<<"$cmd"
+check "batch: runs as its own service account" grep -q -- "--service-account=orchard-batch@p-test.iam.gserviceaccount.com" <<<"$cmd"
+python3 - "$repo/infra/terraform/batch.tf" "$cmd" <<'PY' || fail=1
+import re, sys
+tf = open(sys.argv[1]).read()
+block = tf[tf.index("batch_env = {"):]
+want = set(re.findall(r"^\s+([A-Z][A-Z0-9_]*)\s+=", block[: block.index("\n  }")], re.M)) | {"GOOGLE_CLOUD_PROJECT"}
+m = re.search(r"--set-env-vars=\^\|\^(.*?) --quiet$", sys.argv[2])
+got = {kv.split("=", 1)[0] for kv in m.group(1).split("|")} if m else set()
+if got != want:
+    print(f"  FAIL batch: environment differs from Terraform's: only in Terraform {sorted(want - got)}, only in deploy.sh {sorted(got - want)}", file=sys.stderr)
+    sys.exit(1)
+print(f"  ok   batch: same environment keys as Terraform ({len(got)})")
+PY
+
 # The environment keys must match Terraform's local.function_env (plus
 # GOOGLE_CLOUD_PROJECT, which Terraform adds to every service). MODEL_URI is
 # left out by both unless a pin is given: optional in the default round,

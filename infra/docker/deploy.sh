@@ -7,8 +7,9 @@
 # services (`gcloud run deploy --image`); `gcloud functions deploy` only takes
 # source. Event triggers for such services are Eventarc triggers.
 #
-# Usage: infra/docker/deploy.sh predict|predict-on-upload|submit-training|monitor|triggers|all
-#   all: the four functions in parallel, then the triggers (cloudbuild.yaml)
+# Usage: infra/docker/deploy.sh predict|predict-on-upload|submit-training|monitor|batch|triggers|all
+#   all: the four functions and the batch job in parallel, then the triggers (cloudbuild.yaml)
+#   batch: the batch prediction Cloud Run job (infra/terraform/batch.tf), same image
 #
 # Environment (cloudbuild.yaml maps its substitutions onto these):
 #   PROJECT_ID        project (required)
@@ -165,6 +166,22 @@ case "${1:-}" in
       "RESULTS_BUCKET=$BUCKET_PREFIX-results" \
       "MONITOR_WINDOW=${MONITOR_INTERVAL_MINUTES}m"
     ;;
+  batch)
+    # The batch prediction job: the functions image's second binary. Task
+    # count and the like are Terraform's defaults (var.batch); orchard
+    # batch sets BATCH_PREFIX, MODEL_VERSION and -tasks per run.
+    : "${FUNCTIONS_IMAGE:?FUNCTIONS_IMAGE is required}"
+    gcloud run jobs deploy "$PREFIX-batch" \
+      --project="$PROJECT_ID" --region="$REGION" \
+      --image="$FUNCTIONS_IMAGE" --command=/usr/local/bin/batch \
+      --service-account="$(sa batch)" \
+      --tasks=10 --max-retries=3 --task-timeout=3600s \
+      --cpu=2 --memory=2Gi \
+      --labels="app=orchard,function=batch" \
+      "$(env_flag "GOOGLE_CLOUD_PROJECT=$PROJECT_ID" "RESULTS_BUCKET=$BUCKET_PREFIX-results" \
+        "REGISTRY_URI=$registry" "MODEL_NAME=$MODEL_NAME" INTRA_OP_THREADS=1)" \
+      --quiet
+    ;;
   triggers)
     # Direct Cloud Storage events: the trigger lives in the bucket's location.
     ensure_trigger "$PREFIX-predict-on-upload" "$REGION" "$PREFIX-predict-on-upload" "$(sa upload-trigger)" \
@@ -181,7 +198,7 @@ case "${1:-}" in
     ;;
   all)
     pids=()
-    for fn in predict predict-on-upload submit-training monitor; do
+    for fn in predict predict-on-upload submit-training monitor batch; do
       "$0" "$fn" &
       pids+=($!)
     done
@@ -193,7 +210,7 @@ case "${1:-}" in
     "$0" triggers
     ;;
   *)
-    echo "usage: $0 predict|predict-on-upload|submit-training|monitor|triggers|all" >&2
+    echo "usage: $0 predict|predict-on-upload|submit-training|monitor|batch|triggers|all" >&2
     exit 2
     ;;
 esac

@@ -1,6 +1,7 @@
 # Orchard functions image: the Functions Framework server with every function
 # (Predict, PredictOnUpload, SubmitTraining). A deployment picks one with
-# FUNCTION_TARGET, which the framework then serves at "/" on $PORT.
+# FUNCTION_TARGET, which the framework then serves at "/" on $PORT. The
+# batch prediction job runs /usr/local/bin/batch from the same image.
 #
 # Build from the repository root, after fetching onnxruntime into the build
 # context (cloudbuild.yaml's first step does this with the same script):
@@ -52,11 +53,14 @@ COPY functions/ functions/
 # The training-request rules SubmitTraining shares with the trainer.
 COPY trainer/config/ trainer/config/
 RUN go build -trimpath -ldflags='-s -w' -o /out/functions ./functions/cmd/functions
+# The batch prediction job's task (Cloud Run job, infra/terraform/batch.tf).
+RUN go build -trimpath -ldflags='-s -w' -o /out/batch ./functions/cmd/batch
 
 FROM ${RUNTIME_IMAGE}
 ARG SOURCE_REVISION=unknown
 COPY --from=build /out/onnxruntime/libonnxruntime.so.1 /opt/onnxruntime/lib/libonnxruntime.so.1
 COPY --from=build /out/functions /usr/local/bin/functions
+COPY --from=build /out/batch /usr/local/bin/batch
 ENV ORT_LIB=/opt/onnxruntime/lib/libonnxruntime.so.1 \
     ORCHARD_SOURCE_REVISION=${SOURCE_REVISION} \
     PORT=8080

@@ -36,6 +36,10 @@ locals {
       id   = "${var.name_prefix}-monitor-trigger"
       name = "Orchard Eventarc trigger identity: monitor-tick topic -> Monitor"
     }
+    batch = {
+      id   = "${var.name_prefix}-batch"
+      name = "Orchard batch prediction job (batch.tf)"
+    }
   }
 
   # Bucket-level grants: [service account key, bucket key, role]. What each
@@ -89,18 +93,23 @@ locals {
   # The storage permissions of the predefined roles granted here (from
   # https://cloud.google.com/storage/docs/access-control/iam-roles).
   role_permissions = {
-    "roles/storage.objectViewer"  = ["storage.objects.get", "storage.objects.list"]
-    "roles/storage.objectCreator" = ["storage.objects.create"]
-    "roles/storage.objectUser"    = ["storage.objects.create", "storage.objects.delete", "storage.objects.get", "storage.objects.list", "storage.objects.update"]
+    "roles/storage.objectViewer"       = ["storage.objects.get", "storage.objects.list"]
+    "roles/storage.objectCreator"      = ["storage.objects.create"]
+    "roles/storage.objectUser"         = ["storage.objects.create", "storage.objects.delete", "storage.objects.get", "storage.objects.list", "storage.objects.update"]
+    "roles/storage.legacyBucketReader" = ["storage.buckets.get", "storage.objects.list"]
   }
   storage_grants = concat(
     [for g in local.bucket_grants : { account = g[0], bucket = g[1], role = g[2], prefixes = [""] }],
     [for g in local.conditional_bucket_grants : { account = g[0], bucket = g[1], role = g[2], prefixes = g[3] }],
+    local.batch_storage_grants,
   )
   # Rows of storage_calls.csv whose prefix contains <model> stand for every
-  # model the trainer trains.
+  # model the trainer trains; <batch-source> for every prefix the batch job
+  # may read (batch.tf).
   storage_calls = flatten([for c in csvdecode(file("${path.module}/storage_calls.csv")) :
-    [for m in(strcontains(c.prefix, "<model>") ? local.trainer_models : [""]) : merge(c, { prefix = replace(c.prefix, "<model>", m) })]
+    [for m in(strcontains(c.prefix, "<model>") ? local.trainer_models : [""]) :
+      [for b in(strcontains(c.prefix, "<batch-source>") ? var.batch.source_prefixes : [""]) :
+    merge(c, { prefix = replace(replace(c.prefix, "<model>", m), "<batch-source>", b) })]]
   ])
   # Calls no grant covers: the account, bucket, permission and prefix match
   # (an IAM Condition's prefix must be a prefix of the call's).
@@ -282,7 +291,7 @@ resource "google_artifact_registry_repository_iam_member" "deployer_writer" {
 # Deploying a service or trigger that runs as an account needs actAs on it.
 resource "google_service_account_iam_member" "deployer_acts_as" {
   for_each = var.create_deployer_service_account ? toset([
-    "predict", "predict_on_upload", "submit_training", "upload_trigger", "training_trigger", "monitor", "monitor_trigger",
+    "predict", "predict_on_upload", "submit_training", "upload_trigger", "training_trigger", "monitor", "monitor_trigger", "batch",
   ]) : toset([])
 
   service_account_id = google_service_account.sa[each.key].name

@@ -337,3 +337,27 @@ variable "alert_notification_channels" {
   type        = list(string)
   default     = []
 }
+
+variable "batch" {
+  description = "The batch prediction job (batch.tf): task count and parallelism of a run (orchard batch -tasks overrides the count; parallelism 0 runs as many as Cloud Run allows), per-task timeout and retries, task size, the object-name prefixes of the uploads and datasets buckets it may read ([\"\"]: all), and the principals that may start runs."
+  type = object({
+    tasks           = optional(number, 10)
+    parallelism     = optional(number, 0)
+    task_timeout    = optional(string, "3600s")
+    max_retries     = optional(number, 3)
+    cpu             = optional(string, "2")
+    memory          = optional(string, "2Gi")
+    source_prefixes = optional(list(string), [""])
+    runners         = optional(list(string), [])
+  })
+  default = {}
+
+  validation {
+    condition     = var.batch.tasks >= 1 && var.batch.tasks <= 10000 && var.batch.parallelism >= 0 && var.batch.max_retries >= 0 && var.batch.max_retries <= 10 && can(regex("^[0-9]+s$", var.batch.task_timeout))
+    error_message = "batch needs 1 <= tasks <= 10000, parallelism >= 0, 0 <= max_retries <= 10 and a task_timeout such as \"3600s\"."
+  }
+  validation {
+    condition     = length(var.batch.source_prefixes) > 0 && alltrue([for p in var.batch.source_prefixes : p == "" || endswith(p, "/")])
+    error_message = "batch.source_prefixes must be [\"\"] (every object) or folder prefixes ending in \"/\"."
+  }
+}

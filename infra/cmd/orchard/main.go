@@ -10,6 +10,8 @@
 //	orchard deadletters -subscription S [-project P]
 //	orchard monitor  -results gs://BUCKET -registry gs://... [-window 1h] [-start T] [-end T]
 //	orchard redrive  -subscription S [-project P] [-topic T] [-dry-run]
+//	orchard batch    -prefix gs://... [-tasks N] [-model-version V] [-job J] [-region R] [-project P]
+//	orchard batch status [-execution E] [-job J] [-region R] [-project P]
 //
 // train publishes a training request to the Pub/Sub topic SubmitTraining
 // listens on (PUBSUB_EMULATOR_HOST selects the emulator; the project comes
@@ -91,6 +93,8 @@ func init() {
 		{"deadletters", "list dead-lettered events (object or request, attempts, last error)", runDeadLetters},
 		{"redrive", "replay dead-lettered events to their function (after the cause is fixed)", runRedrive},
 		{"monitor", "run the drift monitor over a window of predictions: reports per model version, WARNING lines, side-by-side figures", runMonitor},
+		{"batch status", "show a batch prediction run (default the latest): tasks, counts, accuracy", runBatchStatus},
+		{"batch", "classify every image below a gs:// prefix with the Cloud Run batch job, and follow the run", runBatch},
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -13,9 +12,6 @@ import (
 
 	aiplatform "cloud.google.com/go/aiplatform/apiv1"
 	"cloud.google.com/go/aiplatform/apiv1/aiplatformpb"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -177,12 +173,7 @@ func dialJobs(ctx context.Context, region, endpoint string) (*aiplatform.JobClie
 	if endpoint == "" {
 		endpoint = region + "-aiplatform.googleapis.com:443"
 	}
-	opts := []option.ClientOption{option.WithEndpoint(endpoint)}
-	if host, _, err := net.SplitHostPort(endpoint); err == nil && (host == "localhost" || net.ParseIP(host).IsLoopback()) {
-		opts = append(opts, option.WithoutAuthentication(),
-			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
-	}
-	c, err := aiplatform.NewJobClient(ctx, opts...)
+	c, err := aiplatform.NewJobClient(ctx, endpointOptions(endpoint)...)
 	if err != nil {
 		return nil, fmt.Errorf("vertex ai client: %w", err)
 	}

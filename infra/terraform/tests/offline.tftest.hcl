@@ -137,6 +137,15 @@ override_resource {
 }
 override_resource {
   override_during = plan
+  target          = google_service_account.sa["batch"]
+  values = {
+    email  = "batch-job@orchard-test.iam.gserviceaccount.com"
+    member = "serviceAccount:batch-job@orchard-test.iam.gserviceaccount.com"
+    name   = "projects/orchard-test/serviceAccounts/batch-job@orchard-test.iam.gserviceaccount.com"
+  }
+}
+override_resource {
+  override_during = plan
   target          = google_pubsub_topic.topics["model_published"]
   values = {
     id = "projects/orchard-test/topics/orchard-model-published"
@@ -169,8 +178,8 @@ run "wiring_and_least_privilege" {
 
   # One service account per workload.
   assert {
-    condition     = length(google_service_account.sa) == 8 && length(distinct([for s in google_service_account.sa : s.account_id])) == 8
-    error_message = "expected eight distinct service accounts"
+    condition     = length(google_service_account.sa) == 9 && length(distinct([for s in google_service_account.sa : s.account_id])) == 9
+    error_message = "expected nine distinct service accounts (six, the monitor's two, the batch job's own)"
   }
 
   # Each function runs the functions image as its own service account, with
@@ -518,4 +527,41 @@ run "monitor_interval_divides_the_hour" {
     monitor_interval_minutes = 7
   }
   expect_failures = [var.monitor_interval_minutes]
+}
+
+# The batch job: its own account, reading the image buckets (object reads
+# narrowed to batch.source_prefixes by IAM Conditions), writing results only.
+run "batch_job_least_privilege" {
+  command = plan
+  variables {
+    batch = { tasks = 4, parallelism = 2, task_timeout = "1800s", source_prefixes = ["photos/", "backfill/"], runners = ["group:ml-users@example.com"] }
+  }
+  assert {
+    condition = (
+      google_cloud_run_v2_job.batch.template[0].task_count == 4 && google_cloud_run_v2_job.batch.template[0].parallelism == 2 &&
+      google_cloud_run_v2_job.batch.template[0].template[0].timeout == "1800s" &&
+      google_cloud_run_v2_job.batch.template[0].template[0].service_account == google_service_account.sa["batch"].email &&
+      google_cloud_run_v2_job.batch.template[0].template[0].containers[0].command == tolist(["/usr/local/bin/batch"])
+    )
+    error_message = "the batch job does not take its variables, its account or the batch binary"
+  }
+  assert {
+    condition = alltrue([
+      for k, g in google_storage_bucket_iam_member.batch :
+      contains(["roles/storage.legacyBucketReader", "roles/storage.objectViewer"], g.role) || (g.role == "roles/storage.objectUser" && g.bucket == google_storage_bucket.buckets["results"].name)
+    ])
+    error_message = "the batch account may write only to the results bucket"
+  }
+  assert {
+    condition = alltrue([
+      for b in ["uploads", "datasets"] :
+      strcontains(google_storage_bucket_iam_member.batch["${b}/roles/storage.objectViewer"].condition[0].expression,
+      "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.buckets[b].name}/objects/photos/\")")
+    ])
+    error_message = "the batch account's object reads are not narrowed to batch.source_prefixes"
+  }
+  assert {
+    condition     = length(google_cloud_run_v2_job_iam_member.batch_runners) == 2 && length(google_storage_bucket_iam_member.batch_runners) == 2
+    error_message = "batch runners need run-with-overrides and viewer on the job, and read on the registry and results"
+  }
 }

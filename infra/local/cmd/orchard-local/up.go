@@ -109,6 +109,10 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		v = &stack.Vertex{Images: map[string][]string{demo.TrainerImage: {trainer}}, TrainerImage: demo.TrainerImage, Logger: log}
 		cfg.Components = append(cfg.Components, v)
 	}
+	// The batch prediction job behind `orchard batch` (its binary comes
+	// from make build).
+	b := &stack.Batch{Logger: log}
+	cfg.Components = append(cfg.Components, b)
 	fmt.Fprintln(stdout, "==> starting the local stack (emulators, buckets, topics, bridge, functions server) ...")
 	s, err := stack.Start(ctx, cfg)
 	if err != nil {
@@ -132,7 +136,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("up: %w", err)
 		}
 	}
-	printUp(stdout, s, v, serving, time.Since(t0))
+	printUp(stdout, s, v, b, serving, time.Since(t0))
 	lctx, stopLog := context.WithCancel(ctx)
 	logDone := follow(lctx, stdout, s, v)
 	defer func() { stopLog(); <-logDone }()
@@ -273,7 +277,7 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func printUp(w io.Writer, s *stack.Stack, v *stack.Vertex, seeded string, took time.Duration) {
+func printUp(w io.Writer, s *stack.Stack, v *stack.Vertex, b *stack.Batch, seeded string, took time.Duration) {
 	c := s.Config
 	fmt.Fprintf(w, "\nOrchard local stack is up (%s). Ctrl-C stops everything.\n\n", took.Round(10*time.Millisecond))
 	fmt.Fprintf(w, "  Cloud Storage (fake-gcs-server)  %s   buckets: %s (uploads, notifications on), %s, %s\n", s.GCSHost, c.UploadsBucket, c.ResultsBucket, c.ModelsBucket)
@@ -292,11 +296,12 @@ func printUp(w io.Writer, s *stack.Stack, v *stack.Vertex, seeded string, took t
 	} else {
 		fmt.Fprintln(w, "  Vertex AI stand-in               not started (pass -vertex): SubmitTraining will refuse training requests")
 	}
+	fmt.Fprintf(w, "  Cloud Run jobs stand-in (gRPC)   %s   job %s (batch prediction, %s)\n", b.Addr, stack.BatchJobID, stack.BatchBinary)
 	fmt.Fprintf(w, "  eventarc bridge                  %s finalize → %s/PredictOnUpload\n", c.NotificationsTopic, s.FunctionsURL)
 	fmt.Fprintf(w, "                                   %s → %s/SubmitTraining   (dead letters: %s)\n", c.TrainingTopic, s.FunctionsURL, c.DeadLetterTopic)
 	fmt.Fprintf(w, "                                   %s → %s/Monitor   (a tick every %s; 0: none)\n", c.MonitorTopic, s.FunctionsURL, c.MonitorEvery)
 	fmt.Fprintln(w, "\nIn another shell:")
-	for _, kv := range s.Env() {
+	for _, kv := range append(s.Env(), b.Env()...) {
 		fmt.Fprintf(w, "  export %s=%s\n", kv[0], kv[1])
 	}
 	data, _ := defaultDatasets()
@@ -321,6 +326,9 @@ func printUp(w io.Writer, s *stack.Stack, v *stack.Vertex, seeded string, took t
   # the registry: versions, gate decisions, production alias and its history
   .cache/bin/orchard versions -registry %[8]s -name %[7]s
   .cache/bin/orchard alias show -registry %[8]s -name %[7]s
+  # classify a whole prefix with the batch job (2 tasks; the results land beside the uploads' ones)
+  .cache/bin/orchard batch -prefix gs://%[1]s/ -tasks 2
+  .cache/bin/orchard batch status
   # model-published events (kept on the subscription of the same name)
   curl -sS -X POST -H 'Content-Type: application/json' \
     "http://$PUBSUB_EMULATOR_HOST/v1/projects/%[4]s/subscriptions/%[9]s:pull" -d '{"maxMessages":10}'

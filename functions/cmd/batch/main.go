@@ -1,0 +1,103 @@
+// Command batch is one task of Orchard's batch prediction job (a Cloud Run
+// job; see functions/batch): it classifies its shard of the images below
+// BATCH_PREFIX with the registry version MODEL_VERSION, writing results as
+// PredictOnUpload does, then its task summary, and, if it is the last task
+// to finish, the run summary.
+//
+//	CLOUD_RUN_TASK_INDEX, CLOUD_RUN_TASK_COUNT, CLOUD_RUN_TASK_ATTEMPT, CLOUD_RUN_EXECUTION  set by Cloud Run
+//	BATCH_PREFIX=gs://bucket/folder/   MODEL_VERSION=V                                     set by orchard batch
+//	RESULTS_BUCKET, REGISTRY_URI, MODEL_NAME (or MODEL_URI), WORKERS, ...                  the job's (predict.Config)
+//
+// The model version is resolved once by the launcher and passed to every
+// task, so all tasks of a run use the same one even if the alias moves
+// meanwhile. It exits non-zero when objects are left without a result
+// (transient failures), so that Cloud Run retries the task; the retry skips
+// what is done. SIGTERM (the task timeout) stops it after the objects in
+// flight, with its summary written.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"cloud.google.com/go/storage"
+
+	"github.com/orchard-mlops/orchard/functions/batch"
+	"github.com/orchard-mlops/orchard/functions/batch/task"
+	"github.com/orchard-mlops/orchard/functions/predict"
+	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/logging"
+	"github.com/orchard-mlops/orchard/shared/memlimit"
+	"github.com/orchard-mlops/orchard/shared/registry"
+)
+
+func main() {
+	log := logging.Setup()
+	memlimit.SetGoMemLimit(log)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	err := run(ctx, log, os.Getenv)
+	stop()
+	if err != nil {
+		log.Log(context.Background(), logging.LevelCritical, "batch task failed: "+err.Error())
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger, getenv func(string) string) error {
+	t, err := batch.TaskFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	prefix := strings.TrimSpace(getenv(batch.PrefixEnv))
+	if prefix == "" {
+		return fmt.Errorf("%s is not set: the gs:// prefix to classify (orchard batch -prefix sets it)", batch.PrefixEnv)
+	}
+	cfg, err := predict.ConfigFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	client, err := storage.NewClient(ctx)
+	if err != nil {
+		return fmt.Errorf("creating the storage client: %w", err)
+	}
+	defer client.Close()
+	want := strings.TrimSpace(getenv(batch.ModelVersionEnv))
+	stores := blob.NewOpener(client)
+	if cfg.ModelURI == "" {
+		if cfg.ModelURI, err = versionURI(ctx, stores, cfg, want); err != nil {
+			return err
+		}
+	}
+	app := predict.NewApp(cfg, predict.AppOptions{Storage: client, Log: log})
+	defer app.Close()
+	u, err := app.Uploader()
+	if err != nil {
+		return err
+	}
+	r := &task.Runner{Config: task.Config{Task: t, Prefix: prefix, WantVersion: want}, Storage: stores, Uploader: u, Log: log}
+	_, err = r.Run(ctx)
+	return err
+}
+
+// versionURI is where the registry keeps version want of MODEL_NAME. A
+// task never resolves an alias itself: tasks start at different times, and
+// an alias moved in between would split one run over two models.
+func versionURI(ctx context.Context, stores *blob.Opener, cfg predict.Config, want string) (string, error) {
+	if want == "" {
+		return "", errors.New(batch.ModelVersionEnv + " is not set: orchard batch resolves the alias once and passes the version to every task (or set MODEL_URI)")
+	}
+	reg, err := registry.Open(ctx, cfg.RegistryURI, registry.Options{Storage: stores})
+	if err != nil {
+		return "", fmt.Errorf("opening REGISTRY_URI: %w", err)
+	}
+	if _, err := reg.Metadata(ctx, cfg.ModelName, want); err != nil {
+		return "", fmt.Errorf("model %s version %s: %w", cfg.ModelName, want, err)
+	}
+	return reg.VersionURI(cfg.ModelName, want), nil
+}
