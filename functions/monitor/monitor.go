@@ -118,12 +118,19 @@ func contains(s []string, v string) bool {
 	return false
 }
 
+// Gauges records each report's figures: telemetry.Monitor's OTel gauges in
+// the Monitor function. An interface, so that `orchard monitor` links no
+// metrics SDK.
+type Gauges interface {
+	Report(ctx context.Context, r *mon.Report)
+}
+
 // Runner runs the monitor over a window.
 type Runner struct {
 	Config   Config
 	Results  blob.Store         // the results bucket: predictions in, reports out
 	Registry *registry.Registry // baselines and labels of each version
-	Gauges   *Gauges            // nil records nothing
+	Gauges   Gauges             // nil records nothing
 	Log      *slog.Logger
 }
 
@@ -177,7 +184,9 @@ func (r *Runner) RunWindow(ctx context.Context, start, end time.Time) (*Summary,
 			return nil, err
 		}
 		s.Reports, s.URIs = append(s.Reports, rep), append(s.URIs, uri)
-		r.Gauges.record(ctx, rep)
+		if r.Gauges != nil {
+			r.Gauges.Report(ctx, rep)
+		}
 		r.warn(ctx, rep, uri)
 	}
 	r.log().InfoContext(ctx, "monitor: window aggregated", "window_start", start, "window_end", end, "read", read,

@@ -32,6 +32,7 @@ func stats(r *rand.Rand, dark bool) preprocess.Stats {
 
 type fixture struct {
 	results blob.Store
+	models  blob.Store // the registry's bucket
 	reg     *registry.Registry
 	base    *mon.Baseline
 	logs    *bytes.Buffer
@@ -51,7 +52,8 @@ func setup(t *testing.T) *fixture {
 			t.Fatal(err)
 		}
 	}
-	f := &fixture{results: blob.NewGCS(c, buckets["results"], ""), reg: registry.New(blob.NewGCS(c, buckets["models"], ""), registry.Options{}), logs: &bytes.Buffer{}}
+	f := &fixture{results: blob.NewGCS(c, buckets["results"], ""), models: blob.NewGCS(c, buckets["models"], ""), logs: &bytes.Buffer{}}
+	f.reg = registry.New(f.models, registry.Options{})
 	r := rand.New(rand.NewPCG(1, 1))
 	bb := mon.NewBaselineBuilder()
 	for i := range 600 {
