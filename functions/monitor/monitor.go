@@ -187,6 +187,7 @@ func (r *Runner) RunWindow(ctx context.Context, start, end time.Time) (*Summary,
 		if r.Gauges != nil {
 			r.Gauges.Report(ctx, rep)
 		}
+		r.figures(ctx, rep)
 		r.warn(ctx, rep, uri)
 	}
 	r.log().InfoContext(ctx, "monitor: window aggregated", "window_start", start, "window_end", end, "read", read,
@@ -301,6 +302,27 @@ func (r *Runner) write(ctx context.Context, rep *mon.Report) (string, error) {
 		return "", fmt.Errorf("monitor: writing the report page: %w", err)
 	}
 	return r.Results.URI(jsonKey), nil
+}
+
+// figures logs one INFO line per figure of a report (each feature's
+// divergence, the OOD share, live accuracy): the log-based metric
+// drift_figures turns them into the dashboard's drift charts, with no OTLP
+// collector deployed (docs/monitoring.md names the fields).
+func (r *Runner) figures(ctx context.Context, rep *mon.Report) {
+	line := func(feature, measure string, value float64) {
+		r.log().InfoContext(ctx, "drift figure: "+rep.Model+" "+rep.Version+": "+feature+" "+measure+" "+strconv.FormatFloat(value, 'f', 3, 64),
+			"drift_figure", feature, "model", rep.Model, "version", rep.Version, "measure", measure, "value", value,
+			"window_end", rep.WindowEnd, "predictions", rep.Predictions)
+	}
+	for _, d := range rep.Drift {
+		line(d.Feature, d.Measure, d.Value)
+	}
+	if rep.Baseline {
+		line(mon.OODShare, "share", rep.OODShare)
+	}
+	if rep.Live != nil {
+		line(mon.Accuracy, "accuracy", rep.Live.Accuracy)
+	}
 }
 
 // warn logs one WARNING line per alert, with the fields the log-based
