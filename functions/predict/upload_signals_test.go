@@ -10,22 +10,28 @@ import (
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
 
-// redBaselineClassifier is the colour model with a baseline of bright red
-// photos at high confidence, closed when the test ends.
-func redBaselineClassifier(t *testing.T, cfg Config) *onnxrt.Classifier {
+// redBaseline is a baseline of bright red photos as c classifies them: at
+// high confidence, so that other colours fall outside it.
+func redBaseline(t *testing.T, c *onnxrt.Classifier) *monitor.Baseline {
 	t.Helper()
-	plain := newClassifier(t, cfg, modeltest.Options{Version: "v5"})
 	bb := monitor.NewBaselineBuilder()
 	red := redJPEG(t)
 	for range 50 {
-		p, st, err := plain.ClassifyStats(red, 1)
+		p, st, err := c.ClassifyStats(red, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
 		bb.Add(st, p[0].Label, p[0].Score)
 	}
+	return bb.Baseline()
+}
+
+// redBaselineClassifier is the colour model with redBaseline, closed when
+// the test ends.
+func redBaselineClassifier(t *testing.T, cfg Config) *onnxrt.Classifier {
+	t.Helper()
 	m := modeltest.Colour(t, modeltest.Options{Version: "v5"})
-	m.Baseline = bb.Baseline()
+	m.Baseline = redBaseline(t, newClassifier(t, cfg, modeltest.Options{Version: "v5"}))
 	c, err := onnxrt.NewClassifier(m, onnxrt.Options{Limits: cfg.Limits()})
 	if err != nil {
 		t.Fatal(err)
