@@ -3,9 +3,11 @@
 // a window from the results bucket, aggregates them per model version
 // (shared/monitor), compares each version with the baseline stored beside
 // its model.json in the registry, writes a report (JSON and an HTML page)
-// under monitoring/ in the results bucket, logs a WARNING line per
-// threshold crossed and records the figures as OTel gauges. The names are
-// a contract with the monitoring Terraform: see docs/monitoring.md.
+// under monitoring/ in the results bucket, logs an INFO line per figure
+// and a WARNING line per threshold crossed (what the deployed dashboard and
+// alert read, through log-based metrics), and records the figures as OTel
+// gauges for deployments with a collector. The names are a contract with
+// the monitoring Terraform: see docs/monitoring.md.
 package monitor
 
 import (
