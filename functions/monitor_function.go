@@ -77,8 +77,10 @@ func newMonitorEnv(ctx context.Context, getenv func(string) string) (*monitorEnv
 	e := &monitorEnv{run: &monitor.Runner{Config: cfg, Results: results, Registry: r, Log: slog.Default()}}
 	if e.metrics, err = telemetry.FromEnv(ctx, getenv); err != nil {
 		slog.Error("Monitor: gauges disabled", "error", err.Error())
-	} else if e.run.Gauges, err = monitor.NewGauges(e.metrics); err != nil {
+	} else if g, err := telemetry.NewMonitor(e.metrics); err != nil {
 		slog.Error("Monitor: gauges disabled", "error", err.Error())
+	} else {
+		e.run.Gauges = g
 	}
 	return e, nil
 }

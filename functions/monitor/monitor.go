@@ -3,9 +3,11 @@
 // a window from the results bucket, aggregates them per model version
 // (shared/monitor), compares each version with the baseline stored beside
 // its model.json in the registry, writes a report (JSON and an HTML page)
-// under monitoring/ in the results bucket, logs a WARNING line per
-// threshold crossed and records the figures as OTel gauges. The names are
-// a contract with the monitoring Terraform: see docs/monitoring.md.
+// under monitoring/ in the results bucket, logs an INFO line per figure
+// and a WARNING line per threshold crossed (what the deployed dashboard and
+// alert read, through log-based metrics), and records the figures as OTel
+// gauges for deployments with a collector. The names are a contract with
+// the monitoring Terraform: see docs/monitoring.md.
 package monitor
 
 import (
@@ -118,12 +120,19 @@ func contains(s []string, v string) bool {
 	return false
 }
 
+// Gauges records each report's figures: telemetry.Monitor's OTel gauges in
+// the Monitor function. An interface, so that `orchard monitor` links no
+// metrics SDK.
+type Gauges interface {
+	Report(ctx context.Context, r *mon.Report)
+}
+
 // Runner runs the monitor over a window.
 type Runner struct {
 	Config   Config
 	Results  blob.Store         // the results bucket: predictions in, reports out
 	Registry *registry.Registry // baselines and labels of each version
-	Gauges   *Gauges            // nil records nothing
+	Gauges   Gauges             // nil records nothing
 	Log      *slog.Logger
 }
 
@@ -177,7 +186,10 @@ func (r *Runner) RunWindow(ctx context.Context, start, end time.Time) (*Summary,
 			return nil, err
 		}
 		s.Reports, s.URIs = append(s.Reports, rep), append(s.URIs, uri)
-		r.Gauges.record(ctx, rep)
+		if r.Gauges != nil {
+			r.Gauges.Report(ctx, rep)
+		}
+		r.figures(ctx, rep)
 		r.warn(ctx, rep, uri)
 	}
 	r.log().InfoContext(ctx, "monitor: window aggregated", "window_start", start, "window_end", end, "read", read,
@@ -292,6 +304,27 @@ func (r *Runner) write(ctx context.Context, rep *mon.Report) (string, error) {
 		return "", fmt.Errorf("monitor: writing the report page: %w", err)
 	}
 	return r.Results.URI(jsonKey), nil
+}
+
+// figures logs one INFO line per figure of a report (each feature's
+// divergence, the OOD share, live accuracy): the log-based metric
+// drift_figures turns them into the dashboard's drift charts, with no OTLP
+// collector deployed (docs/monitoring.md names the fields).
+func (r *Runner) figures(ctx context.Context, rep *mon.Report) {
+	line := func(feature, measure string, value float64) {
+		r.log().InfoContext(ctx, "drift figure: "+rep.Model+" "+rep.Version+": "+feature+" "+measure+" "+strconv.FormatFloat(value, 'f', 3, 64),
+			"drift_figure", feature, "model", rep.Model, "version", rep.Version, "measure", measure, "value", value,
+			"window_end", rep.WindowEnd, "predictions", rep.Predictions)
+	}
+	for _, d := range rep.Drift {
+		line(d.Feature, d.Measure, d.Value)
+	}
+	if rep.Baseline {
+		line(mon.OODShare, "share", rep.OODShare)
+	}
+	if rep.Live != nil {
+		line(mon.Accuracy, "accuracy", rep.Live.Accuracy)
+	}
 }
 
 // warn logs one WARNING line per alert, with the fields the log-based

@@ -32,6 +32,7 @@ func stats(r *rand.Rand, dark bool) preprocess.Stats {
 
 type fixture struct {
 	results blob.Store
+	models  blob.Store // the registry's bucket
 	reg     *registry.Registry
 	base    *mon.Baseline
 	logs    *bytes.Buffer
@@ -51,7 +52,8 @@ func setup(t *testing.T) *fixture {
 			t.Fatal(err)
 		}
 	}
-	f := &fixture{results: blob.NewGCS(c, buckets["results"], ""), reg: registry.New(blob.NewGCS(c, buckets["models"], ""), registry.Options{}), logs: &bytes.Buffer{}}
+	f := &fixture{results: blob.NewGCS(c, buckets["results"], ""), models: blob.NewGCS(c, buckets["models"], ""), logs: &bytes.Buffer{}}
+	f.reg = registry.New(f.models, registry.Options{})
 	r := rand.New(rand.NewPCG(1, 1))
 	bb := mon.NewBaselineBuilder()
 	for i := range 600 {
@@ -171,6 +173,30 @@ func TestCleanAndShiftedVersionsReportedApart(t *testing.T) {
 	if w["drift_alert"] != "luminance" || w["model"] != "colours" || w["version"] != "v2" || w["measure"] != "js" ||
 		w["report"] != s.URIs[1] || !strings.HasPrefix(w["message"].(string), "drift: ") {
 		t.Errorf("WARNING line %v", w)
+	}
+	// One INFO line per figure of each report, with the fields the
+	// log-based metric drift_figures extracts (infra/terraform/monitoring.tf).
+	figures := map[string]map[string]any{}
+	for _, line := range strings.Split(strings.TrimSpace(f.logs.String()), "\n") {
+		var m map[string]any
+		_ = json.Unmarshal([]byte(line), &m)
+		if feat, ok := m["drift_figure"].(string); ok && m["severity"] == "INFO" {
+			figures[m["version"].(string)+" "+feat] = m
+		}
+	}
+	if want := 2*len(dark.Drift) + 2 + 2; len(figures) != want {
+		t.Errorf("%d figure lines, want %d (each drift, ood_share and live_accuracy of two versions):\n%s", len(figures), want, f.logs)
+	}
+	for _, d := range dark.Drift {
+		if m := figures["v2 "+d.Feature]; m == nil || m["value"] != d.Value || m["measure"] != d.Measure || m["model"] != "colours" {
+			t.Errorf("figure line of v2 %s: %v, want %s %v", d.Feature, m, d.Measure, d.Value)
+		}
+	}
+	if m := figures["v2 ood_share"]; m == nil || m["value"] != dark.OODShare || m["measure"] != "share" {
+		t.Errorf("figure line of v2 ood_share: %v, want %v", m, dark.OODShare)
+	}
+	if m := figures["v2 live_accuracy"]; m == nil || m["value"] != 0.5 || m["measure"] != "accuracy" {
+		t.Errorf("figure line of v2 live_accuracy: %v, want 0.5", m)
 	}
 	// A second run over the same window reads the same results, not the reports.
 	if again := f.run(t); again.Read != s.Read || again.Read != 120 {

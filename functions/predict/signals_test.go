@@ -7,7 +7,6 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
-	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
@@ -25,17 +24,8 @@ func TestPredictCarriesSignals(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer plain.Close()
-	// A baseline of bright red photos at high confidence.
-	bb := monitor.NewBaselineBuilder()
 	red := redJPEG(t)
-	for range 50 {
-		p, st, err := plain.ClassifyStats(red, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		bb.Add(st, p[0].Label, p[0].Score)
-	}
-	m.Baseline = bb.Baseline()
+	m.Baseline = redBaseline(t, plain)
 	withBase, err := onnxrt.NewClassifier(m, onnxrt.Options{Limits: cfg.Limits()})
 	if err != nil {
 		t.Fatal(err)

@@ -1,5 +1,6 @@
-// Package telemetry holds the prediction functions' OpenTelemetry metrics:
-// the instruments, and the meter provider chosen from the environment.
+// Package telemetry holds the functions' OpenTelemetry metrics: the
+// prediction functions' instruments, the drift monitor's gauges (Monitor),
+// and the meter provider chosen from the environment.
 //
 // Exporters follow the OpenTelemetry environment conventions, narrowed to
 // what is built in: OTEL_METRICS_EXPORTER=console writes to stdout,

@@ -11,10 +11,14 @@
 #     request or event logs (functions/README.md): predictions by label,
 #     failures by kind, upload-to-result time, drift warnings. They need
 #     nothing deployed beside the functions;
-#   - the OpenTelemetry instruments (functions/telemetry, the monitor's
-#     orchard.monitor.* gauges) only once an OTLP collector ships them to
-#     Cloud Monitoring (docs/deploy.md, "Monitoring"): the deployed services
-#     set no OTEL_* exporter, so those charts stay empty until then.
+#   - the drift monitor's figure lines (one INFO line per feature's
+#     divergence, OOD share and live accuracy of each report), as the
+#     log-based distribution drift_figures: the drift charts need nothing
+#     deployed beside the Monitor function.
+# The OpenTelemetry instruments (functions/telemetry: the prediction
+# counters and the monitor's orchard.monitor.* gauges) reach Cloud
+# Monitoring only through an OTLP collector (docs/deploy.md, "Monitoring");
+# the deployed services set no OTEL_* exporter, so no chart here reads them.
 
 locals {
   # Services the charts and log-based metrics cover.
@@ -61,7 +65,15 @@ locals {
     local.drift_log_filter_body,
   ])
 
+  # The monitor's figure lines (functions/monitor, docs/monitoring.md).
+  drift_figure_filter = join(" AND ", [
+    "resource.type=\"cloud_run_revision\"",
+    "resource.labels.service_name=\"${local.functions["monitor"].service}\"",
+    "severity=INFO AND jsonPayload.drift_figure:* AND jsonPayload.value:*",
+  ])
+
   metric = {
+    drift_figures     = "logging.googleapis.com/user/${var.name_prefix}/drift_figures"
     predictions       = "logging.googleapis.com/user/${var.name_prefix}/predictions"
     prediction_errors = "logging.googleapis.com/user/${var.name_prefix}/prediction_errors"
     drift_alerts      = "logging.googleapis.com/user/${var.name_prefix}/drift_alerts"
@@ -121,6 +133,44 @@ resource "google_logging_metric" "upload_to_result" {
       num_finite_buckets = 40
       growth_factor      = 1.35
       scale              = 10
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# The drift monitor's figures: one point per feature, model version and
+# window (JS divergence, L-infinity distance, OOD share, live accuracy; all
+# in 0..1), from the monitor's "drift figure" lines. The dashboard's drift
+# charts read it; the OTel gauges carry the same figures for deployments
+# with a collector.
+resource "google_logging_metric" "drift_figures" {
+  project     = var.project_id
+  name        = "${var.name_prefix}/drift_figures"
+  description = "The drift monitor's figures per window (jsonPayload.value, 0..1), by feature, measure (js, linf, share, accuracy), model and version."
+  filter      = local.drift_figure_filter
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "1"
+    dynamic "labels" {
+      for_each = toset(["feature", "measure", "model", "version"])
+      content {
+        key        = labels.value
+        value_type = "STRING"
+      }
+    }
+  }
+  value_extractor  = "EXTRACT(jsonPayload.value)"
+  label_extractors = { for k in ["feature", "measure", "model", "version"] : k => "EXTRACT(jsonPayload.${k == "feature" ? "drift_figure" : k})" }
+
+  # 0..1 in steps of 0.01: thresholds (0.15, 0.3, 0.8) fall on bucket edges.
+  bucket_options {
+    linear_buckets {
+      num_finite_buckets = 100
+      width              = 0.01
+      offset             = 0
     }
   }
 
@@ -334,11 +384,13 @@ locals {
     "resource.label.subscription_id=one_of(${join(", ", [for s in local.dead_letter_topics : "\"${s}\""])})",
   ])
   percentiles = [50, 95, 99]
-  # The drift monitor's OTel gauges (docs/monitoring.md), as the collector's
-  # googlecloud exporter names them.
-  otel_gauge = { for g in ["js_divergence", "linf_distance", "ood_share", "live_accuracy"] :
-    g => "metric.type=\"workload.googleapis.com/orchard.monitor.${g}\""
+  # The drift monitor's figures by measure (drift_figures). A window's
+  # figure is one point an interval (the monitor's), so the charts align
+  # over that interval: one point a window, its value the window's figure.
+  drift_figure = { for m in ["js", "linf", "share", "accuracy"] :
+    m => "metric.type=\"${local.metric.drift_figures}\" AND resource.type=\"cloud_run_revision\" AND metric.label.measure=\"${m}\""
   }
+  drift_period = "${var.monitor_interval_minutes * 60}s"
 
   # Each chart: a title, a y-axis label and its series (filter, per-series
   # aligner, cross-series reducer, group-by fields).
@@ -385,17 +437,17 @@ locals {
     { title = "Drift warnings by feature (monitor)", y = "warnings", series = [
       { filter = "metric.type=\"${local.metric.drift_alerts}\" AND resource.type=\"cloud_run_revision\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", by = ["metric.label.feature", "metric.label.model", "metric.label.version"] },
     ] },
-    { title = "Drift: JS divergence by feature (OTel gauge)", y = "JS divergence", series = [
-      { filter = local.otel_gauge["js_divergence"], aligner = "ALIGN_MAX", reducer = "REDUCE_MAX", by = ["metric.label.feature", "metric.label.version"] },
+    { title = "Drift: JS divergence by feature (monitor)", y = "JS divergence", period = local.drift_period, series = [
+      { filter = local.drift_figure["js"], aligner = "ALIGN_PERCENTILE_99", reducer = "REDUCE_MAX", by = ["metric.label.feature", "metric.label.version"] },
     ] },
-    { title = "Drift: L-infinity of labels and format (OTel gauge)", y = "L-infinity", series = [
-      { filter = local.otel_gauge["linf_distance"], aligner = "ALIGN_MAX", reducer = "REDUCE_MAX", by = ["metric.label.feature", "metric.label.version"] },
+    { title = "Drift: L-infinity of labels and format (monitor)", y = "L-infinity", period = local.drift_period, series = [
+      { filter = local.drift_figure["linf"], aligner = "ALIGN_PERCENTILE_99", reducer = "REDUCE_MAX", by = ["metric.label.feature", "metric.label.version"] },
     ] },
-    { title = "Out-of-distribution share (OTel gauge)", y = "share", series = [
-      { filter = local.otel_gauge["ood_share"], aligner = "ALIGN_MAX", reducer = "REDUCE_MAX", by = ["metric.label.model", "metric.label.version"] },
+    { title = "Out-of-distribution share (monitor)", y = "share", period = local.drift_period, series = [
+      { filter = local.drift_figure["share"], aligner = "ALIGN_PERCENTILE_99", reducer = "REDUCE_MAX", by = ["metric.label.model", "metric.label.version"] },
     ] },
-    { title = "Live accuracy on labelled uploads (OTel gauge)", y = "accuracy", series = [
-      { filter = local.otel_gauge["live_accuracy"], aligner = "ALIGN_MIN", reducer = "REDUCE_MIN", by = ["metric.label.model", "metric.label.version"] },
+    { title = "Live accuracy on labelled uploads (monitor)", y = "accuracy", period = local.drift_period, series = [
+      { filter = local.drift_figure["accuracy"], aligner = "ALIGN_PERCENTILE_05", reducer = "REDUCE_MIN", by = ["metric.label.model", "metric.label.version"] },
     ] },
   ]
 
@@ -414,7 +466,7 @@ locals {
             timeSeriesFilter = {
               filter = s.filter
               aggregation = {
-                alignmentPeriod    = "60s"
+                alignmentPeriod    = try(c.period, "60s")
                 perSeriesAligner   = s.aligner
                 crossSeriesReducer = s.reducer
                 groupByFields      = s.by
@@ -440,7 +492,7 @@ locals {
           title = "About"
           text = {
             format  = "MARKDOWN"
-            content = "Orchard's services (${join(", ", local.service_names)}). Requests, latency, cold starts, instances and memory are Cloud Run's own metrics; predictions, failures, upload-to-result time and drift warnings are log-based metrics over the functions' request lines; the OTel gauges need an OTLP collector (docs/deploy.md, \"Monitoring\"). Drift reports: gs://${google_storage_bucket.buckets["results"].name}/monitoring/."
+            content = "Orchard's services (${join(", ", local.service_names)}). Requests, latency, cold starts, instances and memory are Cloud Run's own metrics; predictions, failures, upload-to-result time, drift warnings and drift figures are log-based metrics over the functions' log lines (no OTLP collector needed; the OTel instruments are for deployments with one: docs/monitoring.md). Drift reports: gs://${google_storage_bucket.buckets["results"].name}/monitoring/."
           }
         }
       }], local.chart_tiles)
@@ -452,7 +504,7 @@ resource "google_monitoring_dashboard" "orchard" {
   project        = var.project_id
   dashboard_json = jsonencode(local.dashboard)
 
-  depends_on = [google_project_service.apis, google_logging_metric.counters, google_logging_metric.upload_to_result]
+  depends_on = [google_project_service.apis, google_logging_metric.counters, google_logging_metric.upload_to_result, google_logging_metric.drift_figures]
 }
 
 output "monitoring" {

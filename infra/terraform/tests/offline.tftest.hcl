@@ -465,18 +465,39 @@ run "monitoring" {
     error_message = "the monitor may write beyond monitoring/ in the results bucket"
   }
 
-  # Every chart names a metric that exists: Cloud Run's and Pub/Sub's own,
-  # a log-based metric defined here, or one of the monitor's OTel gauges.
+  # Every chart names a metric that exists in the deployed project: Cloud
+  # Run's and Pub/Sub's own, or a log-based metric defined here (no chart
+  # may need an OTLP collector, which is not deployed).
   assert {
     condition = alltrue(flatten([for t in jsondecode(google_monitoring_dashboard.orchard.dashboard_json).mosaicLayout.tiles : [
       for d in try(t.widget.xyChart.dataSets, []) : contains(concat(
         [for m in ["request_count", "request_latencies", "container/startup_latencies", "container/instance_count", "container/memory/utilizations", "container/cpu/utilizations"] : "run.googleapis.com/${m}"],
         ["pubsub.googleapis.com/subscription/num_undelivered_messages"],
-        [for m in concat(values(google_logging_metric.counters), [google_logging_metric.upload_to_result]) : "logging.googleapis.com/user/${m.name}"],
-        [for g in ["js_divergence", "linf_distance", "ood_share", "live_accuracy"] : "workload.googleapis.com/orchard.monitor.${g}"],
+        [for m in concat(values(google_logging_metric.counters), [google_logging_metric.upload_to_result, google_logging_metric.drift_figures]) : "logging.googleapis.com/user/${m.name}"],
       ), regex("metric\\.type=\"([^\"]+)\"", d.timeSeriesQuery.timeSeriesFilter.filter)[0])
     ]]))
-    error_message = "the dashboard charts a metric that neither Cloud Run, Pub/Sub, a log-based metric here nor the monitor defines"
+    error_message = "the dashboard charts a metric that neither Cloud Run, Pub/Sub nor a log-based metric here defines"
+  }
+
+  # The drift charts read the monitor's figure lines (functions/monitor
+  # TestCleanAndShiftedVersionsReportedApart checks the fields), one chart
+  # per measure, aligned over the monitor's interval.
+  assert {
+    condition = (
+      strcontains(google_logging_metric.drift_figures.filter, "resource.labels.service_name=\"orchard-monitor\"") &&
+      strcontains(google_logging_metric.drift_figures.filter, "severity=INFO AND jsonPayload.drift_figure:*") &&
+      google_logging_metric.drift_figures.value_extractor == "EXTRACT(jsonPayload.value)" &&
+      google_logging_metric.drift_figures.label_extractors == tomap({ feature = "EXTRACT(jsonPayload.drift_figure)", measure = "EXTRACT(jsonPayload.measure)", model = "EXTRACT(jsonPayload.model)", version = "EXTRACT(jsonPayload.version)" }) &&
+      google_logging_metric.drift_figures.metric_descriptor[0].value_type == "DISTRIBUTION"
+    )
+    error_message = "drift_figures does not extract the monitor's figure lines (jsonPayload.drift_figure, measure, model, version, value)"
+  }
+  assert {
+    condition = toset(flatten([for t in jsondecode(google_monitoring_dashboard.orchard.dashboard_json).mosaicLayout.tiles : [
+      for d in try(t.widget.xyChart.dataSets, []) : regex("metric\\.label\\.measure=\"([^\"]+)\"", d.timeSeriesQuery.timeSeriesFilter.filter)[0]
+      if strcontains(d.timeSeriesQuery.timeSeriesFilter.filter, google_logging_metric.drift_figures.name) && d.timeSeriesQuery.timeSeriesFilter.aggregation.alignmentPeriod == "3600s"
+    ]])) == toset(["js", "linf", "share", "accuracy"])
+    error_message = "the dashboard lacks a drift chart per measure (js, linf, share, accuracy) over drift_figures, aligned over the monitor's interval"
   }
 
   # Predict: availability counts 5xx as bad, latency cuts at the threshold;
