@@ -33,6 +33,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/onnx"
+	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/trainer/cnn"
 	"github.com/orchard-mlops/orchard/trainer/config"
@@ -207,6 +208,11 @@ func newRun(ctx context.Context, opt Options) (*run, error) {
 	r.start = r.now()
 	if opt.ModelURI == "" {
 		return nil, errors.New("no model output directory")
+	}
+	// The export is verified with onnxruntime after the last epoch: find
+	// the library now rather than after minutes of training.
+	if err := onnxrt.Init(); err != nil {
+		return nil, fmt.Errorf("before training: %w", err)
 	}
 	var err error
 	if r.modelStore, err = opt.Storage.Open(ctx, opt.ModelURI); err != nil {
