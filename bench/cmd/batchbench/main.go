@@ -111,35 +111,26 @@ func main() {
 	c, err := g.Client(ctx, option.WithTelemetryDisabled())
 	check(err)
 	check(c.Bucket("src").Create(ctx, "p", nil))
-	names := upload(ctx, c, *n)
-
-	taskEnv := []string{"STORAGE_EMULATOR_HOST=" + g.Host, "GOMAXPROCS=1", "LOG_LEVEL=warn", fmt.Sprintf("WORKERS=%d", *workers),
-		"MODEL_URI=file://" + modelDir, "ORT_LIB=" + os.Getenv("ORT_LIB")}
-	if *extraEnv != "" {
-		taskEnv = append(taskEnv, strings.Split(*extraEnv, ",")...)
-	}
-	if *profile != "" {
-		dir, err := filepath.Abs(*profile)
-		check(err)
-		check(os.MkdirAll(dir, 0o755))
-		taskEnv = append(taskEnv, "ORCHARD_CPUPROFILE="+dir)
-	}
-	command := []string{bin}
-	if *taskCPUs != "" {
-		command = []string{"taskset", "-c", *taskCPUs, bin}
-	}
-	srv, err := runlocal.NewServer(runlocal.Config{Project: "p", Region: "local", KillGrace: time.Second, Env: taskEnv,
-		Jobs: map[string]runlocal.Job{"batch": {Command: command, TaskCount: 1}}})
-	check(err)
-	defer srv.Close()
-	b := &bench{ctx: ctx, c: c, srv: srv, names: names, gcsCPUs: *gcsCPUs}
-	if *taskCPUs != "" {
-		b.taskCPUs = cpuList(*taskCPUs)
-	}
+	gcsPID := childPID("fake-gcs-server")
 	if *gcsCPUs != "" {
-		pin := exec.Command("taskset", "-a", "-p", "-c", *gcsCPUs, fmt.Sprint(childPID("fake-gcs-server")))
+		pin := exec.Command("taskset", "-a", "-p", "-c", *gcsCPUs, fmt.Sprint(gcsPID))
 		pin.Stdout, pin.Stderr = os.Stderr, os.Stderr
 		check(pin.Run())
+	}
+	gcs0 := procCPU(gcsPID)
+	names := upload(ctx, c, *n)
+	log.Printf("fake-gcs-server CPU during the upload: %.2f ms/image (its memory backend scans the bucket on every write)",
+		float64((procCPU(gcsPID)-gcs0).Microseconds())/1000/float64(*n))
+
+	env := []string{"STORAGE_EMULATOR_HOST=" + g.Host, "MODEL_URI=file://" + modelDir, fmt.Sprintf("WORKERS=%d", *workers)}
+	if *extraEnv != "" {
+		env = append(env, strings.Split(*extraEnv, ",")...)
+	}
+	srv := startRunner(bin, env, *profile, *taskCPUs)
+	defer srv.Close()
+	b := &bench{ctx: ctx, c: c, srv: srv, names: names, gcsPID: gcsPID, gcsCPUs: *gcsCPUs}
+	if *taskCPUs != "" {
+		b.taskCPUs = cpuList(*taskCPUs)
 	}
 	if *kill {
 		b.killAndRestart(*tasks)
@@ -149,6 +140,27 @@ func main() {
 	if *baselines {
 		b.baseline(modelDir, *rounds)
 	}
+}
+
+// startRunner starts the Cloud Run stand-in with the job: tasks of
+// GOMAXPROCS=1 (a 1-vCPU task) logging warnings only, with env added, a
+// CPU profile each into profileDir and on taskCPUs if set.
+func startRunner(bin string, env []string, profileDir, taskCPUs string) *runlocal.Server {
+	env = append([]string{"GOMAXPROCS=1", "LOG_LEVEL=warn", "ORT_LIB=" + os.Getenv("ORT_LIB")}, env...)
+	if profileDir != "" {
+		dir, err := filepath.Abs(profileDir)
+		check(err)
+		check(os.MkdirAll(dir, 0o755))
+		env = append(env, "ORCHARD_CPUPROFILE="+dir)
+	}
+	command := []string{bin}
+	if taskCPUs != "" {
+		command = []string{"taskset", "-c", taskCPUs, bin}
+	}
+	srv, err := runlocal.NewServer(runlocal.Config{Project: "p", Region: "local", KillGrace: time.Second, Env: env,
+		Jobs: map[string]runlocal.Job{"batch": {Command: command, TaskCount: 1}}})
+	check(err)
+	return srv
 }
 
 type bench struct {
@@ -302,6 +314,16 @@ func (b *bench) run(tasks, retries int, results string, during func(*runpb.Execu
 	return m
 }
 
+// startCPU is the tasks' CPU before their first object (start-up, model
+// load), as their summaries report it.
+func (m measured) startCPU() time.Duration {
+	var d float64
+	for _, t := range m.tasks {
+		d += t.StartCPUSeconds
+	}
+	return time.Duration(d * float64(time.Second))
+}
+
 // perTask is each task's CPU seconds, start-up CPU and busy share (CPU
 // over its wall time), as its summary reports them.
 func (m measured) perTask() string {
@@ -336,14 +358,15 @@ func cpuOf(u syscall.Rusage) time.Duration {
 	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
 }
 
-// gcsCPU is fake-gcs-server's user+system time so far: the child of this
-// process with that command name, read from /proc (0 if not found). It
-// shares the cores with the tasks, so it bounds the throughput here.
-func (b *bench) gcsCPU() time.Duration {
-	if b.gcsPID == 0 {
-		b.gcsPID = childPID("fake-gcs-server")
-	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", b.gcsPID))
+// gcsCPU is fake-gcs-server's user+system time so far. It shares the
+// cores with the tasks unless -gcs-cpus moves it, so it bounds the
+// throughput here.
+func (b *bench) gcsCPU() time.Duration { return procCPU(b.gcsPID) }
+
+// procCPU is process pid's user+system time so far, from /proc (0 if it
+// cannot be read).
+func procCPU(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
@@ -389,6 +412,7 @@ type round struct {
 	tasks          int
 	rate           float64 // images per wall second
 	cpuPer, gcsPer float64 // ms of job CPU and of fake-gcs-server CPU per image
+	afterStart     float64 // ms of job CPU per image, the tasks' start-up left out
 	perCPUSecond   float64 // images per second of job CPU
 	rss            int64
 }
@@ -419,8 +443,9 @@ func (b *bench) throughput(k, rounds int) {
 			if m.sum != nil {
 				x.rss = m.sum.PeakRSS
 			}
-			log.Printf("round %d: %d task(s): %.0f images/s wall (%.1f s); job CPU %.3f ms/image (system %.0f%%, %.0f images per CPU-second); fake-gcs-server CPU %.3f ms/image; largest task peak RSS %.0f MiB; load %s",
-				r, tasks, x.rate, m.wall.Seconds(), x.cpuPer, 100*m.sys.Seconds()/m.cpu.Seconds(), x.perCPUSecond, x.gcsPer, float64(x.rss)/(1<<20), loadavg())
+			x.afterStart = x.cpuPer - m.startCPU().Seconds()*1000/n
+			log.Printf("round %d: %d task(s): %.0f images/s wall (%.1f s); job CPU %.3f ms/image (%.3f after start-up, system %.0f%%, %.0f images per CPU-second); fake-gcs-server CPU %.3f ms/image; largest task peak RSS %.0f MiB; load %s",
+				r, tasks, x.rate, m.wall.Seconds(), x.cpuPer, x.afterStart, 100*m.sys.Seconds()/m.cpu.Seconds(), x.perCPUSecond, x.gcsPer, float64(x.rss)/(1<<20), loadavg())
 			log.Printf("  %s: %s", m.ex.GetUid(), m.perTask())
 			if tasks == 1 {
 				one = append(one, x)
@@ -449,8 +474,9 @@ func (b *bench) throughput(k, rounds int) {
 		median(field(one, perCPU)), k, median(field(many, perCPU)), round2(cpuRatios), median(cpuRatios))
 	all := append(one, many...)
 	cpus, gcs := field(all, func(x round) float64 { return x.cpuPer }), field(all, func(x round) float64 { return x.gcsPer })
-	log.Printf("job CPU per image (task processes, user+system, start-up included): median %.3f ms over %d runs %v; fake-gcs-server: median %.3f ms/image %v",
-		median(cpus), len(cpus), round2(cpus), median(gcs), round2(gcs))
+	after := field(all, func(x round) float64 { return x.afterStart })
+	log.Printf("job CPU per image (task processes, user+system): median %.3f ms over %d runs %v, %.3f ms after start-up %v; fake-gcs-server: median %.3f ms/image %v",
+		median(cpus), len(cpus), round2(cpus), median(after), round2(after), median(gcs), round2(gcs))
 	// A task is bound by its own core (GOMAXPROCS=1): 1/c images per ms;
 	// all of them and fake-gcs-server by the cores they share: cores/(c+g).
 	c, g, cores := median(cpus), median(gcs), float64(len(b.taskCPUs))
@@ -459,7 +485,7 @@ func (b *bench) throughput(k, rounds int) {
 		cores = float64(runtime.NumCPU())
 	}
 	bound := func(tasks int) float64 {
-		r := float64(tasks) / c
+		r := min(float64(tasks), cores) / c
 		if shared {
 			r = min(r, cores/(c+g))
 		}
@@ -678,13 +704,13 @@ func (b *bench) killAndRestart(k int) {
 		log.Printf("killed task 0 of %s once %s existed", ex.GetUid(), mid)
 	})
 	first := m1.ex
-	log.Printf("first run %s: %d succeeded, %d failed, %.1f s, job CPU %.1f s; %s", first.GetUid(), first.GetSucceededCount(), first.GetFailedCount(),
-		m1.wall.Seconds(), m1.cpu.Seconds(), m1.perTask())
+	log.Printf("first run %s: %d succeeded, %d failed, %.1f s, job CPU %.1f s, fake-gcs-server CPU %.1f s; %s", first.GetUid(), first.GetSucceededCount(), first.GetFailedCount(),
+		m1.wall.Seconds(), m1.cpu.Seconds(), m1.gcs.Seconds(), m1.perTask())
 	byFirst := b.countByExecution(bucket, first.GetUid())
 	m2 := b.run(k, 0, bucket, nil)
 	second := m2.ex
-	log.Printf("restart %s: %d of %d succeeded, %.1f s, job CPU %.1f s; %s", second.GetUid(), second.GetSucceededCount(), k,
-		m2.wall.Seconds(), m2.cpu.Seconds(), m2.perTask())
+	log.Printf("restart %s: %d of %d succeeded, %.1f s, job CPU %.1f s, fake-gcs-server CPU %.1f s; %s", second.GetUid(), second.GetSucceededCount(), k,
+		m2.wall.Seconds(), m2.cpu.Seconds(), m2.gcs.Seconds(), m2.perTask())
 	b.checkOneResultEach(bucket)
 	bySecond := b.countByExecution(bucket, second.GetUid())
 	if m2.sum == nil {
