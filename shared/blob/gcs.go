@@ -97,6 +97,12 @@ func (g *GCS) Attributes(ctx context.Context, key string) (Attrs, error) {
 	return g.attrs(key, a), nil
 }
 
+// listPageSize is the objects a listing asks for per request: GCS's
+// default and maximum. The client sends no maxResults unless told, and
+// fake-gcs-server then returns the whole listing in one response, so a
+// streamed listing held the whole prefix in memory.
+const listPageSize = 1000
+
 // List implements Store. GCS lists in name order, one page per request.
 func (g *GCS) List(ctx context.Context, opts ListOptions) iter.Seq2[Attrs, error] {
 	return func(yield func(Attrs, error) bool) {
@@ -107,6 +113,7 @@ func (g *GCS) List(ctx context.Context, opts ListOptions) iter.Seq2[Attrs, error
 			q.StartOffset = g.prefix + opts.StartAfter + "\x00"
 		}
 		it := g.client.Bucket(g.bucket).Objects(ctx, q)
+		it.PageInfo().MaxSize = listPageSize
 		for {
 			a, err := it.Next()
 			if errors.Is(err, iterator.Done) {
