@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/orchard-mlops/orchard/shared/preprocess"
-	"github.com/orchard-mlops/orchard/trainer/config"
 )
 
 // fruitPNG is a w x h photo of a textured red disc of radius r at the
@@ -44,11 +43,7 @@ func fruitPNG(t *testing.T, w, h int, r float64) []byte {
 func TestAugmentCanonicalLikeServing(t *testing.T) {
 	spec := preprocess.DefaultSpec(32)
 	spec.Framing, spec.Levels, spec.Backdrop = preprocess.FramingObject, preprocess.LevelsObject, preprocess.BackdropRepaint
-	cfg := config.Default().Augment
-	cfg.Enabled, cfg.Prob = true, 1
-	cfg.RotateDegrees, cfg.Translate, cfg.FlipHorizontal, cfg.FlipVertical = 0, 0, false, false
-	cfg.Brightness, cfg.Contrast, cfg.Saturation, cfg.HueDegrees = 0, 0, 0, 0
-	cfg.BlurProb, cfg.NoiseProb, cfg.BackgroundProb, cfg.LetterboxProb, cfg.CloseupProb = 0, 0, 0, 0, 0
+	cfg := plainAugment()
 	const w, h, r = 150, 120, 50
 	canvas, raw, _, err := spec.CanvasRaw(fruitPNG(t, w, h, r), preprocess.Limits{})
 	if err != nil {

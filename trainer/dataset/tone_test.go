@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/orchard-mlops/orchard/shared/preprocess"
-	"github.com/orchard-mlops/orchard/trainer/config"
 )
 
 // TestAugmentTone: gamma bends mid-tones while keeping black and white,
@@ -18,12 +17,7 @@ func TestAugmentTone(t *testing.T) {
 		canvas.Pix[i], canvas.Pix[i+1], canvas.Pix[i+2], canvas.Pix[i+3] = 128, 128, 128, 255
 	}
 	spec := preprocess.DefaultSpec(n)
-	cfg := config.Default().Augment
-	cfg.Enabled, cfg.Prob = true, 1
-	cfg.ScaleMin, cfg.ScaleMax = 1, 1
-	cfg.RotateDegrees, cfg.Translate, cfg.FlipHorizontal, cfg.FlipVertical = 0, 0, false, false
-	cfg.Brightness, cfg.Contrast, cfg.Saturation, cfg.HueDegrees = 0, 0, 0, 0
-	cfg.BlurProb, cfg.NoiseProb, cfg.BackgroundProb, cfg.LetterboxProb = 0, 0, 0, 0
+	cfg := plainAugment()
 	pixel := func(g, wb float64, seed int64) [3]float32 {
 		cfg.Gamma, cfg.WhiteBalance = g, wb
 		x := make([]float32, spec.TensorLen())
