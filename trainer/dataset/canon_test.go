@@ -13,7 +13,7 @@ import (
 
 // fruitPNG is a w x h photo of a textured red disc of radius r at the
 // centre on a grey backdrop.
-func fruitPNG(t *testing.T, w, h int, r float64) []byte {
+func fruitPNG(t testing.TB, w, h int, r float64) []byte {
 	t.Helper()
 	m := image.NewRGBA(image.Rect(0, 0, w, h))
 	for y := range h {
