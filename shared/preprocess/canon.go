@@ -342,3 +342,34 @@ func abs(x int) int {
 	}
 	return x
 }
+
+// reduced is what a canonical spec analyses and crops: the decoded photo
+// box-reduced for the canvas (boxFactor) and composited over Background.
+func (s Spec) reduced(d *Decoded) *image.RGBA {
+	b := d.Image.Bounds()
+	return flatten(reduce(d.Image, boxFactor(b.Dx(), b.Dy(), s.Size)), s.Background)
+}
+
+// Raw is the picture a canonical spec's augmenter starts from: the photo
+// as serving's canonical steps receive it (reduced), in display
+// orientation, not square unless the photo is. Augmenting it and then
+// Canonicalise applies the canonical steps once, to the same pixels and
+// on the same analysis grid as serving (an unaugmented sample gives
+// serving's canvas); augmenting the canvas and canonicalising it again
+// reframed, resampled and relevelled twice. Nil unless s.Canonical().
+func (s Spec) Raw(d *Decoded) *image.RGBA {
+	if !s.Canonical() {
+		return nil
+	}
+	return orient(s.reduced(d), d.Orientation)
+}
+
+// CanvasRaw is CanvasSource, also returning the Raw picture (nil unless
+// the spec is canonical): what the dataset loader keeps of each image.
+func (s Spec) CanvasRaw(b []byte, lim Limits) (canvas, raw *image.RGBA, src Source, err error) {
+	d, err := DecodeFor(b, lim, s.Size)
+	if err != nil {
+		return nil, nil, Source{}, err
+	}
+	return s.Fit(d), s.Raw(d), d.source(), nil
+}

@@ -133,9 +133,7 @@ func (s Spec) Canvas(b []byte, lim Limits) (*image.RGBA, error) {
 // differently from serving.
 func (s Spec) Fit(d *Decoded) *image.RGBA {
 	if s.Canonical() {
-		sb := d.Image.Bounds()
-		src := flatten(reduce(d.Image, boxFactor(sb.Dx(), sb.Dy(), s.Size)), s.Background)
-		return orient(s.canonicalCanvas(src, s.Size), d.Orientation)
+		return orient(s.canonicalCanvas(s.reduced(d), s.Size), d.Orientation)
 	}
 	if s.Pad == PadBorderMedian {
 		return fitPadded(d, s.Size, nil)
@@ -144,9 +142,11 @@ func (s Spec) Fit(d *Decoded) *image.RGBA {
 }
 
 // Canonicalise applies the spec's canonical framing and exposure steps to
-// a Size x Size canvas that did not come from Fit (the augmenter's zoomed,
-// moved and relit samples), so training sees what serving makes of such a
-// photo. Without canonical steps it returns m itself.
+// a picture that did not come from Fit (the augmenter's zoomed,
+// moved and relit samples of a Raw picture), giving the Size x Size
+// canvas serving makes of such a photo. Without canonical steps it
+// returns m itself. Its input must be raw, not a canvas it made: the steps
+// are not idempotent (a second pass reframes, resamples and relevels).
 func (s Spec) Canonicalise(m *image.RGBA) *image.RGBA {
 	if !s.Canonical() {
 		return m
@@ -228,32 +228,39 @@ func boxFactor(w, h, size int) int {
 	return max(1, max(w, h)/(resampleMargin*size))
 }
 
-// orient returns the square image as EXIF orientation o says to display it.
+// orient returns the image as EXIF orientation o says to display it: a
+// w x h image, h x w for the orientations that swap the axes (5 to 8).
+// Serving orients square canvases; the augmenter's raw pictures need not
+// be square (Spec.Raw).
 func orient(m *image.RGBA, o int) *image.RGBA {
 	if o <= 1 || o > 8 {
 		return m
 	}
-	n := m.Bounds().Dx()
-	out := image.NewRGBA(m.Bounds())
-	for y := 0; y < n; y++ {
-		for x := 0; x < n; x++ {
+	w, h := m.Bounds().Dx(), m.Bounds().Dy()
+	ow, oh := w, h
+	if o >= 5 {
+		ow, oh = h, w
+	}
+	out := image.NewRGBA(image.Rect(0, 0, ow, oh))
+	for y := 0; y < oh; y++ {
+		for x := 0; x < ow; x++ {
 			// (sx, sy) is the stored pixel shown at (x, y).
 			var sx, sy int
 			switch o {
 			case 2: // mirror horizontal
-				sx, sy = n-1-x, y
+				sx, sy = w-1-x, y
 			case 3: // rotate 180
-				sx, sy = n-1-x, n-1-y
+				sx, sy = w-1-x, h-1-y
 			case 4: // mirror vertical
-				sx, sy = x, n-1-y
+				sx, sy = x, h-1-y
 			case 5: // transpose
 				sx, sy = y, x
 			case 6: // rotate 90 clockwise
-				sx, sy = y, n-1-x
+				sx, sy = y, h-1-x
 			case 7: // transverse
-				sx, sy = n-1-y, n-1-x
+				sx, sy = w-1-y, h-1-x
 			case 8: // rotate 90 counter-clockwise
-				sx, sy = n-1-y, x
+				sx, sy = w-1-y, x
 			}
 			copy(out.Pix[y*out.Stride+4*x:y*out.Stride+4*x+4], m.Pix[sy*m.Stride+4*sx:sy*m.Stride+4*sx+4])
 		}

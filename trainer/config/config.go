@@ -110,6 +110,12 @@ type Augment struct {
 	NoiseStdMax    float64 `yaml:"noise_std_max" json:"noise_std_max"`
 	BackgroundProb float64 `yaml:"background_prob" json:"background_prob"`
 	LetterboxProb  float64 `yaml:"letterbox_prob" json:"letterbox_prob"`
+	// Gamma draws a tone curve v^g with log g uniform in
+	// [-log(1+Gamma), log(1+Gamma)] (0: none); WhiteBalance a cast, red
+	// gain 1+t and blue 1-t with t uniform in [-WhiteBalance, WhiteBalance]
+	// (0: none).
+	Gamma        float64 `yaml:"gamma" json:"gamma"`
+	WhiteBalance float64 `yaml:"white_balance" json:"white_balance"`
 	// CloseupProb is the probability that an augmented sample is a
 	// skin-only close-up: zoomed in by a factor in [CloseupMin, CloseupMax]
 	// on the object's centre.
@@ -335,6 +341,8 @@ func (c *Config) Validate() error {
 	add(c.Train.EarlyStoppingPatience < 0, "train.early_stopping_patience must be >= 0")
 	add(c.Augment.ScaleMin <= 0 || c.Augment.ScaleMax < c.Augment.ScaleMin, "augment.scale_min/scale_max invalid")
 	add(c.Augment.LetterboxProb < 0 || c.Augment.LetterboxProb > 1, "augment.letterbox_prob must be in [0, 1]")
+	add(c.Augment.Gamma < 0, "augment.gamma must be >= 0")
+	add(c.Augment.WhiteBalance < 0 || c.Augment.WhiteBalance >= 1, "augment.white_balance must be in [0, 1)")
 	add(c.Augment.CloseupProb < 0 || c.Augment.CloseupProb > 1, "augment.closeup_prob must be in [0, 1]")
 	add(c.Augment.CloseupProb > 0 && (c.Augment.CloseupMin < 1 || c.Augment.CloseupMax < c.Augment.CloseupMin), "augment.closeup_min/closeup_max invalid: need 1 <= min <= max")
 	add(c.Export.Tolerance <= 0, "export.tolerance must be > 0")

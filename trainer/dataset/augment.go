@@ -33,13 +33,32 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 		copy(dst, s.Tensor)
 		return
 	}
-	n := a.Spec.Size
-	plane := n * n
+	// A canonical spec augments the sample's Raw picture, the photo before
+	// framing and levels, and canonicalises the result once, as serving
+	// does with a photo (see Spec.Raw); other specs augment the canvas.
+	src, raw := s.Canvas, a.Spec.Canonical()
+	if raw {
+		if s.Raw == nil {
+			panic("dataset: a canonical spec's sample has no Raw picture (load it with Spec.CanvasRaw)")
+		}
+		src = s.Raw
+	}
+	w, h := src.Rect.Dx(), src.Rect.Dy()
+	plane := w * h
+	// Blur and noise are set in canvas pixels; a raw picture's pixel is
+	// a fraction of one (its longer side spans about the canvas).
+	rawScale := float64(max(w, h)) / float64(a.Spec.Size)
 	px := make([]float32, 3*plane) // RGB planes in [0,1]
 
 	// Background colour for areas outside the source and (optionally) for
-	// the source's near-white background.
-	pad := a.Spec.PadColour(s.Canvas)
+	// the source's near-white background: the spec's pad colour of the
+	// canvas, or the raw photo's own border, as a wider shot would show.
+	var pad [3]uint8
+	if raw {
+		pad = preprocess.BorderMedian(src)
+	} else {
+		pad = a.Spec.PadColour(src)
+	}
 	bg := [3]float32{float32(pad[0]) / 255, float32(pad[1]) / 255, float32(pad[2]) / 255}
 	replaceBG := r.Float64() < c.BackgroundProb
 	if replaceBG {
@@ -51,8 +70,8 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 	// Geometry: inverse-map every output pixel into the source canvas.
 	theta := (2*r.Float64() - 1) * c.RotateDegrees * math.Pi / 180
 	scale := c.ScaleMin + r.Float64()*(c.ScaleMax-c.ScaleMin)
-	tx := (2*r.Float64() - 1) * c.Translate * float64(n)
-	ty := (2*r.Float64() - 1) * c.Translate * float64(n)
+	tx := (2*r.Float64() - 1) * c.Translate * float64(w)
+	ty := (2*r.Float64() - 1) * c.Translate * float64(h)
 	flipH := c.FlipHorizontal && r.IntN(2) == 1
 	flipV := c.FlipVertical && r.IntN(2) == 1
 	// A close-up shows the skin only: the object's centre (the canvas's,
@@ -64,8 +83,7 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 		tx, ty = tx/scale, ty/scale
 	}
 	cos, sin := math.Cos(theta)/scale, math.Sin(theta)/scale
-	ctr := float64(n-1) / 2
-	src := s.Canvas
+	cx, cy := float64(w-1)/2, float64(h-1)/2
 	// Serving pads a non-square photo with the spec's background after the
 	// camera exposed it: a dark photo arrives as a dark picture between
 	// white bars. Letterboxed samples keep the uncovered area at that
@@ -81,30 +99,30 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 	if letterbox {
 		outside = make([]bool, plane)
 	}
-	for y := range n {
-		for x := range n {
-			dx, dy := float64(x)-ctr-tx, float64(y)-ctr-ty
-			sx := cos*dx + sin*dy + ctr
-			sy := -sin*dx + cos*dy + ctr
+	for y := range h {
+		for x := range w {
+			dx, dy := float64(x)-cx-tx, float64(y)-cy-ty
+			sx := cos*dx + sin*dy + cx
+			sy := -sin*dx + cos*dy + cy
 			if flipH {
-				sx = float64(n-1) - sx
+				sx = float64(w-1) - sx
 			}
 			if flipV {
-				sy = float64(n-1) - sy
+				sy = float64(h-1) - sy
 			}
 			rgb := bilinear(src, sx, sy, bg)
-			if letterbox && (sx < -0.5 || sy < -0.5 || sx > float64(n)-0.5 || sy > float64(n)-0.5) {
-				outside[y*n+x] = true
+			if letterbox && (sx < -0.5 || sy < -0.5 || sx > float64(w)-0.5 || sy > float64(h)-0.5) {
+				outside[y*w+x] = true
 			}
 			if replaceBG {
 				// Near-white source pixels are background: blend them to bg.
-				w := (min(rgb[0], rgb[1], rgb[2]) - 0.86) / 0.1
-				w = max(0, min(1, w))
+				wt := (min(rgb[0], rgb[1], rgb[2]) - 0.86) / 0.1
+				wt = max(0, min(1, wt))
 				for k := range 3 {
-					rgb[k] += (bg[k] - rgb[k]) * w
+					rgb[k] += (bg[k] - rgb[k]) * wt
 				}
 			}
-			i := y*n + x
+			i := y*w + x
 			px[i], px[plane+i], px[2*plane+i] = rgb[0], rgb[1], rgb[2]
 		}
 	}
@@ -131,6 +149,8 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 		px[i], px[plane+i], px[2*plane+i] = rr, gg, bb
 	}
 
+	tone(px, c, r)
+
 	if letterbox {
 		for i, out := range outside {
 			if out {
@@ -143,21 +163,27 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 
 	if c.BlurProb > 0 && r.Float64() < c.BlurProb {
 		sigma := 0.3 + r.Float64()*max(0, c.BlurSigmaMax-0.3)
+		if raw {
+			sigma *= rawScale
+		}
 		for k := range 3 {
-			gaussianBlur(px[k*plane:(k+1)*plane], n, sigma)
+			gaussianBlur(px[k*plane:(k+1)*plane], w, h, sigma)
 		}
 	}
 	if c.NoiseProb > 0 && r.Float64() < c.NoiseProb {
 		std := r.Float64() * c.NoiseStdMax
+		if raw {
+			std *= rawScale
+		}
 		for i := range px {
 			px[i] += float32(r.NormFloat64() * std)
 		}
 	}
-	if a.Spec.Canonical() {
+	if raw {
 		// Serving frames, relevels and repaints every photo: the zoomed,
-		// moved and relit sample is made canonical the same way, through
+		// moved and relit raw sample is made canonical the same way, through
 		// the same code, so training sees what serving would make of it.
-		if err := a.Spec.Tensor(a.Spec.Canonicalise(toRGBA(px, n)), dst); err != nil {
+		if err := a.Spec.Tensor(a.Spec.Canonicalise(toRGBA(px, w, h)), dst); err != nil {
 			panic(err) // unreachable: the canvas is Size x Size and dst TensorLen long
 		}
 		return
@@ -176,10 +202,41 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 	}
 }
 
-// toRGBA quantises RGB planes in [0,1] of an n x n sample to an image.
-func toRGBA(px []float32, n int) *image.RGBA {
-	m := image.NewRGBA(image.Rect(0, 0, n, n))
-	plane := n * n
+// tone applies the non-linear and per-channel lighting the affine jitter
+// cannot make, which exposure levels do not cancel: a gamma (dark
+// mid-tones, a phone's low-light response) and a white balance cast
+// (tungsten, shade). Each draws only when enabled, so configs without
+// them keep their random stream.
+func tone(px []float32, c config.Augment, r *rand.Rand) {
+	gains := [3]float32{1, 1, 1}
+	if c.WhiteBalance > 0 {
+		// Warm or cool: red and blue move in opposite directions.
+		t := float32((2*r.Float64() - 1) * c.WhiteBalance)
+		gains = [3]float32{1 + t, 1 + float32((2*r.Float64()-1)*c.WhiteBalance)/4, 1 - t}
+	}
+	gamma := 1.0
+	if c.Gamma > 0 {
+		gamma = math.Exp((2*r.Float64() - 1) * math.Log(1+c.Gamma))
+	}
+	if c.WhiteBalance == 0 && gamma == 1 {
+		return
+	}
+	plane := len(px) / 3
+	for k := range 3 {
+		for i, v := range px[k*plane : (k+1)*plane] {
+			v = max(0, v*gains[k])
+			if gamma != 1 {
+				v = float32(math.Pow(float64(v), gamma))
+			}
+			px[k*plane+i] = v
+		}
+	}
+}
+
+// toRGBA quantises RGB planes in [0,1] of a w x h sample to an image.
+func toRGBA(px []float32, w, h int) *image.RGBA {
+	m := image.NewRGBA(image.Rect(0, 0, w, h))
+	plane := w * h
 	for i := range plane {
 		for k := range 3 {
 			m.Pix[4*i+k] = uint8(max(0, min(1, px[k*plane+i]))*255 + 0.5)
@@ -192,7 +249,7 @@ func toRGBA(px []float32, n int) *image.RGBA {
 // bilinear samples an RGBA canvas at (x, y) in pixel-centre coordinates,
 // treating everything outside it as bg.
 func bilinear(m *image.RGBA, x, y float64, bg [3]float32) [3]float32 {
-	n := m.Bounds().Dx()
+	mw, mh := m.Bounds().Dx(), m.Bounds().Dy()
 	x0, y0 := int(math.Floor(x)), int(math.Floor(y))
 	fx, fy := float32(x-float64(x0)), float32(y-float64(y0))
 	var out [3]float32
@@ -211,7 +268,7 @@ func bilinear(m *image.RGBA, x, y float64, bg [3]float32) [3]float32 {
 				continue
 			}
 			xx, yy := x0+i, y0+j
-			if xx < 0 || yy < 0 || xx >= n || yy >= n {
+			if xx < 0 || yy < 0 || xx >= mw || yy >= mh {
 				for k := range 3 {
 					out[k] += w * bg[k]
 				}
@@ -237,8 +294,8 @@ func hueMatrix(theta float64) [9]float32 {
 	return [9]float32{float32(a), float32(b), float32(d), float32(d), float32(a), float32(b), float32(b), float32(d), float32(a)}
 }
 
-// gaussianBlur blurs an n x n plane in place (separable, edges clamped).
-func gaussianBlur(p []float32, n int, sigma float64) {
+// gaussianBlur blurs a w x h plane in place (separable, edges clamped).
+func gaussianBlur(p []float32, w, h int, sigma float64) {
 	rad := int(math.Ceil(2 * sigma))
 	k := make([]float32, 2*rad+1)
 	var sum float32
@@ -251,24 +308,24 @@ func gaussianBlur(p []float32, n int, sigma float64) {
 		k[i] /= sum
 	}
 	tmp := make([]float32, len(p))
-	for y := range n {
-		for x := range n {
+	for y := range h {
+		for x := range w {
 			var v float32
-			for i, w := range k {
-				xx := min(n-1, max(0, x+i-rad))
-				v += w * p[y*n+xx]
+			for i, wt := range k {
+				xx := min(w-1, max(0, x+i-rad))
+				v += wt * p[y*w+xx]
 			}
-			tmp[y*n+x] = v
+			tmp[y*w+x] = v
 		}
 	}
-	for y := range n {
-		for x := range n {
+	for y := range h {
+		for x := range w {
 			var v float32
-			for i, w := range k {
-				yy := min(n-1, max(0, y+i-rad))
-				v += w * tmp[yy*n+x]
+			for i, wt := range k {
+				yy := min(h-1, max(0, y+i-rad))
+				v += wt * tmp[yy*w+x]
 			}
-			p[y*n+x] = v
+			p[y*w+x] = v
 		}
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/trainer/config"
 )
 
 // BenchmarkLoad times Load (read, hash, decode, fit, tensor) on a real
@@ -29,4 +32,36 @@ func BenchmarkLoad(b *testing.B) {
 		n = len(ds.Train) + len(ds.Validation)
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "img/s")
+}
+
+// BenchmarkAugment times one augmented sample of a 100 x 100 photo (the
+// Fruits-360 size) under the default config: for the default spec (the
+// 32-pixel canvas is augmented) and a canonical one (the 100-pixel raw
+// picture is augmented, then canonicalised).
+//
+//	go test -run '^$' -bench Augment ./trainer/dataset
+func BenchmarkAugment(b *testing.B) {
+	canonical := preprocess.DefaultSpec(32)
+	canonical.Framing, canonical.Levels, canonical.Backdrop = preprocess.FramingObject, preprocess.LevelsObject, preprocess.BackdropRepaint
+	for _, tc := range []struct {
+		name string
+		spec preprocess.Spec
+	}{{"default", preprocess.DefaultSpec(32)}, {"canonical", canonical}} {
+		b.Run(tc.name, func(b *testing.B) {
+			canvas, raw, _, err := tc.spec.CanvasRaw(fruitPNG(b, 100, 100, 45), preprocess.Limits{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg := config.Default().Augment
+			cfg.Prob = 1
+			a := &Augmenter{Cfg: cfg, Spec: tc.spec}
+			s := &Sample{Canvas: canvas, Raw: raw}
+			x := make([]float32, tc.spec.TensorLen())
+			i := 0
+			for b.Loop() {
+				a.Apply(s, x, SampleRNG(1, 0, i))
+				i++
+			}
+		})
+	}
 }

@@ -46,8 +46,11 @@ type Sample struct {
 	Path  string
 	Class int
 	// Canvas is the serving path's fitted square image (Spec.Canvas):
-	// the base of training augmentation.
+	// the base of training augmentation unless the spec is canonical.
 	Canvas *image.RGBA
+	// Raw is the photo before the spec's canonical steps (Spec.Raw),
+	// what a canonical spec's augmenter transforms; nil for other specs.
+	Raw *image.RGBA
 	// Tensor is Spec.Tensor(Canvas), i.e. exactly what Spec.Process gives
 	// the serving functions for the same bytes.
 	Tensor []float32
@@ -85,6 +88,7 @@ func Load(ctx context.Context, opt Options) (*Dataset, error) {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	canvases := make([]*image.RGBA, len(entries))
+	raws := make([]*image.RGBA, len(entries))
 	sources := make([]preprocess.Source, len(entries))
 	maxBytes := opt.Limits.MaxBytes
 	if maxBytes <= 0 {
@@ -114,13 +118,14 @@ func Load(ctx context.Context, opt Options) (*Dataset, error) {
 				sum := sha256.Sum256(b)
 				e.Size, e.SHA256 = int64(len(b)), hex.EncodeToString(sum[:])
 				// Spec.Canvas is the serving path (Spec.Process) up to the
-				// tensor: same decoding at the same scale, same Fit.
-				c, src, err := opt.Spec.CanvasSource(b, opt.Limits)
+				// tensor: same decoding at the same scale, same Fit. A
+				// canonical spec also keeps the Raw picture to augment.
+				c, raw, src, err := opt.Spec.CanvasRaw(b, opt.Limits)
 				if err != nil {
 					e.Split, e.Reason = SplitSkipped, err.Error()
 					continue
 				}
-				canvases[i], sources[i] = c, src
+				canvases[i], raws[i], sources[i] = c, raw, src
 				if n := done.Add(1); n%1000 == 0 {
 					log.Debug("decoded", "images", n, "of", len(entries))
 				}
@@ -166,7 +171,7 @@ func Load(ctx context.Context, opt Options) (*Dataset, error) {
 			log.Warn("skipped unreadable image", "path", e.Path, "reason", e.Reason)
 			continue
 		}
-		s := Sample{Path: e.Path, Class: classIdx[e.Class], Canvas: canvases[i], Tensor: make([]float32, opt.Spec.TensorLen())}
+		s := Sample{Path: e.Path, Class: classIdx[e.Class], Canvas: canvases[i], Raw: raws[i], Tensor: make([]float32, opt.Spec.TensorLen())}
 		var err error
 		if s.Stats, err = opt.Spec.TensorStats(s.Canvas, sources[i], s.Tensor); err != nil {
 			return nil, fmt.Errorf("dataset: %s: %w", e.Path, err)

@@ -17,12 +17,9 @@ func TestAugmentPadsLikeServing(t *testing.T) {
 	for i := 0; i < len(canvas.Pix); i += 4 {
 		canvas.Pix[i], canvas.Pix[i+1], canvas.Pix[i+2], canvas.Pix[i+3] = 40, 60, 80, 255
 	}
-	cfg := config.Default().Augment
-	cfg.Enabled, cfg.Prob = true, 1
+	cfg := plainAugment()
 	cfg.ScaleMin, cfg.ScaleMax = 0.5, 0.5
-	cfg.RotateDegrees, cfg.Translate, cfg.FlipHorizontal, cfg.FlipVertical = 0, 0, false, false
-	cfg.Brightness, cfg.Contrast, cfg.Saturation, cfg.HueDegrees = 0, 0, 0, 0
-	cfg.BlurProb, cfg.NoiseProb, cfg.BackgroundProb, cfg.LetterboxProb = 0, 0, 0, 1
+	cfg.LetterboxProb = 1
 	for _, tt := range []struct {
 		pad  string
 		want [3]uint8
@@ -56,12 +53,7 @@ func TestAugmentCloseup(t *testing.T) {
 			}
 		}
 	}
-	cfg := config.Default().Augment
-	cfg.Enabled, cfg.Prob = true, 1
-	cfg.ScaleMin, cfg.ScaleMax = 1, 1
-	cfg.RotateDegrees, cfg.Translate, cfg.FlipHorizontal, cfg.FlipVertical = 0, 0, false, false
-	cfg.Brightness, cfg.Contrast, cfg.Saturation, cfg.HueDegrees = 0, 0, 0, 0
-	cfg.BlurProb, cfg.NoiseProb, cfg.BackgroundProb, cfg.LetterboxProb = 0, 0, 0, 0
+	cfg := plainAugment()
 	cfg.CloseupMin, cfg.CloseupMax = 2.2, 2.2
 	spec := preprocess.DefaultSpec(n)
 	green := func(x []float32, i int) float32 { return x[n*n+i]*spec.Std[1] + spec.Mean[1] }
@@ -78,4 +70,16 @@ func TestAugmentCloseup(t *testing.T) {
 			}
 		}
 	}
+}
+
+// plainAugment is an augmentation applied to every sample that changes
+// nothing: each test turns on the one step it looks at.
+func plainAugment() config.Augment {
+	cfg := config.Default().Augment
+	cfg.Enabled, cfg.Prob = true, 1
+	cfg.ScaleMin, cfg.ScaleMax = 1, 1
+	cfg.RotateDegrees, cfg.Translate, cfg.FlipHorizontal, cfg.FlipVertical = 0, 0, false, false
+	cfg.Brightness, cfg.Contrast, cfg.Saturation, cfg.HueDegrees = 0, 0, 0, 0
+	cfg.BlurProb, cfg.NoiseProb, cfg.BackgroundProb, cfg.LetterboxProb, cfg.CloseupProb = 0, 0, 0, 0, 0
+	return cfg
 }

@@ -1,0 +1,48 @@
+package dataset
+
+import (
+	"image"
+	"testing"
+
+	"github.com/orchard-mlops/orchard/shared/preprocess"
+)
+
+// TestAugmentTone: gamma bends mid-tones while keeping black and white,
+// white balance moves red and blue apart, and with both off the sample is
+// untouched by them.
+func TestAugmentTone(t *testing.T) {
+	const n = 8
+	canvas := image.NewRGBA(image.Rect(0, 0, n, n))
+	for i := 0; i < len(canvas.Pix); i += 4 {
+		canvas.Pix[i], canvas.Pix[i+1], canvas.Pix[i+2], canvas.Pix[i+3] = 128, 128, 128, 255
+	}
+	spec := preprocess.DefaultSpec(n)
+	cfg := plainAugment()
+	pixel := func(g, wb float64, seed int64) [3]float32 {
+		cfg.Gamma, cfg.WhiteBalance = g, wb
+		x := make([]float32, spec.TensorLen())
+		(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas}, x, SampleRNG(seed, 0, 0))
+		var p [3]float32
+		for c := range 3 {
+			p[c] = x[c*n*n]*spec.Std[c] + spec.Mean[c]
+		}
+		return p
+	}
+	if p := pixel(0, 0, 1); p[0] != p[1] || p[1] != p[2] || p[0] < 0.49 || p[0] > 0.52 {
+		t.Errorf("no tone: pixel %v, want the canvas's 128/255 grey", p)
+	}
+	moved := false
+	for seed := range int64(8) {
+		if p := pixel(1, 0, seed); p[0] != p[1] || p[1] != p[2] || p[0] < 0.25-0.01 || p[0] > 0.71+0.01 {
+			t.Errorf("gamma: pixel %v, want a grey between 0.5^2 and 0.5^0.5", p)
+		} else if p[0] < 0.45 || p[0] > 0.56 {
+			moved = true
+		}
+		if p := pixel(0, 0.3, seed); (p[0]-0.5)*(p[2]-0.5) > 0 {
+			t.Errorf("white balance: pixel %v, want red and blue on opposite sides of grey", p)
+		}
+	}
+	if !moved {
+		t.Error("gamma 1 left mid-grey near 0.5 on all 8 draws")
+	}
+}
