@@ -9,6 +9,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/shared/signals"
 )
 
 // Options tune a Classifier.
@@ -109,7 +110,7 @@ func (c *Classifier) Classify(img []byte, k int) ([]model.Prediction, error) {
 
 // ClassifyStats is Classify, also returning the image's input statistics
 // for drift monitoring (computed in the same preprocessing pass).
-func (c *Classifier) ClassifyStats(img []byte, k int) ([]model.Prediction, preprocess.Stats, error) {
+func (c *Classifier) ClassifyStats(img []byte, k int) ([]model.Prediction, signals.Stats, error) {
 	x := make([]float32, c.meta.Preprocessing.TensorLen())
 	st, err := c.meta.Preprocessing.ProcessStats(img, c.limits, x)
 	if err != nil {
