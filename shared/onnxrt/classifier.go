@@ -1,11 +1,11 @@
 package onnxrt
 
 import (
-	"errors"
 	"fmt"
 
 	onnx "github.com/yalue/onnxruntime_go"
 
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
@@ -88,7 +88,7 @@ func checkGraph(m *model.Model) error {
 		}
 		return fmt.Errorf("graph has no %s %q (it has %v)", kind, want.Name, names)
 	}
-	return errors.Join(find("input", ins, m.Metadata.Input), find("output", outs, m.Metadata.Output))
+	return errlist.Join(find("input", ins, m.Metadata.Input), find("output", outs, m.Metadata.Output))
 }
 
 // Metadata returns the model's metadata.
