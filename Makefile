@@ -60,7 +60,7 @@ structure: turbojpeg ## structure checks: CGO_ENABLED=0 CLI, preprocess and publ
 	infra/checks/structure.sh structure
 
 .PHONY: staticcheck
-staticcheck: turbojpeg ## staticcheck and deadcode -test (pinned; about a minute of CPU warm, the first run builds both tools)
+staticcheck: turbojpeg ## staticcheck and deadcode -test (pinned; about 3 min of CPU warm on 2 cores, more on the first run)
 	infra/checks/structure.sh tools
 
 .PHONY: lint

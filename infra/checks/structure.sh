@@ -2,8 +2,8 @@
 # Orchard's structure checks, all part of `make lint`: light packages stay
 # apart from heavy runtimes (1-5: `make structure`, seconds warm), and the
 # tree has no unreachable code and no staticcheck findings (6: `make
-# staticcheck`; about a minute of CPU warm, since staticcheck analyses
-# every dependency, and more on the first run, which builds the tools).
+# staticcheck`; about 3 min of CPU warm on 2 cores, since staticcheck
+# analyses every dependency, and more on the first run).
 #
 #   1. CGO_ENABLED=0 builds the orchard CLI, and that binary refuses to
 #      promote (the gate cannot reproduce verification logits without
