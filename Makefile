@@ -56,15 +56,15 @@ vet: turbojpeg
 	$(GO) vet -tags xla ./trainer/...
 
 .PHONY: structure
-structure: turbojpeg ## structure checks: CGO_ENABLED=0 CLI, preprocess and publish path, shared/ imports, no testing in functions
+structure: turbojpeg ## structure checks: CGO_ENABLED=0 CLI, preprocess and publish path, shared/ imports, no testing in functions, cgo-free results
 	infra/checks/structure.sh structure
 
 .PHONY: staticcheck
-staticcheck: turbojpeg ## staticcheck and deadcode -test (pinned); minutes, so it is not part of lint (not yet in .ci/run: see the closing note)
+staticcheck: turbojpeg ## staticcheck and deadcode -test (pinned; about 3 min of CPU warm on 2 cores, more on the first run)
 	infra/checks/structure.sh tools
 
 .PHONY: lint
-lint: fmt-check vet structure ## gofmt check, go vet and the structure checks (make staticcheck: the slow linters)
+lint: fmt-check vet structure staticcheck ## gofmt check, go vet, the structure checks, staticcheck and deadcode
 
 .PHONY: test
 # GoMLX's pure-Go backend does pointer arithmetic in its SIMD kernels that the

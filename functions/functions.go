@@ -23,7 +23,6 @@ package functions
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -40,6 +39,7 @@ import (
 	"github.com/orchard-mlops/orchard/functions/predict"
 	"github.com/orchard-mlops/orchard/functions/submittraining"
 	"github.com/orchard-mlops/orchard/functions/telemetry"
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/shared/logging"
 )
 
@@ -230,7 +230,7 @@ func (s *set) close(ctx context.Context) error {
 	if s.submit != nil {
 		errs = append(errs, s.submit.Close())
 	}
-	return errors.Join(errs...)
+	return errlist.Join(errs...)
 }
 
 func onSIGTERM(log *slog.Logger) {

@@ -19,7 +19,6 @@ package batch
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -28,6 +27,7 @@ import (
 	"time"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/errlist"
 )
 
 // Environment variables of a batch task. Cloud Run sets the CLOUD_RUN_*
@@ -93,7 +93,7 @@ func TaskFromEnv(getenv func(string) string) (Task, error) {
 	if strings.ContainsAny(t.Execution, "/ ") {
 		errs = append(errs, fmt.Errorf("%s=%q: want an execution ID, not a path", ExecutionEnv, t.Execution))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errlist.Join(errs...); err != nil {
 		return t, fmt.Errorf("batch task environment: %w", err)
 	}
 	return t, nil

@@ -14,16 +14,16 @@ import (
 	"github.com/orchard-mlops/orchard/shared/logging"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	mon "github.com/orchard-mlops/orchard/shared/monitor"
-	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/shared/registry"
+	"github.com/orchard-mlops/orchard/shared/signals"
 )
 
 // stats draws input statistics like a bright photo's; dark scales them as
 // the trainer's "dark" corruption does.
-func stats(r *rand.Rand, dark bool) preprocess.Stats {
-	st := preprocess.Stats{Luminance: 0.75 + 0.04*r.NormFloat64(), Contrast: 0.2 + 0.02*r.NormFloat64(),
+func stats(r *rand.Rand, dark bool) signals.Stats {
+	st := signals.Stats{Luminance: 0.75 + 0.04*r.NormFloat64(), Contrast: 0.2 + 0.02*r.NormFloat64(),
 		Saturation: 0.3 + 0.04*r.NormFloat64(), Foreground: 0.4 + 0.04*r.NormFloat64(),
-		Width: 100, Height: 100, Aspect: 1, Format: preprocess.JPEG}
+		Width: 100, Height: 100, Aspect: 1, Format: "jpeg"}
 	if dark {
 		st.Luminance, st.Contrast, st.Saturation = 0.45*st.Luminance, 0.45*st.Contrast, 0.45*st.Saturation
 	}

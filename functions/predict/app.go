@@ -2,7 +2,6 @@ package predict
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/functions/telemetry"
 	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/pubsubx"
@@ -132,5 +132,5 @@ func (a *App) Close() error {
 	for i := len(fns) - 1; i >= 0; i-- {
 		errs = append(errs, fns[i]())
 	}
-	return errors.Join(errs...)
+	return errlist.Join(errs...)
 }

@@ -13,8 +13,8 @@ import (
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
-	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/shared/results"
+	"github.com/orchard-mlops/orchard/shared/signals"
 )
 
 // Service is the prediction core, free of any transport: it leases the
@@ -149,7 +149,7 @@ func (s *Service) classifyOne(ctx context.Context, c *onnxrt.Classifier, src Sou
 			return res
 		}
 	}
-	var st preprocess.Stats
+	var st signals.Stats
 	res.Predictions, st, res.Err = s.decodeAndClassify(ctx, c, data, o.TopK)
 	if res.Err == nil {
 		res.Signals.Input = &st
@@ -185,14 +185,14 @@ func (s *Service) read(ctx context.Context, o blob.Attrs) ([]byte, int64, error)
 // image's estimated decode memory in the budget (waiting for room, or
 // failing with ErrOverloaded, or with ctx's error when the caller left),
 // and gives it back after.
-func (s *Service) decodeAndClassify(ctx context.Context, c *onnxrt.Classifier, img []byte, k int) ([]model.Prediction, preprocess.Stats, error) {
+func (s *Service) decodeAndClassify(ctx context.Context, c *onnxrt.Classifier, img []byte, k int) ([]model.Prediction, signals.Stats, error) {
 	cost, err := c.Metadata().Preprocessing.DecodeCost(img, s.Config.Limits())
 	if err != nil {
-		return nil, preprocess.Stats{}, err // the header alone already says why not
+		return nil, signals.Stats{}, err // the header alone already says why not
 	}
 	release, err := s.Budget.admit(ctx, cost)
 	if err != nil {
-		return nil, preprocess.Stats{}, err
+		return nil, signals.Stats{}, err
 	}
 	defer release()
 	return safeClassify(c, img, k)
@@ -200,7 +200,7 @@ func (s *Service) decodeAndClassify(ctx context.Context, c *onnxrt.Classifier, i
 
 // safeClassify turns a panic in decoding or inference into an error: no
 // input may take the process down.
-func safeClassify(c *onnxrt.Classifier, img []byte, k int) (preds []model.Prediction, st preprocess.Stats, err error) {
+func safeClassify(c *onnxrt.Classifier, img []byte, k int) (preds []model.Prediction, st signals.Stats, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			preds, err = nil, &panicError{v: r}

@@ -51,7 +51,7 @@ func TestPredictCarriesSignals(t *testing.T) {
 			if err := json.Unmarshal(w.Body.Bytes(), &pr); err != nil || w.Code != 200 {
 				t.Fatalf("%d %s", w.Code, w.Body)
 			}
-			if pr.Input == nil || pr.Input.Width != 100 || pr.Input.Format != preprocess.JPEG || pr.Input.Luminance <= 0 {
+			if pr.Input == nil || pr.Input.Width != 100 || pr.Input.Format != string(preprocess.JPEG) || pr.Input.Luminance <= 0 {
 				t.Errorf("input statistics %+v", pr.Input)
 			}
 			switch {

@@ -71,7 +71,7 @@ func TestPredictOnUploadStoresSignals(t *testing.T) {
 				t.Fatalf("HTTP %d", code)
 			}
 			res, _ := e.result(t, name+".json")
-			if in := res.Input; in == nil || in.Width != tc.width || in.Format != tc.format || in.Luminance <= 0 || in.Saturation <= 0 || in.Foreground < 0 {
+			if in := res.Input; in == nil || in.Width != tc.width || in.Format != string(tc.format) || in.Luminance <= 0 || in.Saturation <= 0 || in.Foreground < 0 {
 				t.Errorf("stored input statistics %+v, want width %d, format %s, luminance and saturation above 0", in, tc.width, tc.format)
 			}
 			switch o := res.OOD; {

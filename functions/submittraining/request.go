@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/trainer/config"
 )
 
@@ -126,7 +127,7 @@ func (r *Request) ValidatePolicy(p Policy) error {
 	if len(r.Notes) > MaxNotes {
 		errs = append(errs, fmt.Errorf("notes longer than %d bytes", MaxNotes))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errlist.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	return nil

@@ -87,6 +87,26 @@ func TestParseRequest(t *testing.T) {
 	}
 }
 
+// TestParseRequestOneLine: a request with several problems, some of them
+// the trainer config's own list, is refused with all of them on one line,
+// since the message is a single log field (and the user's only answer).
+func TestParseRequestOneLine(t *testing.T) {
+	body := `{"dataset":"x","model":"X","overrides":["train.epochs=100000","model.widths=[8,4096]"]}`
+	_, err := submittraining.ParseRequest([]byte(body), submittraining.Policy{})
+	if err == nil || !errors.Is(err, submittraining.ErrInvalidRequest) {
+		t.Fatalf("err = %v, want ErrInvalidRequest", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"dataset", `model "X"`, "train.epochs", "model.widths"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("%q does not mention %s", msg, want)
+		}
+	}
+	if strings.ContainsAny(msg, "\r\n") {
+		t.Errorf("message spans lines: %q", msg)
+	}
+}
+
 func TestLabelValueAndJobNames(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"1234567890", "1234567890"},

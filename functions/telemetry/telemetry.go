@@ -12,7 +12,6 @@ package telemetry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -25,6 +24,8 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
+
+	"github.com/orchard-mlops/orchard/shared/errlist"
 )
 
 // MeterName is the instrumentation scope of the instruments.
@@ -69,7 +70,7 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		metric.WithDescription("Time to read, decode and classify one image."),
 		metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-	if err := errors.Join(err1, err2, err3); err != nil {
+	if err := errlist.Join(err1, err2, err3); err != nil {
 		return nil, fmt.Errorf("telemetry: creating instruments: %w", err)
 	}
 	return &Metrics{predictions: p, errors: e, latency: l}, nil

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Orchard's structure checks: light packages stay apart from heavy
-# runtimes (1-4: `make lint`, seconds warm), and the tree has no
-# unreachable code and no staticcheck findings (5: `make staticcheck`, run
-# by .ci/run; minutes, since staticcheck analyses every dependency).
+# Orchard's structure checks, all part of `make lint`: light packages stay
+# apart from heavy runtimes (1-5: `make structure`, seconds warm), and the
+# tree has no unreachable code and no staticcheck findings (6: `make
+# staticcheck`; about 3 min of CPU warm on 2 cores, since staticcheck
+# analyses every dependency, and more on the first run).
 #
 #   1. CGO_ENABLED=0 builds the orchard CLI, and that binary refuses to
 #      promote (the gate cannot reproduce verification logits without
@@ -15,7 +16,9 @@
 #   3. No package under shared/ imports trainer/ or functions/, in its code
 #      or its tests (transitively for the code, directly for the tests).
 #   4. The production functions binary does not link package testing.
-#   5. staticcheck (pinned) and deadcode -test (pinned) report nothing.
+#   5. The result schema (shared/results) depends on no package with cgo
+#      files, even with CGO_ENABLED=1: its readers link no decoder.
+#   6. staticcheck (pinned) and deadcode -test (pinned) report nothing.
 #
 # The pinned tools run with `go run pkg@version`: they come from the module
 # proxy into the Go module and build caches, outside the checkout.
@@ -62,6 +65,13 @@ structure() {
 	# 4. No testing in the production functions binary.
 	if go list -deps ./functions/cmd/functions | grep -qx testing; then
 		bad "package testing is linked into ./functions/cmd/functions (imported by: $(go list -f '{{.ImportPath}} {{join .Imports " "}}' $(go list -deps ./functions/cmd/functions) | awk '/ testing( |$)/{print $1}' | tr '\n' ' '))"
+	fi
+
+	# 5. The result schema is cgo-free: readers of results link no decoder.
+	local cgo
+	cgo=$(CGO_ENABLED=1 go list -deps -f '{{if .CgoFiles}}{{.ImportPath}}{{end}}' ./shared/results | tr '\n' ' ')
+	if [[ -n "${cgo// /}" ]]; then
+		bad "shared/results depends on packages with cgo files: $cgo"
 	fi
 }
 

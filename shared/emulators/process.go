@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/shared/proc"
 )
 
@@ -140,7 +141,7 @@ func (p *process) close() error {
 		if p.cleanup != nil {
 			p.cleanup()
 		}
-		p.stopErr = errors.Join(errs...)
+		p.stopErr = errlist.Join(errs...)
 	})
 	return p.stopErr
 }

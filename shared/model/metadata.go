@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
 
@@ -117,7 +118,7 @@ func (m *Metadata) Validate() error {
 	if want := []int64{-1, int64(len(m.Labels))}; !ShapeMatches(m.Output.Shape, want) {
 		errs = append(errs, fmt.Errorf("output shape %v does not match %d labels", m.Output.Shape, len(m.Labels)))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errlist.Join(errs...); err != nil {
 		return fmt.Errorf("model.json: %w", err)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/blob/blobtest"
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
@@ -24,17 +25,6 @@ import (
 )
 
 func TestMain(m *testing.M) { os.Exit(emulators.RunTests(m)) }
-
-func gcsStore(t *testing.T) blob.Store {
-	t.Helper()
-	g := emulators.GCSForTest(t)
-	c := g.ClientForTest(t)
-	bucket := emulators.UniqueName(t)
-	if err := c.Bucket(bucket).Create(t.Context(), "test", nil); err != nil {
-		t.Fatal(err)
-	}
-	return blob.NewGCS(c, bucket, "registry")
-}
 
 // modelDir writes a colour model into a fresh directory store.
 func modelDir(t testing.TB, o modeltest.Options) blob.Store {
@@ -76,7 +66,7 @@ var labelOrders = map[string][]string{
 func TestWatcherHotReloadUnderLoad(t *testing.T) {
 	onnxrttest.Init(t)
 	ctx := t.Context()
-	reg := registry.New(gcsStore(t), registry.Options{})
+	reg := registry.New(blobtest.GCS(t, "registry"), registry.Options{})
 	for _, v := range []string{"v1", "v2", "v3"} {
 		publish(t, reg, modeltest.Options{Version: v, Labels: labelOrders[v], Accuracy: 0.9}, registry.PublishOptions{Runtime: onnxrt.Runtime{}, Promote: v == "v1"})
 	}

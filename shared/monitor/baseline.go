@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
-	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/shared/signals"
 )
 
 // BaselineFile is the baseline's file in a model version, beside model.json.
@@ -41,7 +41,7 @@ func NewBaselineBuilder() *BaselineBuilder { return &BaselineBuilder{f: newFeatu
 
 // Add counts one validation image: its input statistics and the model's
 // top-1 label and confidence on it.
-func (b *BaselineBuilder) Add(st preprocess.Stats, label string, conf float64) {
+func (b *BaselineBuilder) Add(st signals.Stats, label string, conf float64) {
 	b.f.add(st, label, conf)
 	b.conf = append(b.conf, conf)
 }
@@ -98,20 +98,11 @@ func ParseBaseline(data []byte) (*Baseline, error) {
 	return &b, nil
 }
 
-// OOD is a single prediction's out-of-distribution flag.
-type OOD struct {
-	Flag bool `json:"flag"`
-	// Features are the features that put it out: pixel statistics outside
-	// the baseline's range, or confidence below ConfidenceLow.
-	Features []string `json:"features,omitempty"`
-	Reason   string   `json:"reason,omitempty"`
-}
-
 // Check flags a prediction whose pixel statistics fall outside the range
 // the validation set covered, or whose top-1 confidence is below the
 // baseline's low percentile, saying why. A nil baseline flags nothing.
-func (b *Baseline) Check(st preprocess.Stats, conf float64) OOD {
-	var out OOD
+func (b *Baseline) Check(st signals.Stats, conf float64) signals.OOD {
+	var out signals.OOD
 	if b == nil || b.Images == 0 {
 		return out
 	}

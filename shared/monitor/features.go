@@ -1,7 +1,7 @@
 // Package monitor watches a classifier's predictions against its training
 // baseline, the way Vertex AI Model Monitoring does for tabular models but
 // on image statistics: fixed-bin histograms of cheap input statistics
-// (preprocess.Stats) and of top-1 confidence compared by Jensen-Shannon
+// (signals.Stats) and of top-1 confidence compared by Jensen-Shannon
 // divergence, categorical distributions (predicted label, image format)
 // by L-infinity distance, a per-prediction out-of-distribution rule, and a
 // streaming per-version window aggregator with live accuracy for uploads
@@ -13,7 +13,7 @@ package monitor
 import (
 	"math"
 
-	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/shared/signals"
 )
 
 // Feature names, as reports, gauges (attribute feature) and WARNING lines
@@ -41,7 +41,7 @@ type numeric struct {
 	name   string
 	lo, hi float64
 	bins   int
-	value  func(st preprocess.Stats, conf float64) float64
+	value  func(st signals.Stats, conf float64) float64
 	// pixel marks the statistics of what the model sees, which the
 	// per-prediction OOD rule checks; source geometry varies with the
 	// uploader's camera, not with what the model can classify.
@@ -49,14 +49,14 @@ type numeric struct {
 }
 
 var numerics = []numeric{
-	{Luminance, 0, 1, 20, func(s preprocess.Stats, _ float64) float64 { return s.Luminance }, true},
-	{Contrast, 0, 0.5, 20, func(s preprocess.Stats, _ float64) float64 { return s.Contrast }, true},
-	{Saturation, 0, 1, 20, func(s preprocess.Stats, _ float64) float64 { return s.Saturation }, true},
-	{Foreground, 0, 1, 20, func(s preprocess.Stats, _ float64) float64 { return s.Foreground }, true},
-	{Width, 4, 14, 20, func(s preprocess.Stats, _ float64) float64 { return log2(float64(s.Width)) }, false},
-	{Height, 4, 14, 20, func(s preprocess.Stats, _ float64) float64 { return log2(float64(s.Height)) }, false},
-	{Aspect, -2, 2, 20, func(s preprocess.Stats, _ float64) float64 { return log2(s.Aspect) }, false},
-	{Confidence, 0, 1, 20, func(_ preprocess.Stats, c float64) float64 { return c }, false},
+	{Luminance, 0, 1, 20, func(s signals.Stats, _ float64) float64 { return s.Luminance }, true},
+	{Contrast, 0, 0.5, 20, func(s signals.Stats, _ float64) float64 { return s.Contrast }, true},
+	{Saturation, 0, 1, 20, func(s signals.Stats, _ float64) float64 { return s.Saturation }, true},
+	{Foreground, 0, 1, 20, func(s signals.Stats, _ float64) float64 { return s.Foreground }, true},
+	{Width, 4, 14, 20, func(s signals.Stats, _ float64) float64 { return log2(float64(s.Width)) }, false},
+	{Height, 4, 14, 20, func(s signals.Stats, _ float64) float64 { return log2(float64(s.Height)) }, false},
+	{Aspect, -2, 2, 20, func(s signals.Stats, _ float64) float64 { return log2(s.Aspect) }, false},
+	{Confidence, 0, 1, 20, func(_ signals.Stats, c float64) float64 { return c }, false},
 }
 
 func log2(v float64) float64 {
@@ -92,12 +92,12 @@ func newFeatures() features {
 }
 
 // add counts one prediction: its input statistics, top-1 label and score.
-func (f *features) add(st preprocess.Stats, label string, conf float64) {
+func (f *features) add(st signals.Stats, label string, conf float64) {
 	for _, n := range numerics {
 		if h := f.Numeric[n.name]; h != nil {
 			h.Add(n.value(st, conf))
 		}
 	}
 	f.Labels.Add(label)
-	f.Formats.Add(string(st.Format))
+	f.Formats.Add(st.Format)
 }

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/shared/results"
+	"github.com/orchard-mlops/orchard/shared/signals"
 )
 
 func TestJSDivergenceAndLInf(t *testing.T) {
@@ -64,11 +65,11 @@ func TestCategoricalIsBounded(t *testing.T) {
 // photo draws statistics like the fruits photos' (bright, white
 // background); dark scales the pixel values as the trainer's "dark"
 // corruption does.
-func photo(r *rand.Rand, dark bool) preprocess.Stats {
-	st := preprocess.Stats{
+func photo(r *rand.Rand, dark bool) signals.Stats {
+	st := signals.Stats{
 		Luminance: 0.75 + 0.05*r.NormFloat64(), Contrast: 0.2 + 0.03*r.NormFloat64(),
 		Saturation: 0.3 + 0.05*r.NormFloat64(), Foreground: 0.4 + 0.05*r.NormFloat64(),
-		Width: 100, Height: 100, Aspect: 1, Format: preprocess.JPEG,
+		Width: 100, Height: 100, Aspect: 1, Format: "jpeg",
 	}
 	if dark {
 		st.Luminance *= 0.45
@@ -287,11 +288,8 @@ func BenchmarkWindow100k(b *testing.B) {
 		st := photo(r, i%2 == 0)
 		conf := r.Float64()
 		o := bl.Check(st, conf)
-		rec := record{Name: fmt.Sprintf("up/%s/%d.jpg", labels[i%3], i), Label: labels[(i/3)%3], Score: conf, Input: &st, OOD: &o, Time: at(i)}
-		rec.Model = &struct {
-			Name    string `json:"name"`
-			Version string `json:"version"`
-		}{"fruits", fmt.Sprint("v", i%2)}
+		rec := results.Upload{Name: fmt.Sprintf("up/%s/%d.jpg", labels[i%3], i), Model: &results.Model{Name: "fruits", Version: fmt.Sprint("v", i%2)},
+			Label: labels[(i/3)%3], Score: conf, Signals: results.Signals{Input: &st, OOD: &o}, Time: at(i)}
 		recs[i], _ = json.Marshal(rec)
 	}
 	b.ReportAllocs()

@@ -8,7 +8,8 @@ import (
 	"sort"
 	"time"
 
-	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/shared/results"
+	"github.com/orchard-mlops/orchard/shared/signals"
 )
 
 // Prediction is the monitor's view of one prediction record.
@@ -19,40 +20,25 @@ type Prediction struct {
 	Model, Version string
 	Label          string  // top-1
 	Score          float64 // top-1 confidence
-	Stats          *preprocess.Stats
-	OOD            *OOD
+	Stats          *signals.Stats
+	OOD            *signals.OOD
 	Time           time.Time
 	Failed         bool // the record is a failure: no prediction
-}
-
-// record is the part of a prediction result (the results bucket's
-// <name>.json and the predictions topic's message) that the monitor reads.
-type record struct {
-	Name  string `json:"name"`
-	Model *struct {
-		Name    string `json:"name"`
-		Version string `json:"version"`
-	} `json:"model"`
-	Label string            `json:"label"`
-	Score float64           `json:"score"`
-	Input *preprocess.Stats `json:"input"`
-	OOD   *OOD              `json:"ood"`
-	Error string            `json:"error"`
-	Time  time.Time         `json:"time"`
 }
 
 // ErrMalformed marks a record the monitor cannot use.
 var ErrMalformed = errors.New("malformed prediction record")
 
-// DecodeRecord reads one prediction result. A record that is not JSON, or
-// names no time, or (unless it is a failure) no model version or label,
-// is ErrMalformed.
+// DecodeRecord reads one prediction result, a results.Upload (the results
+// bucket's <name>.json and the predictions topic's message). A record that
+// is not JSON, or names no time, or (unless it is a failure) no model
+// version or label, is ErrMalformed.
 func DecodeRecord(b []byte) (Prediction, error) {
-	var r record
+	var r results.Upload
 	if err := json.Unmarshal(b, &r); err != nil {
 		return Prediction{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	p := Prediction{Object: r.Name, Label: r.Label, Score: r.Score, Stats: r.Input, OOD: r.OOD, Time: r.Time, Failed: r.Error != ""}
+	p := Prediction{Object: r.Name, Label: r.Label, Score: r.Score, Stats: r.Input, OOD: r.OOD, Time: r.Time, Failed: r.Failed()}
 	if r.Model != nil {
 		p.Model, p.Version = r.Model.Name, r.Model.Version
 	}

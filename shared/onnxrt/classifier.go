@@ -1,14 +1,15 @@
 package onnxrt
 
 import (
-	"errors"
 	"fmt"
 
 	onnx "github.com/yalue/onnxruntime_go"
 
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/shared/signals"
 )
 
 // Options tune a Classifier.
@@ -87,7 +88,7 @@ func checkGraph(m *model.Model) error {
 		}
 		return fmt.Errorf("graph has no %s %q (it has %v)", kind, want.Name, names)
 	}
-	return errors.Join(find("input", ins, m.Metadata.Input), find("output", outs, m.Metadata.Output))
+	return errlist.Join(find("input", ins, m.Metadata.Input), find("output", outs, m.Metadata.Output))
 }
 
 // Metadata returns the model's metadata.
@@ -109,7 +110,7 @@ func (c *Classifier) Classify(img []byte, k int) ([]model.Prediction, error) {
 
 // ClassifyStats is Classify, also returning the image's input statistics
 // for drift monitoring (computed in the same preprocessing pass).
-func (c *Classifier) ClassifyStats(img []byte, k int) ([]model.Prediction, preprocess.Stats, error) {
+func (c *Classifier) ClassifyStats(img []byte, k int) ([]model.Prediction, signals.Stats, error) {
 	x := make([]float32, c.meta.Preprocessing.TensorLen())
 	st, err := c.meta.Preprocessing.ProcessStats(img, c.limits, x)
 	if err != nil {

@@ -1,9 +1,10 @@
 package preprocess
 
 import (
-	"errors"
 	"fmt"
 	"image"
+
+	"github.com/orchard-mlops/orchard/shared/errlist"
 )
 
 // Layout is the order of a tensor's dimensions.
@@ -91,7 +92,7 @@ func (s Spec) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %q is not empty or %q", f.name, f.v, f.want))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errlist.Join(errs...); err != nil {
 		return fmt.Errorf("preprocessing spec: %w", err)
 	}
 	return nil

@@ -3,28 +3,9 @@ package preprocess
 import (
 	"image"
 	"math"
-)
 
-// Stats are cheap statistics of one input, for drift monitoring: the pixel
-// ones describe the fitted canvas the model sees (so padding counts, as it
-// does for the model), the source ones the stored image. The trainer's
-// baseline and every prediction compute them here, in the pass that builds
-// the tensor, so the two can be compared.
-type Stats struct {
-	Luminance float64 `json:"luminance"` // mean Rec. 601 luma, 0..1
-	Contrast  float64 `json:"contrast"`  // standard deviation of the luma, 0..0.5
-	// Saturation is the mean chroma, (max - min) / 255 over the channels,
-	// 0..1: HSV saturation without its per-pixel division.
-	Saturation float64 `json:"saturation"`
-	// Foreground is the share of pixels farther than ForegroundDistance
-	// (in any channel) from the canvas's border median colour: the part of
-	// the picture that is not background.
-	Foreground float64 `json:"foreground"`
-	Width      int     `json:"width"`  // source width as stored
-	Height     int     `json:"height"` // source height as stored
-	Aspect     float64 `json:"aspect"` // Width / Height
-	Format     Format  `json:"format"`
-}
+	"github.com/orchard-mlops/orchard/shared/signals"
+)
 
 // ForegroundDistance is how far, in 0..255 levels of any channel, a pixel
 // must be from the border median to count as foreground. JPEG ringing
@@ -53,31 +34,33 @@ func (s Spec) CanvasSource(b []byte, lim Limits) (*image.RGBA, Source, error) {
 	return s.Fit(d), d.source(), nil
 }
 
-// ProcessStats is Process, also returning the input's Stats.
-func (s Spec) ProcessStats(b []byte, lim Limits, dst []float32) (Stats, error) {
+// ProcessStats is Process, also returning the input's statistics: the
+// trainer's baseline and every prediction compute them here, in the pass
+// that builds the tensor, so the two can be compared.
+func (s Spec) ProcessStats(b []byte, lim Limits, dst []float32) (signals.Stats, error) {
 	c, src, err := s.CanvasSource(b, lim)
 	if err != nil {
-		return Stats{}, err
+		return signals.Stats{}, err
 	}
 	return s.TensorStats(c, src, dst)
 }
 
-// TensorStats is Tensor, also returning the canvas's Stats with src's size
-// and format.
-func (s Spec) TensorStats(m *image.RGBA, src Source, dst []float32) (Stats, error) {
+// TensorStats is Tensor, also returning the canvas's statistics with
+// src's size and format.
+func (s Spec) TensorStats(m *image.RGBA, src Source, dst []float32) (signals.Stats, error) {
 	acc := newPixelStats(BorderMedian(m))
 	if err := s.tensor(m, dst, acc); err != nil {
-		return Stats{}, err
+		return signals.Stats{}, err
 	}
 	st := acc.stats(s.Size * s.Size)
-	st.Width, st.Height, st.Format = src.Width, src.Height, src.Format
+	st.Width, st.Height, st.Format = src.Width, src.Height, string(src.Format)
 	if src.Height > 0 {
 		st.Aspect = float64(src.Width) / float64(src.Height)
 	}
 	return st, nil
 }
 
-// pixelStats accumulates Stats over rows of pixels in integers: exact,
+// pixelStats accumulates signals.Stats over rows of pixels in integers: exact,
 // branch-free, and a few nanoseconds a pixel, so serving pays little for
 // them (see BenchmarkTensorStats).
 type pixelStats struct {
@@ -115,12 +98,12 @@ func abs32(v int32) int32 {
 	return (v ^ m) - m
 }
 
-func (a *pixelStats) stats(n int) Stats {
+func (a *pixelStats) stats(n int) signals.Stats {
 	fn := float64(n)
 	mean := float64(a.luma) / fn
 	variance := max(0, float64(a.luma2)/fn-mean*mean)
 	const scale = 255 * 1000
-	return Stats{
+	return signals.Stats{
 		Luminance:  mean / scale,
 		Contrast:   math.Sqrt(variance) / scale,
 		Saturation: float64(a.chroma) / fn / 255,

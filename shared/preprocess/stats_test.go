@@ -39,7 +39,7 @@ func TestStatsOfKnownCanvases(t *testing.T) {
 	near("grey contrast", st.Contrast, 0)
 	near("grey saturation", st.Saturation, 0)
 	near("grey foreground", st.Foreground, 0)
-	if st.Width != 300 || st.Height != 200 || st.Format != JPEG {
+	if st.Width != 300 || st.Height != 200 || st.Format != string(JPEG) {
 		t.Errorf("source fields %+v, want 300x200 jpeg", st)
 	}
 	near("aspect", st.Aspect, 1.5)
@@ -96,7 +96,7 @@ func TestProcessStatsMatchesProcess(t *testing.T) {
 			t.Fatalf("ProcessStats tensor differs at %d", i)
 		}
 	}
-	if st.Width != 640 || st.Height != 480 || st.Format != JPEG {
+	if st.Width != 640 || st.Height != 480 || st.Format != string(JPEG) {
 		t.Errorf("source %dx%d %s, want 640x480 jpeg", st.Width, st.Height, st.Format)
 	}
 	if st.Luminance <= 0 || st.Luminance >= 1 || st.Contrast <= 0 {

@@ -20,13 +20,14 @@
 package proc
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os/exec"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/orchard-mlops/orchard/shared/errlist"
 )
 
 // Process is a child process leading its own process group.
@@ -138,7 +139,7 @@ func (p *Process) Stop(grace time.Duration) error {
 		if err := signalGroup(p.cmd.Process, syscall.SIGKILL); err != nil {
 			errs = append(errs, fmt.Errorf("stop %s: SIGKILL leftovers in process group %d: %w", p.name, pgid, err))
 		}
-		p.stopErr = errors.Join(errs...)
+		p.stopErr = errlist.Join(errs...)
 	})
 	return p.stopErr
 }

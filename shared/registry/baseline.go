@@ -2,9 +2,9 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/shared/monitor"
 )
 
@@ -13,7 +13,7 @@ import (
 // trained before baselines existed gives an error wrapping
 // blob.ErrNotFound.
 func (r *Registry) Baseline(ctx context.Context, name, version string) (*monitor.Baseline, error) {
-	if err := errors.Join(ValidName(name), ValidVersion(version)); err != nil {
+	if err := errlist.Join(ValidName(name), ValidVersion(version)); err != nil {
 		return nil, err
 	}
 	b, _, err := r.store.Read(ctx, versionPrefix(name, version)+monitor.BaselineFile, monitor.MaxBaselineBytes)

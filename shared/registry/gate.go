@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/shared/model"
 )
 
@@ -126,7 +127,7 @@ type Decision struct {
 
 // Decision reads a version's last gate decision.
 func (r *Registry) Decision(ctx context.Context, name, version string) (*Decision, error) {
-	if err := errors.Join(ValidName(name), ValidVersion(version)); err != nil {
+	if err := errlist.Join(ValidName(name), ValidVersion(version)); err != nil {
 		return nil, err
 	}
 	b, _, err := r.store.Read(ctx, decisionKey(name, version), 1<<20)

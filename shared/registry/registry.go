@@ -48,6 +48,7 @@ import (
 	"time"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/shared/model"
 )
 
@@ -195,7 +196,7 @@ const (
 
 // Alias reads an alias. A missing alias is ErrNotFound.
 func (r *Registry) Alias(ctx context.Context, name, alias string) (*Alias, error) {
-	if err := errors.Join(ValidName(name), ValidName(alias)); err != nil {
+	if err := errlist.Join(ValidName(name), ValidName(alias)); err != nil {
 		return nil, err
 	}
 	b, attrs, err := r.store.Read(ctx, aliasKey(name, alias), maxAliasBytes)
@@ -291,7 +292,7 @@ func (r *Registry) moveAlias(ctx context.Context, name, alias string, ifGen int6
 // The read-decide-write rounds are blob.Update's.
 func (r *Registry) moveAliasReason(ctx context.Context, name, alias string, ifGen int64,
 	decide func(cur *Alias) (version, action, reason string, err error), by string) (*Alias, error) {
-	if err := errors.Join(ValidName(name), ValidName(alias)); err != nil {
+	if err := errlist.Join(ValidName(name), ValidName(alias)); err != nil {
 		return nil, err
 	}
 	var cur, next *Alias
@@ -360,7 +361,7 @@ func (r *Registry) nextAlias(name, alias string, ifGen int64, c *blob.Current,
 // Metadata reads a version's model.json. A missing (or incomplete) version
 // is ErrNotFound.
 func (r *Registry) Metadata(ctx context.Context, name, version string) (*model.Metadata, error) {
-	if err := errors.Join(ValidName(name), ValidVersion(version)); err != nil {
+	if err := errlist.Join(ValidName(name), ValidVersion(version)); err != nil {
 		return nil, err
 	}
 	b, _, err := r.store.Read(ctx, versionPrefix(name, version)+model.MetadataFile, model.MaxMetadataBytes)
@@ -379,7 +380,7 @@ func (r *Registry) Metadata(ctx context.Context, name, version string) (*model.M
 
 // LoadModel reads a version's model (graph and metadata).
 func (r *Registry) LoadModel(ctx context.Context, name, version string) (*model.Model, error) {
-	if err := errors.Join(ValidName(name), ValidVersion(version)); err != nil {
+	if err := errlist.Join(ValidName(name), ValidVersion(version)); err != nil {
 		return nil, err
 	}
 	m, err := model.LoadFrom(ctx, r.VersionStore(name, version))
@@ -405,7 +406,7 @@ type PutResult struct {
 // exists with identical bytes is accepted, with different bytes the call
 // fails with ErrVersionConflict. model.json goes last.
 func (r *Registry) PutVersion(ctx context.Context, name, version string, src blob.Store) (*PutResult, error) {
-	if err := errors.Join(ValidName(name), ValidVersion(version)); err != nil {
+	if err := errlist.Join(ValidName(name), ValidVersion(version)); err != nil {
 		return nil, err
 	}
 	objs, err := blob.Collect(ctx, src, blob.ListOptions{}, blob.Limits{})

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/blob/blobtest"
 	"github.com/orchard-mlops/orchard/shared/emulators"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
@@ -30,19 +31,8 @@ func backends(t *testing.T, f func(t *testing.T, st blob.Store)) {
 		f(t, st)
 	})
 	t.Run("gcs", func(t *testing.T) {
-		f(t, gcsStore(t))
+		f(t, blobtest.GCS(t, "registry"))
 	})
-}
-
-func gcsStore(t *testing.T) blob.Store {
-	t.Helper()
-	g := emulators.GCSForTest(t)
-	c := g.ClientForTest(t)
-	bucket := emulators.UniqueName(t)
-	if err := c.Bucket(bucket).Create(t.Context(), "test", nil); err != nil {
-		t.Fatal(err)
-	}
-	return blob.NewGCS(c, bucket, "registry")
 }
 
 // modelDir writes a colour model into a fresh directory store.

@@ -8,8 +8,7 @@ package results
 import (
 	"time"
 
-	"github.com/orchard-mlops/orchard/shared/monitor"
-	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/shared/signals"
 )
 
 // Signals are a prediction's drift signals, carried by every upload result
@@ -17,8 +16,8 @@ import (
 // (the same the trainer's baseline holds) and the out-of-distribution flag
 // against the model's baseline (absent when the model has none).
 type Signals struct {
-	Input *preprocess.Stats `json:"input,omitempty"`
-	OOD   *monitor.OOD      `json:"ood,omitempty"`
+	Input *signals.Stats `json:"input,omitempty"`
+	OOD   *signals.OOD   `json:"ood,omitempty"`
 }
 
 // Result-object metadata keys. SourceGenerationKey is the idempotency key:

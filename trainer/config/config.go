@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
 
@@ -347,7 +348,7 @@ func (c *Config) Validate() error {
 	add(c.Augment.CloseupProb > 0 && (c.Augment.CloseupMin < 1 || c.Augment.CloseupMax < c.Augment.CloseupMin), "augment.closeup_min/closeup_max invalid: need 1 <= min <= max")
 	add(c.Export.Tolerance <= 0, "export.tolerance must be > 0")
 	add(c.Export.Opset < 13, "export.opset must be >= 13")
-	if err := errors.Join(errs...); err != nil {
+	if err := errlist.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	return nil

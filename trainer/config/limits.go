@@ -2,12 +2,13 @@ package config
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/orchard-mlops/orchard/shared/errlist"
 )
 
 // Limits are what a training request (SubmitTraining, `orchard train`) may
@@ -120,7 +121,7 @@ func CheckRequest(sets []string, l Limits) error {
 		errs = append(errs, fmt.Errorf("override %q: %s", s, why))
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("config: %w", errors.Join(errs...))
+		return fmt.Errorf("config: %w", errlist.Join(errs...))
 	}
 	c, err := Load(nil, sets)
 	if err != nil {
@@ -137,7 +138,7 @@ func CheckRequest(sets []string, l Limits) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errlist.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	return nil

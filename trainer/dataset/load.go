@@ -18,6 +18,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/shared/signals"
 )
 
 // Split modes.
@@ -56,7 +57,7 @@ type Sample struct {
 	Tensor []float32
 	// Stats are the input statistics serving computes for the same bytes
 	// (Spec.TensorStats): the validation set's make the drift baseline.
-	Stats preprocess.Stats
+	Stats signals.Stats
 }
 
 // Dataset is a loaded, split, preprocessed dataset.

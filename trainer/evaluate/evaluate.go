@@ -36,6 +36,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/shared/signals"
 	"github.com/orchard-mlops/orchard/trainer/dataset"
 )
 
@@ -265,11 +266,11 @@ func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Re
 // trip at quality q (q > 0), or else through the spec's own canvas step
 // with the source's format and orientation, so a corrupted photo is padded
 // and framed as serving would.
-func corruptedTensor(spec preprocess.Spec, src *preprocess.Decoded, img *image.RGBA, q int, lim preprocess.Limits, x []float32) (preprocess.Stats, error) {
+func corruptedTensor(spec preprocess.Spec, src *preprocess.Decoded, img *image.RGBA, q int, lim preprocess.Limits, x []float32) (signals.Stats, error) {
 	if q > 0 {
 		var buf bytes.Buffer
 		if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: q}); err != nil {
-			return preprocess.Stats{}, fmt.Errorf("re-encoding at quality %d: %w", q, err)
+			return signals.Stats{}, fmt.Errorf("re-encoding at quality %d: %w", q, err)
 		}
 		return spec.ProcessStats(buf.Bytes(), lim, x)
 	}
@@ -281,7 +282,7 @@ func corruptedTensor(spec preprocess.Spec, src *preprocess.Decoded, img *image.R
 // observed is one image's prediction as the monitor reads it from a
 // result: under its class folder, so the window's live accuracy is the
 // condition's accuracy.
-func observed(e dataset.Entry, p model.Prediction, st preprocess.Stats) monitor.Prediction {
+func observed(e dataset.Entry, p model.Prediction, st signals.Stats) monitor.Prediction {
 	return monitor.Prediction{Object: e.Class + "/" + path.Base(e.Path), Label: p.Label, Score: p.Score, Stats: &st}
 }
 

@@ -27,6 +27,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/trainer/config"
 )
 
@@ -171,7 +172,7 @@ func (s *Spec) Validate() error {
 			add("params %q: %w", p.Key, err)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errlist.Join(errs...); err != nil {
 		return fmt.Errorf("sweep spec: %w", err)
 	}
 	if s.Algorithm == Grid && s.Trials == 0 {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/orchard-mlops/orchard/infra/local/eventarc"
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/pubsubx"
 )
@@ -256,7 +257,7 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		errs = append(errs, err)
 	}
 	fmt.Fprintf(stdout, "%d redriven, %d left on %s\n", len(done), len(failed), sub)
-	return errors.Join(errs...)
+	return errlist.Join(errs...)
 }
 
 // redriveTopic is where a dead letter goes back to.

@@ -13,8 +13,8 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/monitor"
-	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/shared/registry"
+	"github.com/orchard-mlops/orchard/shared/signals"
 )
 
 // TestMonitorCommand runs `orchard monitor` over local stores: a bright
@@ -27,7 +27,7 @@ func TestMonitorCommand(t *testing.T) {
 	bb := monitor.NewBaselineBuilder()
 	for i := range 300 {
 		v := float64(i%30) / 300
-		bb.Add(preprocess.Stats{Luminance: 0.7 + v, Contrast: 0.2 + v/3, Saturation: 0.3 + v, Foreground: 0.4 + v, Width: 100, Height: 100, Aspect: 1, Format: preprocess.JPEG},
+		bb.Add(signals.Stats{Luminance: 0.7 + v, Contrast: 0.2 + v/3, Saturation: 0.3 + v, Foreground: 0.4 + v, Width: 100, Height: 100, Aspect: 1, Format: "jpeg"},
 			modeltest.Colours[i%3], 0.9+v)
 	}
 	base, _ := json.Marshal(bb.Baseline())

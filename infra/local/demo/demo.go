@@ -44,6 +44,7 @@ import (
 	"github.com/orchard-mlops/orchard/functions/submittraining"
 	"github.com/orchard-mlops/orchard/infra/local/stack"
 	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/pubsubx"
@@ -213,7 +214,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if r.st != nil {
 		fmt.Fprintln(r.out, "==> stopping the local stack")
 		if cerr := r.st.Close(); cerr != nil {
-			err = errors.Join(err, cerr)
+			err = errlist.Join(err, cerr)
 		}
 	}
 	r.print()

@@ -18,6 +18,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 
 	"github.com/orchard-mlops/orchard/shared/backoff"
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/shared/events"
 	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/pubsubx"
@@ -307,7 +308,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return errlist.Join(errs...)
 }
 
 // convert builds the event for m, or reports that the route filters it out.

@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
-
 	"github.com/orchard-mlops/orchard/functions/monitor"
 	"github.com/orchard-mlops/orchard/infra/local/eventarc"
+	"github.com/orchard-mlops/orchard/shared/pubsubx"
 )
 
 // RouteMonitor is the bridge route from the monitor-tick topic to the
@@ -36,10 +35,10 @@ func (s *Stack) Tick(ctx context.Context, start, end time.Time) error {
 			return err
 		}
 	}
-	p := s.PubSub.Publisher(s.Topic(s.Config.MonitorTopic))
-	defer p.Stop()
-	if _, err := p.Publish(ctx, &pubsub.Message{Data: data}).Get(ctx); err != nil {
-		return fmt.Errorf("publishing a monitor tick: %w", err)
+	p := pubsubx.New(s.PubSub, s.Topic(s.Config.MonitorTopic))
+	defer p.Close()
+	if err := p.Publish(ctx, data, nil); err != nil {
+		return fmt.Errorf("monitor tick: %w", err)
 	}
 	return nil
 }

@@ -39,6 +39,7 @@ import (
 
 	"github.com/orchard-mlops/orchard/infra/local/eventarc"
 	"github.com/orchard-mlops/orchard/shared/emulators"
+	"github.com/orchard-mlops/orchard/shared/errlist"
 	"github.com/orchard-mlops/orchard/shared/events"
 	"github.com/orchard-mlops/orchard/shared/gcp"
 	"github.com/orchard-mlops/orchard/shared/model"
@@ -591,7 +592,7 @@ func (s *Stack) Close() error {
 				errs = append(errs, fmt.Errorf("stop %s: %w", cs[i].name, err))
 			}
 		}
-		s.closeErr = errors.Join(errs...)
+		s.closeErr = errlist.Join(errs...)
 	})
 	return s.closeErr
 }

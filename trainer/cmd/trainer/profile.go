@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/orchard-mlops/orchard/shared/blob"
+	"github.com/orchard-mlops/orchard/shared/errlist"
 )
 
 // profiles are the -cpuprofile, -memprofile and -trace files of a
@@ -48,7 +48,7 @@ func (p *profiles) start(stores *blob.Opener) (stop func(ctx context.Context, mo
 	if !p.any() {
 		return func(context.Context, string) error { return nil }, nil
 	}
-	if err := errors.Join(checkProfileName("cpuprofile", p.cpu), checkProfileName("memprofile", p.mem),
+	if err := errlist.Join(checkProfileName("cpuprofile", p.cpu), checkProfileName("memprofile", p.mem),
 		checkProfileName("trace", p.trace)); err != nil {
 		return nil, err
 	}
@@ -99,7 +99,7 @@ func (p *profiles) start(stores *blob.Opener) (stop func(ctx context.Context, mo
 		if p.mem != "" {
 			errs = append(errs, writeHeapProfile(local(p.mem)))
 		}
-		if err := errors.Join(errs...); err != nil {
+		if err := errlist.Join(errs...); err != nil {
 			return fmt.Errorf("profiles: %w", err)
 		}
 		st, err := stores.Open(ctx, modelDir)
