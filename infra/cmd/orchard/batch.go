@@ -69,6 +69,24 @@ func (r *runFlags) dial(ctx context.Context) (*runClients, error) {
 
 func (c *runClients) Close() { c.jobs.Close(); c.execs.Close() }
 
+// open dials the Admin API and reads the job the flags name.
+func (r *runFlags) open(ctx context.Context) (*runClients, *runpb.Job, error) {
+	name, err := r.jobName()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := r.dial(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	job, err := c.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: name})
+	if err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("reading job %s: %w", name, err)
+	}
+	return c, job, nil
+}
+
 // endpointOptions point a Google API client at endpoint: plaintext without
 // credentials when it is a loopback address (a local stand-in).
 func endpointOptions(endpoint string) []option.ClientOption {
@@ -112,19 +130,12 @@ func runBatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !strings.HasPrefix(*prefix, "gs://") {
 		return usageError{fmt.Errorf("-prefix gs://bucket/folder/ is required (got %q)", *prefix)}
 	}
-	name, err := rf.jobName()
-	if err != nil {
-		return err
-	}
-	c, err := rf.dial(ctx)
+	c, job, err := rf.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	job, err := c.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: name})
-	if err != nil {
-		return fmt.Errorf("reading job %s: %w", name, err)
-	}
+	name := job.GetName()
 	env := jobEnv(job)
 	if *version == "" {
 		if *version, err = resolveAlias(ctx, env, *alias); err != nil {
@@ -333,19 +344,12 @@ func runBatchStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	name, err := rf.jobName()
-	if err != nil {
-		return err
-	}
-	c, err := rf.dial(ctx)
+	c, job, err := rf.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	job, err := c.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: name})
-	if err != nil {
-		return fmt.Errorf("reading job %s: %w", name, err)
-	}
+	name := job.GetName()
 	ex, err := pickExecution(ctx, c, name, *execution)
 	if err != nil {
 		return err
