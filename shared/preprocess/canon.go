@@ -371,5 +371,16 @@ func (s Spec) CanvasRaw(b []byte, lim Limits) (canvas, raw *image.RGBA, src Sour
 	if err != nil {
 		return nil, nil, Source{}, err
 	}
-	return s.Fit(d), s.Raw(d), d.source(), nil
+	if !s.Canonical() {
+		return s.Fit(d), nil, d.source(), nil
+	}
+	// One reduction serves both: canonicalCanvas only reads it.
+	r := s.reduced(d)
+	return s.canonicalFit(r, d.Orientation), orient(r, d.Orientation), d.source(), nil
+}
+
+// canonicalFit is Fit for a canonical spec, from the reduced photo r in
+// stored orientation o.
+func (s Spec) canonicalFit(r *image.RGBA, o int) *image.RGBA {
+	return orient(s.canonicalCanvas(r, s.Size), o)
 }

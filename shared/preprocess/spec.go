@@ -134,7 +134,7 @@ func (s Spec) Canvas(b []byte, lim Limits) (*image.RGBA, error) {
 // differently from serving.
 func (s Spec) Fit(d *Decoded) *image.RGBA {
 	if s.Canonical() {
-		return orient(s.canonicalCanvas(s.reduced(d), s.Size), d.Orientation)
+		return s.canonicalFit(s.reduced(d), d.Orientation)
 	}
 	if s.Pad == PadBorderMedian {
 		return fitPadded(d, s.Size, nil)
