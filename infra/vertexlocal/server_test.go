@@ -218,6 +218,7 @@ func TestCreateValidation(t *testing.T) {
 func TestCancelKillsProcessGroup(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "child.pid")
+	readyFile := filepath.Join(dir, "stubborn.ready")
 	srv, c := startServer(t, vertexlocal.Config{
 		KillGrace:     300 * time.Millisecond,
 		MaxConcurrent: 1,
@@ -225,7 +226,7 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 			// A child in the job's process group that would outlive a kill of the shell alone.
 			"fake/sleep": sh(`sleep 60 & echo $! > ` + pidFile + `; wait`),
 			// Ignores SIGTERM: needs the SIGKILL after the grace period.
-			"fake/stubborn": sh(`trap "" TERM; echo started; while :; do sleep 0.05; done`),
+			"fake/stubborn": sh(`trap "" TERM; echo started > ` + readyFile + `; while :; do sleep 0.05; done`),
 		},
 	})
 	j := create(t, c, "sleeper", nil, jobSpec("fake/sleep", nil, ""))
@@ -279,6 +280,16 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 	// SIGTERM ignored: SIGKILL after the grace period.
 	s := create(t, c, "stubborn", nil, jobSpec("fake/stubborn", nil, ""))
 	waitState(t, c, s.GetName(), aiplatformpb.JobState_JOB_STATE_RUNNING)
+	// RUNNING means the shell started, not that it has set its trap yet:
+	// a SIGTERM before the trap ends it at once.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(readyFile); err == nil {
+			break
+		}
+	}
+	if _, err := os.Stat(readyFile); err != nil {
+		t.Fatal("the stubborn job never set its trap")
+	}
 	start := time.Now()
 	if err := c.CancelCustomJob(t.Context(), &aiplatformpb.CancelCustomJobRequest{Name: s.GetName()}); err != nil {
 		t.Fatal(err)
