@@ -139,6 +139,11 @@ type Report struct {
 	// CurveEverySteps samples the training curves every this many steps,
 	// besides once per epoch (0: per epoch only).
 	CurveEverySteps int `yaml:"curve_every_steps" json:"curve_every_steps"`
+	// Drift names the corruptions of `trainer eval -corrupt` the exported
+	// model is evaluated under on the validation split, for the report
+	// and model.json's metrics: "all", a comma-separated list, or "" for
+	// none.
+	Drift string `yaml:"drift" json:"drift"`
 }
 
 // Default returns the embedded default configuration.

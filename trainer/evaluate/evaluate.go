@@ -130,29 +130,27 @@ type Options struct {
 	Baseline   *monitor.Baseline
 	Thresholds monitor.Thresholds
 	WindowSize int // images per monitor window; 0: the whole condition is one
+	// Entries, when not nil, are the images of DataURI to evaluate (the
+	// trainer's validation split), instead of the dataset's listing.
+	Entries []dataset.Entry
 }
 
 // Run evaluates clf on every image of the dataset under the clean
 // condition and each corruption. Unreadable images are counted in Skipped.
 func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Result, skipped int, err error) {
 	meta := clf.Metadata()
-	store, entries, layout, err := dataset.Scan(ctx, opt.Storage, opt.DataURI, opt.Mode, opt.TrainDir, opt.TestDir)
-	if err != nil {
-		return nil, 0, err
-	}
 	labelIdx := map[string]int{}
 	for i, l := range meta.Labels {
 		labelIdx[l] = i
 	}
-	var use []dataset.Entry
-	for _, e := range entries {
-		if layout.Folders && e.Split != dataset.SplitValidation {
-			continue
-		}
+	store, use, err := images(ctx, opt)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, e := range use {
 		if _, ok := labelIdx[e.Class]; !ok {
 			return nil, 0, fmt.Errorf("evaluate: class %q is not a label of model %s", e.Class, meta.Name)
 		}
-		use = append(use, e)
 	}
 	conds := append([]Corruption{{Name: Clean, Desc: "original bytes through Classifier.Classify"}}, opt.Corruptions...)
 	correct := make([][]bool, len(conds))
@@ -259,6 +257,30 @@ func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Re
 		results = append(results, r)
 	}
 	return results, skipped, nil
+}
+
+// images are the entries Run evaluates and the store holding them:
+// Options.Entries when given, else the dataset's listing (in folders mode
+// its test folder only).
+func images(ctx context.Context, opt Options) (blob.Store, []dataset.Entry, error) {
+	if opt.Entries != nil {
+		store, err := opt.Storage.Open(ctx, opt.DataURI)
+		if err != nil {
+			return nil, nil, fmt.Errorf("evaluate: %w", err)
+		}
+		return store, opt.Entries, nil
+	}
+	store, entries, layout, err := dataset.Scan(ctx, opt.Storage, opt.DataURI, opt.Mode, opt.TrainDir, opt.TestDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	var use []dataset.Entry
+	for _, e := range entries {
+		if !layout.Folders || e.Split == dataset.SplitValidation {
+			use = append(use, e)
+		}
+	}
+	return store, use, nil
 }
 
 // corruptedTensor writes the model input for a corrupted image and returns

@@ -77,6 +77,9 @@ func writeReport(ctx context.Context, st blob.Store, cfg *config.Config, res *Re
 		in.Examples = append(in.Examples, report.Example{Image: s.Canvas, Path: s.Path, True: ds.Labels[s.Class],
 			Pred: ds.Labels[pred], Confidence: probs[i][pred], Correct: pred == s.Class})
 	}
+	if len(res.Drift) > 0 {
+		in.Tables = append(in.Tables, driftTable(res.Drift))
+	}
 	if res.Baseline != nil {
 		in.Tables = append(in.Tables, baselineTable(res.Baseline))
 	}

@@ -38,6 +38,7 @@ import (
 	"github.com/orchard-mlops/orchard/trainer/cnn"
 	"github.com/orchard-mlops/orchard/trainer/config"
 	"github.com/orchard-mlops/orchard/trainer/dataset"
+	"github.com/orchard-mlops/orchard/trainer/evaluate"
 )
 
 // Files written next to model.onnx and model.json.
@@ -112,6 +113,7 @@ type Result struct {
 	ORTLogits    []float32 // the same from onnxruntime
 	ONNX         []byte
 	Baseline     *monitor.Baseline // the drift monitor's, written as baseline.json
+	Drift        []evaluate.Result // report.drift's suite on the validation split, clean first
 	Interrupted  bool              // stopped by StopAfterEpochs
 }
 
@@ -156,6 +158,10 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	// The exported model and its validation outputs (res.ORTLogits over
 	// r.valX) are final here and nothing is written yet: what else is
 	// derived from them and stored with the version goes in this gap.
+	if res.Drift, err = r.driftSuite(ctx, res); err != nil {
+		return nil, err
+	}
+	driftMetrics(res.Drift, res.Metadata.Metrics.Extra)
 	if err := r.writeModelDir(ctx, res); err != nil {
 		return nil, err
 	}
@@ -213,6 +219,9 @@ func newRun(ctx context.Context, opt Options) (*run, error) {
 	// the library now rather than after minutes of training.
 	if err := onnxrt.Init(); err != nil {
 		return nil, fmt.Errorf("before training: %w", err)
+	}
+	if _, err := evaluate.Select(r.cfg.Report.Drift); err != nil {
+		return nil, fmt.Errorf("report.drift: %w", err)
 	}
 	var err error
 	if r.modelStore, err = opt.Storage.Open(ctx, opt.ModelURI); err != nil {

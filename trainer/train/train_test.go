@@ -173,9 +173,11 @@ func TestEndToEnd(t *testing.T) {
 	if got, _ := json.Marshal(stored); string(got) != string(want) {
 		t.Errorf("stored baseline\n%s\nserving's view of the validation set\n%s", got, want)
 	}
-	if page, err := os.ReadFile(filepath.Join(out, ReportDir, "index.html")); err != nil || !strings.Contains(string(page), "Monitoring baseline") {
-		t.Errorf("the training report does not show the baseline (%v)", err)
+	if page, err := os.ReadFile(filepath.Join(out, ReportDir, "index.html")); err != nil || !strings.Contains(string(page), "Monitoring baseline") ||
+		!strings.Contains(string(page), "Drift suite") {
+		t.Errorf("the training report does not show the baseline and the drift suite (%v)", err)
 	}
+	checkDriftSuite(t, res, m.Metadata.Metrics)
 	acc := float64(correct) / float64(len(res.Dataset.Validation))
 	if acc != m.Metadata.Metrics.ValidationAccuracy {
 		t.Fatalf("served accuracy %v, model.json says %v", acc, m.Metadata.Metrics.ValidationAccuracy)
@@ -200,6 +202,30 @@ func TestEndToEnd(t *testing.T) {
 		if r.Monitor == nil || (r.Condition == "dark" && r.Monitor.Divergence[monitor.Luminance] < 0.5) {
 			t.Errorf("%s: monitor %+v", r.Condition, r.Monitor)
 		}
+	}
+}
+
+// checkDriftSuite: the default report.drift ran every corruption on the
+// validation split, clean first and equal to the validation accuracy, and
+// model.json carries each condition's accuracy.
+func checkDriftSuite(t *testing.T, res *Result, m model.Metrics) {
+	t.Helper()
+	if len(res.Drift) != 1+len(evaluate.Corruptions) || res.Drift[0].Condition != evaluate.Clean {
+		t.Fatalf("drift suite: %d conditions, want clean and %d corruptions", len(res.Drift), len(evaluate.Corruptions))
+	}
+	if res.Drift[0].Accuracy != m.ValidationAccuracy {
+		t.Errorf("drift suite clean accuracy %v, validation accuracy %v", res.Drift[0].Accuracy, m.ValidationAccuracy)
+	}
+	low := 1.0
+	for _, c := range res.Drift[1:] {
+		if c.Images != len(res.Dataset.Validation) || m.Extra["drift_"+c.Condition] != c.Accuracy {
+			t.Errorf("%s: %d images (validation %d), model.json %v, suite %v", c.Condition, c.Images, len(res.Dataset.Validation),
+				m.Extra["drift_"+c.Condition], c.Accuracy)
+		}
+		low = min(low, c.Accuracy)
+	}
+	if m.Extra["drift_min_accuracy"] != low {
+		t.Errorf("drift_min_accuracy %v, want %v", m.Extra["drift_min_accuracy"], low)
 	}
 }
 
