@@ -10,7 +10,7 @@ import (
 // GCS is a store under prefix in a fresh bucket of a fake-gcs-server
 // started for t (stopped when t ends). Like emulators.GCSForTest, it skips
 // t when the server is not installed, or fails t under CI.
-func GCS(t *testing.T, prefix string) blob.Store {
+func GCS(t testing.TB, prefix string) blob.Store {
 	t.Helper()
 	g := emulators.GCSForTest(t)
 	c := g.ClientForTest(t)
