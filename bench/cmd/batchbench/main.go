@@ -87,6 +87,7 @@ func main() {
 	taskCPUs := flag.String("task-cpus", "", "run the tasks on these CPUs only (taskset list, e.g. 0,1): with -gcs-cpus, the 2-tasks-on-2-cores measurement")
 	gcsCPUs := flag.String("gcs-cpus", "", "move fake-gcs-server onto these CPUs (taskset list, e.g. 2-7), off the tasks' cores")
 	extraEnv := flag.String("env", "", "extra task environment, comma-separated KEY=VALUE (e.g. GOGC=200)")
+	photos := flag.String("photos", "", "upload these JPEGs (DIR/<class>/*.jpg, cycled to -n objects) instead of generated ones, e.g. ../shared/datasets/fruits360-10/photos")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("batchbench: ")
@@ -118,7 +119,11 @@ func main() {
 		check(pin.Run())
 	}
 	gcs0 := procCPU(gcsPID)
-	names := upload(ctx, c, *n)
+	gen := genJPEG
+	if *photos != "" {
+		gen = photoSource(*photos)
+	}
+	names := upload(ctx, c, *n, gen)
 	log.Printf("fake-gcs-server CPU during the upload: %.2f ms/image (its memory backend scans the bucket on every write)",
 		float64((procCPU(gcsPID)-gcs0).Microseconds())/1000/float64(*n))
 
@@ -211,9 +216,8 @@ func writeDefaultModel(dir string) error {
 	return m.Save(context.Background(), st)
 }
 
-// upload writes n small JPEGs (random rectangles on a random background,
-// 64-128 px a side) under photos/classN/, 16 at a time.
-func upload(ctx context.Context, c *storage.Client, n int) []string {
+// upload writes n JPEGs made by gen under photos/<class>/, 16 at a time.
+func upload(ctx context.Context, c *storage.Client, n int, gen func(r *rand.Rand, i int) (string, []byte)) []string {
 	t0 := time.Now()
 	names := make([]string, n)
 	var wg sync.WaitGroup
@@ -222,8 +226,9 @@ func upload(ctx context.Context, c *storage.Client, n int) []string {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 7))
 			for i := range next {
-				names[i] = fmt.Sprintf("photos/class%d/%06d.jpg", i%10, i)
-				put(ctx, c, names[i], genJPEG(r))
+				class, data := gen(r, i)
+				names[i] = fmt.Sprintf("photos/%s/%06d.jpg", class, i)
+				put(ctx, c, names[i], data)
 			}
 		})
 	}
@@ -236,7 +241,28 @@ func upload(ctx context.Context, c *storage.Client, n int) []string {
 	return names
 }
 
-func genJPEG(r *rand.Rand) []byte {
+// photoSource reads dir/<class>/*.jpg and gives object i the photo i
+// modulo their count, under its class.
+func photoSource(dir string) func(*rand.Rand, int) (string, []byte) {
+	files, err := filepath.Glob(filepath.Join(dir, "*", "*.jpg"))
+	check(err)
+	if len(files) == 0 {
+		log.Fatalf("-photos %s: no DIR/<class>/*.jpg", dir)
+	}
+	slices.Sort(files)
+	data := make([][]byte, len(files))
+	for i, f := range files {
+		data[i], err = os.ReadFile(f)
+		check(err)
+	}
+	return func(_ *rand.Rand, i int) (string, []byte) {
+		return filepath.Base(filepath.Dir(files[i%len(files)])), data[i%len(files)]
+	}
+}
+
+// genJPEG makes a small JPEG (a random rectangle on a random background,
+// 64-128 px a side) for class i modulo 10.
+func genJPEG(r *rand.Rand, i int) (string, []byte) {
 	w, h := 64+r.IntN(64), 64+r.IntN(64)
 	m := image.NewRGBA(image.Rect(0, 0, w, h))
 	bg := color.RGBA{uint8(r.IntN(256)), uint8(r.IntN(256)), uint8(r.IntN(256)), 255}
@@ -253,7 +279,7 @@ func genJPEG(r *rand.Rand) []byte {
 	}
 	var b bytes.Buffer
 	check(jpeg.Encode(&b, m, &jpeg.Options{Quality: 90}))
-	return b.Bytes()
+	return fmt.Sprintf("class%d", i%10), b.Bytes()
 }
 
 func put(ctx context.Context, c *storage.Client, name string, data []byte) {
