@@ -138,91 +138,25 @@ type Options struct {
 // Run evaluates clf on every image of the dataset under the clean
 // condition and each corruption. Unreadable images are counted in Skipped.
 func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Result, skipped int, err error) {
-	meta := clf.Metadata()
-	labelIdx := map[string]int{}
-	for i, l := range meta.Labels {
-		labelIdx[l] = i
-	}
-	store, use, err := images(ctx, opt)
+	p, err := newPass(ctx, clf, opt)
 	if err != nil {
 		return nil, 0, err
-	}
-	for _, e := range use {
-		if _, ok := labelIdx[e.Class]; !ok {
-			return nil, 0, fmt.Errorf("evaluate: class %q is not a label of model %s", e.Class, meta.Name)
-		}
-	}
-	conds := append([]Corruption{{Name: Clean, Desc: "original bytes through Classifier.Classify"}}, opt.Corruptions...)
-	correct := make([][]bool, len(conds))
-	for i := range correct {
-		correct[i] = make([]bool, len(use))
-	}
-	ok := make([]bool, len(use))
-	// seen[c][i] is image i under condition c as the monitor sees it.
-	seen := make([][]monitor.Prediction, len(conds))
-	for i := range seen {
-		seen[i] = make([]monitor.Prediction, len(use))
 	}
 	workers := opt.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	maxBytes := opt.Limits.MaxBytes
-	if maxBytes <= 0 {
-		maxBytes = preprocess.DefaultMaxBytes
-	}
-	spec := meta.Preprocessing
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
 	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			x := make([]float32, spec.TensorLen())
-			for i := w; i < len(use); i += workers {
-				if ctx.Err() != nil {
+		wg.Go(func() {
+			x := make([]float32, p.spec.TensorLen())
+			for i := w; i < len(p.use) && ctx.Err() == nil; i += workers {
+				if errs[w] = p.image(ctx, i, x); errs[w] != nil {
 					return
-				}
-				e := use[i]
-				want := labelIdx[e.Class]
-				b, _, err := store.Read(ctx, e.Path, maxBytes)
-				if err != nil {
-					continue
-				}
-				d, err := preprocess.Decode(b, opt.Limits)
-				if err != nil {
-					continue
-				}
-				ok[i] = true
-				preds, st, err := clf.ClassifyStats(b, 1)
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				correct[0][i] = preds[0].Label == e.Class
-				seen[0][i] = observed(e, preds[0], st)
-				if len(conds) == 1 {
-					continue
-				}
-				work := shrink(d.Image, WorkSize)
-				for c, cond := range conds[1:] {
-					r := rand.New(rand.NewPCG(uint64(opt.Seed), uint64(i)<<8|uint64(c)))
-					img := cond.Apply(cloneRGBA(work), r)
-					st, err := corruptedTensor(spec, d, img, cond.JPEG, opt.Limits, x)
-					if err != nil {
-						errs[w] = err
-						return
-					}
-					logits, err := clf.Logits(x, 1)
-					if err != nil {
-						errs[w] = err
-						return
-					}
-					correct[c+1][i] = argmax(logits) == want
-					seen[c+1][i] = observed(e, clf.TopK(logits, 1)[0], st)
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -233,17 +167,109 @@ func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Re
 			return nil, 0, fmt.Errorf("evaluate: %w", err)
 		}
 	}
-	for _, v := range ok {
+	results, skipped = p.results()
+	return results, skipped, nil
+}
+
+// pass is one Run: the images, the conditions, and what each image gave
+// under each condition.
+type pass struct {
+	clf      *onnxrt.Classifier
+	opt      Options
+	spec     preprocess.Spec
+	store    blob.Store
+	use      []dataset.Entry
+	labelIdx map[string]int
+	conds    []Corruption
+	maxBytes int64
+	ok       []bool   // image i was read and decoded
+	correct  [][]bool // [condition][image]
+	// seen[c][i] is image i under condition c as the monitor sees it.
+	seen [][]monitor.Prediction
+}
+
+func newPass(ctx context.Context, clf *onnxrt.Classifier, opt Options) (*pass, error) {
+	meta := clf.Metadata()
+	p := &pass{clf: clf, opt: opt, spec: meta.Preprocessing, labelIdx: map[string]int{}, maxBytes: opt.Limits.MaxBytes}
+	for i, l := range meta.Labels {
+		p.labelIdx[l] = i
+	}
+	var err error
+	if p.store, p.use, err = images(ctx, opt); err != nil {
+		return nil, err
+	}
+	for _, e := range p.use {
+		if _, ok := p.labelIdx[e.Class]; !ok {
+			return nil, fmt.Errorf("evaluate: class %q is not a label of model %s", e.Class, meta.Name)
+		}
+	}
+	if p.maxBytes <= 0 {
+		p.maxBytes = preprocess.DefaultMaxBytes
+	}
+	p.conds = append([]Corruption{{Name: Clean, Desc: "original bytes through Classifier.Classify"}}, opt.Corruptions...)
+	p.ok = make([]bool, len(p.use))
+	p.correct, p.seen = make([][]bool, len(p.conds)), make([][]monitor.Prediction, len(p.conds))
+	for c := range p.conds {
+		p.correct[c], p.seen[c] = make([]bool, len(p.use)), make([]monitor.Prediction, len(p.use))
+	}
+	return p, nil
+}
+
+// image classifies image i under every condition, x being scratch space
+// for one tensor. An unreadable image is left not ok; an error is the
+// classifier's.
+func (p *pass) image(ctx context.Context, i int, x []float32) error {
+	e := p.use[i]
+	b, _, err := p.store.Read(ctx, e.Path, p.maxBytes)
+	if err != nil {
+		return nil
+	}
+	d, err := preprocess.Decode(b, p.opt.Limits)
+	if err != nil {
+		return nil
+	}
+	p.ok[i] = true
+	preds, st, err := p.clf.ClassifyStats(b, 1)
+	if err != nil {
+		return err
+	}
+	p.correct[0][i] = preds[0].Label == e.Class
+	p.seen[0][i] = observed(e, preds[0], st)
+	if len(p.conds) == 1 {
+		return nil
+	}
+	work := shrink(d.Image, WorkSize)
+	for c, cond := range p.conds[1:] {
+		r := rand.New(rand.NewPCG(uint64(p.opt.Seed), uint64(i)<<8|uint64(c)))
+		img := cond.Apply(cloneRGBA(work), r)
+		st, err := corruptedTensor(p.spec, d, img, cond.JPEG, p.opt.Limits, x)
+		if err != nil {
+			return err
+		}
+		logits, err := p.clf.Logits(x, 1)
+		if err != nil {
+			return err
+		}
+		p.correct[c+1][i] = argmax(logits) == p.labelIdx[e.Class]
+		p.seen[c+1][i] = observed(e, p.clf.TopK(logits, 1)[0], st)
+	}
+	return nil
+}
+
+// results tallies each condition, with its monitor window when asked.
+func (p *pass) results() (results []Result, skipped int) {
+	for _, v := range p.ok {
 		if !v {
 			skipped++
 		}
 	}
-	for c, cond := range conds {
+	meta, opt := p.clf.Metadata(), p.opt
+	for c, cond := range p.conds {
 		r := Result{Condition: cond.Name, Desc: cond.Desc}
-		for i := range use {
-			if ok[i] {
+		for i := range p.use {
+			if p.ok[i] {
 				r.Images++
-				if correct[c][i] {
+				if p.correct[c][i] {
 					r.Correct++
 				}
 			}
@@ -252,11 +278,11 @@ func Run(ctx context.Context, clf *onnxrt.Classifier, opt Options) (results []Re
 			r.Accuracy = float64(r.Correct) / float64(r.Images)
 		}
 		if opt.Baseline != nil {
-			r.Monitor = window(meta, opt.Baseline, opt.Thresholds, seen[c], ok, opt.WindowSize, opt.Seed)
+			r.Monitor = window(meta, opt.Baseline, opt.Thresholds, p.seen[c], p.ok, opt.WindowSize, opt.Seed)
 		}
 		results = append(results, r)
 	}
-	return results, skipped, nil
+	return results, skipped
 }
 
 // images are the entries Run evaluates and the store holding them:
