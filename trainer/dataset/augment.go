@@ -84,17 +84,17 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 	}
 	cos, sin := math.Cos(theta)/scale, math.Sin(theta)/scale
 	cx, cy := float64(w-1)/2, float64(h-1)/2
-	// Serving pads a non-square photo with the spec's background after the
-	// camera exposed it: a dark photo arrives as a dark picture between
-	// white bars. Letterboxed samples keep the uncovered area at that
-	// background, out of reach of the lighting jitter below.
-	// Under PadBorderMedian serving's pad follows the exposure like the
-	// photo, so the uncovered area (bg, the canvas's own pad colour) takes
-	// the jitter too: no letterbox reset (the draw stays, keeping the RNG
-	// stream of old specs unchanged).
+	// Letterboxed samples keep the area the moved image leaves uncovered
+	// at the pad colour, out of reach of the lighting jitter below, so
+	// the model sees objects lit unlike their surroundings. Under the
+	// white pad that is what serving does to a dark non-square photo (a
+	// dark picture between white bars); under PadBorderMedian serving's
+	// pad follows the exposure, yet keeping letterboxed samples measured
+	// better (README: "Border-median padding, trained") than letting the
+	// jitter reach them: zoom in 83.7 vs 79.0 %, low light 82.2 vs 76.3.
 	// Canonical specs reframe and relevel every sample below, which would
 	// undo a letterbox reset anyway.
-	letterbox := c.LetterboxProb > 0 && r.Float64() < c.LetterboxProb && a.Spec.Pad == "" && !a.Spec.Canonical()
+	letterbox := c.LetterboxProb > 0 && r.Float64() < c.LetterboxProb && !a.Spec.Canonical()
 	var outside []bool
 	if letterbox {
 		outside = make([]bool, plane)

@@ -37,6 +37,44 @@ func TestAugmentPadsLikeServing(t *testing.T) {
 	}
 }
 
+// TestAugmentLetterboxUnlit: under either pad, a letterboxed sample's
+// uncovered area keeps the pad colour while the exposure jitter darkens or
+// brightens the object: the model sees objects lit unlike their
+// surroundings (the border-median spec used to let the jitter reach it).
+func TestAugmentLetterboxUnlit(t *testing.T) {
+	const n = 16
+	canvas := image.NewRGBA(image.Rect(0, 0, n, n))
+	for i := 0; i < len(canvas.Pix); i += 4 {
+		canvas.Pix[i], canvas.Pix[i+1], canvas.Pix[i+2], canvas.Pix[i+3] = 40, 60, 80, 255
+	}
+	cfg := plainAugment()
+	cfg.ScaleMin, cfg.ScaleMax = 0.5, 0.5
+	cfg.LetterboxProb, cfg.Brightness = 1, 0.6
+	for _, pad := range []string{"", preprocess.PadBorderMedian} {
+		spec := preprocess.DefaultSpec(n)
+		spec.Pad = pad
+		want := spec.PadColour(canvas)
+		lit := 0
+		for seed := range int64(8) {
+			x := make([]float32, spec.TensorLen())
+			(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas}, x, SampleRNG(seed, 2, 3))
+			centre := (n/2)*n + n/2
+			if v := float32(40)/255*2 - 1; x[centre] < v-0.02 || x[centre] > v+0.02 {
+				lit++ // the object took the jitter
+			}
+			for c := range 3 { // the corner lies outside the zoomed-out source
+				w := (float32(want[c])/255 - spec.Mean[c]) / spec.Std[c]
+				if got := x[c*n*n]; got < w-0.02 || got > w+0.02 {
+					t.Errorf("pad %q seed %d: corner channel %d = %.3f, want the pad colour %.3f", pad, seed, c, got, w)
+				}
+			}
+		}
+		if lit == 0 {
+			t.Errorf("pad %q: the exposure jitter never changed the object", pad)
+		}
+	}
+}
+
 // TestAugmentCloseup: a close-up magnifies the canvas's centre past the
 // object's outline, so a fruit covering the middle half of the canvas
 // fills the whole sample (no backdrop left at the corners); without the

@@ -19,7 +19,6 @@ import (
 	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
-	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/trainer/config"
 	"github.com/orchard-mlops/orchard/trainer/dataset"
 	"github.com/orchard-mlops/orchard/trainer/evaluate"
@@ -76,7 +75,7 @@ func loadTiny(t *testing.T, cfg *config.Config) *dataset.Dataset {
 	t.Helper()
 	ds, err := dataset.Load(context.Background(), dataset.Options{URI: tinyData(t), Mode: cfg.Data.Split,
 		TrainDir: cfg.Data.TrainDir, TestDir: cfg.Data.TestDir, ValidationFraction: cfg.Data.ValidationFraction,
-		Seed: cfg.Seed, Spec: preprocess.DefaultSpec(cfg.Model.InputSize)})
+		Seed: cfg.Seed, Spec: cfg.Model.Spec()})
 	if err != nil {
 		t.Fatal(err)
 	}
