@@ -110,7 +110,10 @@ type Augment struct {
 	NoiseProb      float64 `yaml:"noise_prob" json:"noise_prob"`
 	NoiseStdMax    float64 `yaml:"noise_std_max" json:"noise_std_max"`
 	BackgroundProb float64 `yaml:"background_prob" json:"background_prob"`
-	LetterboxProb  float64 `yaml:"letterbox_prob" json:"letterbox_prob"`
+	// BackgroundTexture is the share of replaced backgrounds that are a
+	// smooth patchwork of random colours rather than one colour.
+	BackgroundTexture float64 `yaml:"background_texture" json:"background_texture"`
+	LetterboxProb     float64 `yaml:"letterbox_prob" json:"letterbox_prob"`
 	// Gamma draws a tone curve v^g with log g uniform in
 	// [-log(1+Gamma), log(1+Gamma)] (0: none); WhiteBalance a cast, red
 	// gain 1+t and blue 1-t with t uniform in [-WhiteBalance, WhiteBalance]
@@ -347,6 +350,7 @@ func (c *Config) Validate() error {
 	add(c.Train.EarlyStoppingPatience < 0, "train.early_stopping_patience must be >= 0")
 	add(c.Augment.ScaleMin <= 0 || c.Augment.ScaleMax < c.Augment.ScaleMin, "augment.scale_min/scale_max invalid")
 	add(c.Augment.LetterboxProb < 0 || c.Augment.LetterboxProb > 1, "augment.letterbox_prob must be in [0, 1]")
+	add(c.Augment.BackgroundTexture < 0 || c.Augment.BackgroundTexture > 1, "augment.background_texture must be in [0, 1]")
 	add(c.Augment.Gamma < 0, "augment.gamma must be >= 0")
 	add(c.Augment.WhiteBalance < 0 || c.Augment.WhiteBalance >= 1, "augment.white_balance must be in [0, 1)")
 	add(c.Augment.CloseupProb < 0 || c.Augment.CloseupProb > 1, "augment.closeup_prob must be in [0, 1]")

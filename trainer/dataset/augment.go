@@ -61,9 +61,14 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 	}
 	bg := [3]float32{float32(pad[0]) / 255, float32(pad[1]) / 255, float32(pad[2]) / 255}
 	replaceBG := r.Float64() < c.BackgroundProb
+	var patch *patchwork
 	if replaceBG {
 		for k := range 3 {
 			bg[k] = r.Float32()
+		}
+		// Drawn only when enabled, so configs without it keep their stream.
+		if c.BackgroundTexture > 0 && r.Float64() < c.BackgroundTexture {
+			patch = newPatchwork(r, w, h)
 		}
 	}
 
@@ -109,6 +114,9 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 			}
 			if flipV {
 				sy = float64(h-1) - sy
+			}
+			if patch != nil {
+				bg = patch.at(x, y)
 			}
 			rgb := bilinear(src, sx, sy, bg)
 			if letterbox && (sx < -0.5 || sy < -0.5 || sx > float64(w)-0.5 || sy > float64(h)-0.5) {
@@ -248,6 +256,37 @@ func toRGBA(px []float32, w, h int) *image.RGBA {
 
 // bilinear samples an RGBA canvas at (x, y) in pixel-centre coordinates,
 // treating everything outside it as bg.
+// patchwork is a textured background: a coarse grid of random colours,
+// bilinearly blended over the picture, like a tablecloth or a cluttered
+// worktop out of focus.
+type patchwork struct {
+	n    int // grid cells along each side
+	w, h int
+	cols [][3]float32 // (n+1) x (n+1) corner colours
+}
+
+func newPatchwork(r *rand.Rand, w, h int) *patchwork {
+	p := &patchwork{n: 2 + r.IntN(5), w: w, h: h}
+	p.cols = make([][3]float32, (p.n+1)*(p.n+1))
+	for i := range p.cols {
+		p.cols[i] = [3]float32{r.Float32(), r.Float32(), r.Float32()}
+	}
+	return p
+}
+
+func (p *patchwork) at(x, y int) [3]float32 {
+	gx, gy := float32(x)*float32(p.n)/float32(max(1, p.w-1)), float32(y)*float32(p.n)/float32(max(1, p.h-1))
+	x0, y0 := min(int(gx), p.n-1), min(int(gy), p.n-1)
+	fx, fy := gx-float32(x0), gy-float32(y0)
+	c00, c10 := p.cols[y0*(p.n+1)+x0], p.cols[y0*(p.n+1)+x0+1]
+	c01, c11 := p.cols[(y0+1)*(p.n+1)+x0], p.cols[(y0+1)*(p.n+1)+x0+1]
+	var out [3]float32
+	for k := range 3 {
+		out[k] = (c00[k]*(1-fx)+c10[k]*fx)*(1-fy) + (c01[k]*(1-fx)+c11[k]*fx)*fy
+	}
+	return out
+}
+
 func bilinear(m *image.RGBA, x, y float64, bg [3]float32) [3]float32 {
 	mw, mh := m.Bounds().Dx(), m.Bounds().Dy()
 	x0, y0 := int(math.Floor(x)), int(math.Floor(y))

@@ -121,3 +121,37 @@ func plainAugment() config.Augment {
 	cfg.BlurProb, cfg.NoiseProb, cfg.BackgroundProb, cfg.LetterboxProb, cfg.CloseupProb = 0, 0, 0, 0, 0
 	return cfg
 }
+
+// TestAugmentTexturedBackground: with augment.background_texture the
+// replaced backdrop is a patchwork (its colours vary across the sample)
+// while the object keeps its colour; without it the backdrop is one colour.
+func TestAugmentTexturedBackground(t *testing.T) {
+	const n = 32
+	canvas := image.NewRGBA(image.Rect(0, 0, n, n))
+	for y := range n {
+		for x := range n {
+			i, v := canvas.PixOffset(x, y), uint8(255)
+			if x >= n/4 && x < 3*n/4 && y >= n/4 && y < 3*n/4 {
+				v = 30 // the object
+			}
+			canvas.Pix[i], canvas.Pix[i+1], canvas.Pix[i+2], canvas.Pix[i+3] = v, v, v, 255
+		}
+	}
+	for _, tex := range []float64{0, 1} {
+		cfg := plainAugment()
+		cfg.BackgroundProb, cfg.BackgroundTexture = 1, tex
+		spec := preprocess.DefaultSpec(n)
+		x := make([]float32, spec.TensorLen())
+		(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas}, x, SampleRNG(1, 2, 3))
+		lo, hi := float32(9), float32(-9)
+		for _, i := range []int{0, n - 1, (n - 1) * n, n*n - 1, n / 2} { // backdrop pixels, red channel
+			lo, hi = min(lo, x[i]), max(hi, x[i])
+		}
+		if varied := hi-lo > 0.05; varied != (tex == 1) {
+			t.Errorf("background_texture %v: backdrop red spans %.3f..%.3f", tex, lo, hi)
+		}
+		if obj := x[(n/2)*n+n/2]; obj > float32(30)/255*2-1+0.02 {
+			t.Errorf("background_texture %v: object pixel %.3f, want it unchanged", tex, obj)
+		}
+	}
+}
