@@ -95,8 +95,9 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 	// white pad that is what serving does to a dark non-square photo (a
 	// dark picture between white bars); under PadBorderMedian serving's
 	// pad follows the exposure, yet keeping letterboxed samples measured
-	// better (README: "Border-median padding, trained") than letting the
-	// jitter reach them: zoom in 83.7 vs 79.0 %, low light 82.2 vs 76.3.
+	// better than letting the jitter reach them: zoom in 83.7 vs 79.0 %,
+	// low light 82.2 vs 76.3 (trainer/README.md, "Border-median padding,
+	// close-ups, textured backgrounds").
 	// Canonical specs reframe and relevel every sample below, which would
 	// undo a letterbox reset anyway.
 	letterbox := c.LetterboxProb > 0 && r.Float64() < c.LetterboxProb && !a.Spec.Canonical()
