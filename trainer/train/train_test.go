@@ -337,3 +337,34 @@ func TestSmoothedLossAndAccuracy(t *testing.T) {
 }
 
 var testTime = time.Unix(1700000000, 0)
+
+// TestDriftSuiteFailureKeepsModel: when the validation images cannot be
+// read again for the drift suite (the dataset was removed after loading),
+// the run still writes its verified model, without the suite.
+func TestDriftSuiteFailureKeepsModel(t *testing.T) {
+	onnxrttest.Init(t)
+	data := t.TempDir()
+	if err := os.CopyFS(data, os.DirFS(tinyData(t))); err != nil {
+		t.Fatal(err)
+	}
+	cfg := tinyConfig(t, "train.epochs=1", "augment.enabled=false")
+	ds, err := dataset.Load(context.Background(), dataset.Options{URI: data, Mode: cfg.Data.Split,
+		ValidationFraction: cfg.Data.ValidationFraction, Seed: cfg.Seed, Spec: cfg.Model.Spec()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	res, err := Run(context.Background(), Options{Config: cfg, Dataset: ds, ModelURI: out})
+	if err != nil {
+		t.Fatalf("the run failed with its drift suite: %v", err)
+	}
+	if res.Drift != nil || res.Metadata.Metrics.Extra["drift_min_accuracy"] != 0 {
+		t.Errorf("drift suite %v, metrics %v: want none", res.Drift, res.Metadata.Metrics.Extra)
+	}
+	if _, err := model.Load(context.Background(), nil, out); err != nil {
+		t.Fatalf("no model written: %v", err)
+	}
+}
