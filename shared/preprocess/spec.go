@@ -3,6 +3,7 @@ package preprocess
 import (
 	"fmt"
 	"image"
+	"slices"
 
 	"github.com/orchard-mlops/orchard/shared/errlist"
 )
@@ -37,7 +38,7 @@ type Spec struct {
 	// maps the whole canvas affinely and per-image standardisation cancels it.
 	Pad string `json:"pad,omitempty"`
 	// Framing, Levels and Backdrop are the canonical framing and exposure
-	// steps (FramingObject, LevelsObject, BackdropRepaint; see canon.go).
+	// steps (FramingValues, LevelsValues, BackdropValues; see canon.go).
 	// Empty in old models: their canvases are unchanged.
 	Framing  string `json:"framing,omitempty"`
 	Levels   string `json:"levels,omitempty"`
@@ -85,11 +86,14 @@ func (s Spec) Validate() error {
 	if s.Pad != "" && s.Pad != PadBorderMedian {
 		errs = append(errs, fmt.Errorf("pad %q is not empty or %q", s.Pad, PadBorderMedian))
 	}
-	for _, f := range []struct{ name, v, want string }{
-		{"framing", s.Framing, FramingObject}, {"levels", s.Levels, LevelsObject}, {"backdrop", s.Backdrop, BackdropRepaint},
+	for _, f := range []struct {
+		name, v string
+		want    []string
+	}{
+		{"framing", s.Framing, FramingValues}, {"levels", s.Levels, LevelsValues}, {"backdrop", s.Backdrop, BackdropValues},
 	} {
-		if f.v != "" && f.v != f.want {
-			errs = append(errs, fmt.Errorf("%s %q is not empty or %q", f.name, f.v, f.want))
+		if f.v != "" && !slices.Contains(f.want, f.v) {
+			errs = append(errs, fmt.Errorf("%s %q is not empty or one of %q", f.name, f.v, f.want))
 		}
 	}
 	if err := errlist.Join(errs...); err != nil {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -318,13 +319,16 @@ func (c *Config) Validate() error {
 	add(c.Data.ValidationFraction <= 0 || c.Data.ValidationFraction >= 1, "data.validation_fraction %v must be in (0,1)", c.Data.ValidationFraction)
 	add(c.Data.Workers < 0, "data.workers must be >= 0")
 	add(len(c.Model.Widths) == 0, "model.widths is empty")
-	for _, f := range []struct{ key, v, want string }{
-		{"pad", c.Model.Pad, preprocess.PadBorderMedian},
-		{"framing", c.Model.Framing, preprocess.FramingObject},
-		{"levels", c.Model.Levels, preprocess.LevelsObject},
-		{"backdrop", c.Model.Backdrop, preprocess.BackdropRepaint},
+	for _, f := range []struct {
+		key, v string
+		want   []string
+	}{
+		{"pad", c.Model.Pad, []string{preprocess.PadBorderMedian}},
+		{"framing", c.Model.Framing, preprocess.FramingValues},
+		{"levels", c.Model.Levels, preprocess.LevelsValues},
+		{"backdrop", c.Model.Backdrop, preprocess.BackdropValues},
 	} {
-		add(f.v != "" && f.v != f.want, "model.%s %q must be empty or %q", f.key, f.v, f.want)
+		add(f.v != "" && !slices.Contains(f.want, f.v), "model.%s %q must be empty or one of %q", f.key, f.v, f.want)
 	}
 	for _, w := range c.Model.Widths {
 		add(w < 1, "model.widths entries must be >= 1")
