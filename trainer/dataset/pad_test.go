@@ -13,10 +13,7 @@ import (
 // under PadBorderMedian, as serving's Fit fills it.
 func TestAugmentPadsLikeServing(t *testing.T) {
 	const n = 16
-	canvas := image.NewRGBA(image.Rect(0, 0, n, n))
-	for i := 0; i < len(canvas.Pix); i += 4 {
-		canvas.Pix[i], canvas.Pix[i+1], canvas.Pix[i+2], canvas.Pix[i+3] = 40, 60, 80, 255
-	}
+	canvas := solidCanvas(n, [3]uint8{40, 60, 80})
 	cfg := plainAugment()
 	cfg.ScaleMin, cfg.ScaleMax = 0.5, 0.5
 	cfg.LetterboxProb = 1
@@ -43,10 +40,7 @@ func TestAugmentPadsLikeServing(t *testing.T) {
 // surroundings (the border-median spec used to let the jitter reach it).
 func TestAugmentLetterboxUnlit(t *testing.T) {
 	const n = 16
-	canvas := image.NewRGBA(image.Rect(0, 0, n, n))
-	for i := 0; i < len(canvas.Pix); i += 4 {
-		canvas.Pix[i], canvas.Pix[i+1], canvas.Pix[i+2], canvas.Pix[i+3] = 40, 60, 80, 255
-	}
+	canvas := solidCanvas(n, [3]uint8{40, 60, 80})
 	cfg := plainAugment()
 	cfg.ScaleMin, cfg.ScaleMax = 0.5, 0.5
 	cfg.LetterboxProb, cfg.Brightness = 1, 0.6
@@ -112,6 +106,15 @@ func TestAugmentCloseup(t *testing.T) {
 
 // plainAugment is an augmentation applied to every sample that changes
 // nothing: each test turns on the one step it looks at.
+// solidCanvas is an n x n canvas of one colour.
+func solidCanvas(n int, c [3]uint8) *image.RGBA {
+	m := image.NewRGBA(image.Rect(0, 0, n, n))
+	for i := 0; i < len(m.Pix); i += 4 {
+		m.Pix[i], m.Pix[i+1], m.Pix[i+2], m.Pix[i+3] = c[0], c[1], c[2], 255
+	}
+	return m
+}
+
 func plainAugment() config.Augment {
 	cfg := config.Default().Augment
 	cfg.Enabled, cfg.Prob = true, 1
