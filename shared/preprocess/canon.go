@@ -164,11 +164,13 @@ func analyse(m *image.RGBA) scene {
 	if n > 0 {
 		sc.cand = image.Rect(box.Min.X*cell, box.Min.Y*cell, min(w, box.Max.X*cell), min(h, box.Max.Y*cell))
 		solidity := float64(n) / float64(box.Dx()*box.Dy())
-		magnify := maxMagnify * float64(max(sc.cand.Dx(), sc.cand.Dy())) * (1 + 2*frameMargin) / float64(max(w, h))
-		sc.weight = ramp(share, shareRamp) * ramp(solidity, solidityRamp) * ramp(magnify, magnifyRamp)
+		// reach is the longest side a framed photo may have: the crop is at
+		// least 1/maxMagnify of it.
+		reach := maxMagnify * float64(max(sc.cand.Dx(), sc.cand.Dy())) * (1 + 2*frameMargin)
+		sc.weight = ramp(share, shareRamp) * ramp(solidity, solidityRamp) * ramp(reach/float64(max(w, h)), magnifyRamp)
 		if sc.uniform && float64(n) >= minSolidity*float64(box.Dx()*box.Dy()) {
 			sc.box = sc.cand
-			sc.framed = float64(max(w, h)) <= maxMagnify*float64(max(sc.box.Dx(), sc.box.Dy()))*(1+2*frameMargin)
+			sc.framed = float64(max(w, h)) <= reach
 		}
 	}
 	// A uniform ring with no solid object of a framable size on it is a
