@@ -255,8 +255,6 @@ func toRGBA(px []float32, w, h int) *image.RGBA {
 	return m
 }
 
-// bilinear samples an RGBA canvas at (x, y) in pixel-centre coordinates,
-// treating everything outside it as bg.
 // patchwork is a textured background: a coarse grid of random colours,
 // bilinearly blended over the picture, like a tablecloth or a cluttered
 // worktop out of focus.
@@ -288,6 +286,8 @@ func (p *patchwork) at(x, y int) [3]float32 {
 	return out
 }
 
+// bilinear samples an RGBA canvas at (x, y) in pixel-centre coordinates,
+// treating everything outside it as bg.
 func bilinear(m *image.RGBA, x, y float64, bg [3]float32) [3]float32 {
 	mw, mh := m.Bounds().Dx(), m.Bounds().Dy()
 	x0, y0 := int(math.Floor(x)), int(math.Floor(y))
