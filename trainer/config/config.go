@@ -84,6 +84,11 @@ type Train struct {
 	EvalBatchSize         int     `yaml:"eval_batch_size" json:"eval_batch_size"`
 }
 
+// Limits bound each dataset image the trainer decodes.
+func (d Data) Limits() preprocess.Limits {
+	return preprocess.Limits{MaxBytes: d.MaxImageBytes, MaxPixels: d.MaxImagePixels}
+}
+
 // Spec is the preprocessing spec a model of this configuration is
 // trained and served with.
 func (m Model) Spec() preprocess.Spec {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
-	"github.com/orchard-mlops/orchard/shared/preprocess"
 	"github.com/orchard-mlops/orchard/trainer/dataset"
 	"github.com/orchard-mlops/orchard/trainer/evaluate"
 	"github.com/orchard-mlops/orchard/trainer/report"
@@ -33,7 +32,7 @@ func (r *run) driftSuite(ctx context.Context, res *Result) ([]evaluate.Result, e
 	}
 	out, skipped, err := evaluate.Run(ctx, clf, evaluate.Options{
 		DataURI: ds.Manifest.URI, Storage: r.opt.Storage, Entries: entries, Corruptions: corrs, Seed: r.cfg.Seed,
-		Workers: r.cfg.Data.Workers, Limits: preprocess.Limits{MaxBytes: r.cfg.Data.MaxImageBytes, MaxPixels: r.cfg.Data.MaxImagePixels},
+		Workers: r.cfg.Data.Workers, Limits: r.cfg.Data.Limits(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("drift suite: %w", err)

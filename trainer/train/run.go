@@ -258,7 +258,7 @@ func (r *run) loadData(ctx context.Context) error {
 		ds, err = dataset.Load(ctx, dataset.Options{
 			URI: cfg.Data.URI, Storage: r.opt.Storage, Mode: cfg.Data.Split, TrainDir: cfg.Data.TrainDir, TestDir: cfg.Data.TestDir,
 			ValidationFraction: cfg.Data.ValidationFraction, Seed: cfg.Seed, Spec: r.spec,
-			Limits:  preprocess.Limits{MaxBytes: cfg.Data.MaxImageBytes, MaxPixels: cfg.Data.MaxImagePixels},
+			Limits:  cfg.Data.Limits(),
 			Workers: cfg.Data.Workers, Logger: r.log,
 		})
 		if err != nil {
