@@ -46,11 +46,45 @@ type Net struct {
 	// InputNormEpsilon > 0 standardises each image first: subtract its mean
 	// over channels and pixels, divide by sqrt(variance + epsilon).
 	InputNormEpsilon float64
-	Blocks           [][]Conv // each block ends with 2x2 max pooling
-	Hidden           *Dense   // optional, followed by Relu
-	Head             Dense
-	InputName        string
-	OutputName       string
+	// InputLog, when set, standardises log pixel values instead (see
+	// LogInput); it needs InputNormEpsilon > 0.
+	InputLog   *LogInput
+	Blocks     [][]Conv // each block ends with 2x2 max pooling
+	Hidden     *Dense   // optional, followed by Relu
+	Head       Dense
+	InputName  string
+	OutputName string
+}
+
+// PixelScale says how an input tensor encodes pixel values: the pixel in
+// [0, 1] is x*Scale[c] + Offset[c] for channel c (a preprocessing spec's
+// Std and Mean).
+type PixelScale struct {
+	Scale, Offset [3]float32
+}
+
+// The input spaces a trainer may standardise in besides the input as
+// given (trainer/config's model.input_space); both are a LogInput.
+const (
+	// InputLog standardises log pixel values: a global gain becomes an
+	// offset and a tone curve v^g a scale, both cancelled.
+	InputLog = "log"
+	// InputLogChroma is InputLog with each channel's own mean subtracted
+	// (LogInput.PerChannel), so a per-channel gain (a colour cast, a white
+	// balance) cancels too; the channels keep one common spread.
+	InputLogChroma = "log-chroma"
+)
+
+// InputSpaces lists the input spaces besides the linear one.
+var InputSpaces = []string{InputLog, InputLogChroma}
+
+// LogInput standardises log(max(pixel, 0) + Epsilon) rather than the input
+// itself: subtract the image's mean (each channel's own when PerChannel),
+// divide by its deviation over all channels and pixels.
+type LogInput struct {
+	Pixels     PixelScale
+	Epsilon    float64
+	PerChannel bool
 }
 
 // Options control the export.
@@ -74,26 +108,10 @@ func Export(net *Net, opt Options) ([]byte, error) {
 	var inits []msg
 	var nodes []msg
 	cur := net.InputName
-	if eps := net.InputNormEpsilon; eps > 0 {
-		reduce := func(name, in, out string) {
-			if opt.Opset >= 18 { // axes became an input in opset 18
-				nodes = append(nodes, nodeProto(name, "ReduceMean", []string{in, "norm.axes"}, []string{out}, intAttr("keepdims", 1)))
-			} else {
-				nodes = append(nodes, nodeProto(name, "ReduceMean", []string{in}, []string{out}, intsAttr("axes", 1, 2, 3), intAttr("keepdims", 1)))
-			}
-		}
-		if opt.Opset >= 18 {
-			inits = append(inits, int64TensorProto("norm.axes", []int64{3}, []int64{1, 2, 3}))
-		}
-		inits = append(inits, tensorProto("norm.epsilon", nil, []float32{float32(eps)}))
-		reduce("norm_mean", cur, "norm.mean")
-		nodes = append(nodes, nodeProto("norm_center", "Sub", []string{cur, "norm.mean"}, []string{"norm.centered"}))
-		nodes = append(nodes, nodeProto("norm_square", "Mul", []string{"norm.centered", "norm.centered"}, []string{"norm.squared"}))
-		reduce("norm_var", "norm.squared", "norm.var")
-		nodes = append(nodes, nodeProto("norm_eps", "Add", []string{"norm.var", "norm.epsilon"}, []string{"norm.var_eps"}))
-		nodes = append(nodes, nodeProto("norm_std", "Sqrt", []string{"norm.var_eps"}, []string{"norm.std"}))
-		nodes = append(nodes, nodeProto("norm_div", "Div", []string{"norm.centered", "norm.std"}, []string{"norm.out"}))
-		cur = "norm.out"
+	if net.InputNormEpsilon > 0 {
+		var ni, nn []msg
+		cur, ni, nn = standardise(net, opt.Opset, cur)
+		inits, nodes = append(inits, ni...), append(nodes, nn...)
 	}
 	for b, block := range net.Blocks {
 		for c, cv := range block {
@@ -188,6 +206,54 @@ func Export(net *Net, opt Options) ([]byte, error) {
 	return m, nil
 }
 
+// standardise writes the nodes of per-image input standardisation (see
+// Net.InputNormEpsilon and Net.InputLog) reading in and returns their output.
+func standardise(net *Net, opset int, in string) (out string, inits, nodes []msg) {
+	all, meanAxes := []int64{1, 2, 3}, "norm.axes"
+	if l := net.InputLog; l != nil && l.PerChannel {
+		meanAxes = "norm.chroma_axes"
+	}
+	axes := map[string][]int64{"norm.axes": all, "norm.chroma_axes": {2, 3}}
+	if opset >= 18 { // axes became an input in opset 18
+		inits = append(inits, int64TensorProto("norm.axes", []int64{3}, all))
+		if meanAxes != "norm.axes" {
+			inits = append(inits, int64TensorProto(meanAxes, []int64{2}, axes[meanAxes]))
+		}
+	}
+	reduce := func(name, in, out, axesName string) {
+		if opset >= 18 {
+			nodes = append(nodes, nodeProto(name, "ReduceMean", []string{in, axesName}, []string{out}, intAttr("keepdims", 1)))
+		} else {
+			nodes = append(nodes, nodeProto(name, "ReduceMean", []string{in}, []string{out}, intsAttr("axes", axes[axesName]...), intAttr("keepdims", 1)))
+		}
+	}
+	inits = append(inits, tensorProto("norm.epsilon", nil, []float32{float32(net.InputNormEpsilon)}))
+	if l := net.InputLog; l != nil {
+		inits = append(inits,
+			tensorProto("norm.pixel_scale", []int64{1, 3, 1, 1}, l.Pixels.Scale[:]),
+			tensorProto("norm.pixel_offset", []int64{1, 3, 1, 1}, l.Pixels.Offset[:]),
+			tensorProto("norm.zero", nil, []float32{0}),
+			tensorProto("norm.log_epsilon", nil, []float32{float32(l.Epsilon)}))
+		nodes = append(nodes,
+			nodeProto("norm_scale", "Mul", []string{in, "norm.pixel_scale"}, []string{"norm.scaled"}),
+			nodeProto("norm_offset", "Add", []string{"norm.scaled", "norm.pixel_offset"}, []string{"norm.pixels"}),
+			nodeProto("norm_clip", "Max", []string{"norm.pixels", "norm.zero"}, []string{"norm.clipped"}),
+			nodeProto("norm_log_eps", "Add", []string{"norm.clipped", "norm.log_epsilon"}, []string{"norm.log_in"}),
+			nodeProto("norm_log", "Log", []string{"norm.log_in"}, []string{"norm.log"}))
+		in = "norm.log"
+	}
+	reduce("norm_mean", in, "norm.mean", meanAxes)
+	nodes = append(nodes,
+		nodeProto("norm_center", "Sub", []string{in, "norm.mean"}, []string{"norm.centered"}),
+		nodeProto("norm_square", "Mul", []string{"norm.centered", "norm.centered"}, []string{"norm.squared"}))
+	reduce("norm_var", "norm.squared", "norm.var", "norm.axes")
+	nodes = append(nodes,
+		nodeProto("norm_eps", "Add", []string{"norm.var", "norm.epsilon"}, []string{"norm.var_eps"}),
+		nodeProto("norm_std", "Sqrt", []string{"norm.var_eps"}, []string{"norm.std"}),
+		nodeProto("norm_div", "Div", []string{"norm.centered", "norm.std"}, []string{"norm.out"}))
+	return "norm.out", inits, nodes
+}
+
 // toOIHW transposes [kh][kw][in][out] weights to ONNX's [out][in][kh][kw].
 func toOIHW(c Conv) []float32 {
 	w := make([]float32, len(c.Weights))
@@ -230,6 +296,9 @@ func (n *Net) validate() error {
 	}
 	if len(n.Blocks) == 0 {
 		return errors.New("onnxexport: no convolution blocks")
+	}
+	if l := n.InputLog; l != nil && (n.InputNormEpsilon <= 0 || l.Epsilon <= 0) {
+		return errors.New("onnxexport: log input needs positive input-norm and log epsilons")
 	}
 	in := 3
 	for b, block := range n.Blocks {

@@ -19,18 +19,26 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads better dot-imported
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
+
+	"github.com/orchard-mlops/orchard/shared/onnx"
 )
 
 // Arch describes the network.
 type Arch struct {
-	InputSize     int
-	InputNorm     bool // per-image standardisation of the input (see InputNormEpsilon)
+	InputSize int
+	InputNorm bool // per-image standardisation of the input (see InputNormEpsilon)
+	// InputSpace is where InputNorm standardises: "" the input as given,
+	// or onnx.InputLog / onnx.InputLogChroma; Pixels says how the
+	// input encodes pixel values for the log spaces.
+	InputSpace    string
+	Pixels        onnx.PixelScale
 	Widths        []int
 	ConvsPerBlock int
 	Conv          string // "im2col" or "native"
@@ -55,6 +63,9 @@ func (a Arch) Validate() error {
 	}
 	if a.Conv != "im2col" && a.Conv != "native" {
 		return fmt.Errorf("cnn: conv %q is not im2col or native", a.Conv)
+	}
+	if a.InputSpace != "" && (!a.InputNorm || !slices.Contains(onnx.InputSpaces, a.InputSpace)) {
+		return fmt.Errorf("cnn: input space %q needs input norm and one of %q", a.InputSpace, onnx.InputSpaces)
 	}
 	return nil
 }
@@ -90,7 +101,7 @@ func Logits(scope *model.Scope, a Arch, x *Node) *Node {
 	training := scope.IsTraining(x.Graph())
 	x.AssertDims(-1, 3, a.InputSize, a.InputSize)
 	if a.InputNorm {
-		x = standardise(x)
+		x = standardise(a, x)
 	}
 	x = TransposeAllAxes(x, 0, 2, 3, 1) // NHWC
 	var debias *Node
@@ -119,16 +130,41 @@ func Logits(scope *model.Scope, a Arch, x *Node) *Node {
 // about [-1, 1]), so near-uniform images are not amplified into noise.
 const InputNormEpsilon = 0.01
 
+// InputLogEpsilon is added to pixel values in [0, 1] before the log, so
+// black and sensor noise in the shadows do not reach -Inf or dominate.
+const InputLogEpsilon = 0.05
+
 // standardise subtracts each image's mean over all channels and pixels and
 // divides by its standard deviation. Any exposure or contrast change of the
 // form a*v+b (the same for all channels) cancels out, while the colour
-// balance between channels, which tells fruits apart, is kept.
-func standardise(x *Node) *Node {
+// balance between channels, which tells fruits apart, is kept. The log
+// spaces do the same to logPixels(x).
+func standardise(a Arch, x *Node) *Node {
 	n := x.Shape().Dimensions[0]
-	mean := Reshape(ReduceMean(x, 1, 2, 3), n, 1, 1, 1)
+	var mean *Node
+	switch a.InputSpace {
+	case onnx.InputLog:
+		x = logPixels(a, x)
+		mean = Reshape(ReduceMean(x, 1, 2, 3), n, 1, 1, 1)
+	case onnx.InputLogChroma:
+		x = logPixels(a, x)
+		mean = Reshape(ReduceMean(x, 2, 3), n, 3, 1, 1)
+	default:
+		mean = Reshape(ReduceMean(x, 1, 2, 3), n, 1, 1, 1)
+	}
 	d := Sub(x, mean)
 	variance := Reshape(ReduceMean(Square(d), 1, 2, 3), n, 1, 1, 1)
 	return Div(d, Sqrt(AddScalar(variance, InputNormEpsilon)))
+}
+
+// logPixels maps the NCHW input back to pixel values v in [0, 1] and
+// returns log(max(v, 0) + InputLogEpsilon).
+func logPixels(a Arch, x *Node) *Node {
+	g := x.Graph()
+	scale := Const(g, tensors.FromFlatDataAndDimensions(a.Pixels.Scale[:], 1, 3, 1, 1))
+	offset := Const(g, tensors.FromFlatDataAndDimensions(a.Pixels.Offset[:], 1, 3, 1, 1))
+	v := MaxScalar(Add(Mul(x, scale), offset), 0.0)
+	return Log(AddScalar(v, InputLogEpsilon))
 }
 
 // conv3x3 is a "same" 3x3 convolution, stride 1, on NHWC input.

@@ -37,6 +37,9 @@ func Net(store *model.Store, a Arch, inputName, outputName string) (*onnx.Net, e
 	if a.InputNorm {
 		net.InputNormEpsilon = InputNormEpsilon
 	}
+	if a.InputSpace != "" {
+		net.InputLog = &onnx.LogInput{Pixels: a.Pixels, Epsilon: InputLogEpsilon, PerChannel: a.InputSpace == onnx.InputLogChroma}
+	}
 	debias := 1.0
 	if a.BatchNorm {
 		steps, err := Floats(store, "/"+Scope+"/"+VarBNSteps)

@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/orchard-mlops/orchard/shared/errlist"
+	"github.com/orchard-mlops/orchard/shared/onnx"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
 )
 
@@ -55,11 +56,14 @@ type Model struct {
 	// Pad, Framing, Levels and Backdrop are the preprocessing spec's
 	// fields of the same names (see preprocess.Spec): empty is the old
 	// path (a white canvas, the whole photo, no level or backdrop change).
-	Pad           string  `yaml:"pad" json:"pad"`
-	Framing       string  `yaml:"framing" json:"framing"`
-	Levels        string  `yaml:"levels" json:"levels"`
-	Backdrop      string  `yaml:"backdrop" json:"backdrop"`
-	InputNorm     bool    `yaml:"input_norm" json:"input_norm"`
+	Pad       string `yaml:"pad" json:"pad"`
+	Framing   string `yaml:"framing" json:"framing"`
+	Levels    string `yaml:"levels" json:"levels"`
+	Backdrop  string `yaml:"backdrop" json:"backdrop"`
+	InputNorm bool   `yaml:"input_norm" json:"input_norm"`
+	// InputSpace is where input_norm standardises: "" the pixels as
+	// given, or one of onnx.InputSpaces (log pixel values).
+	InputSpace    string  `yaml:"input_space" json:"input_space"`
 	Widths        []int   `yaml:"widths" json:"widths"`
 	ConvsPerBlock int     `yaml:"convs_per_block" json:"convs_per_block"`
 	Conv          string  `yaml:"conv" json:"conv"`
@@ -324,6 +328,7 @@ func (c *Config) Validate() error {
 	add(c.Data.ValidationFraction <= 0 || c.Data.ValidationFraction >= 1, "data.validation_fraction %v must be in (0,1)", c.Data.ValidationFraction)
 	add(c.Data.Workers < 0, "data.workers must be >= 0")
 	add(len(c.Model.Widths) == 0, "model.widths is empty")
+	add(c.Model.InputSpace != "" && !c.Model.InputNorm, "model.input_space %q needs model.input_norm", c.Model.InputSpace)
 	for _, f := range []struct {
 		key, v string
 		want   []string
@@ -332,6 +337,7 @@ func (c *Config) Validate() error {
 		{"framing", c.Model.Framing, preprocess.FramingValues},
 		{"levels", c.Model.Levels, preprocess.LevelsValues},
 		{"backdrop", c.Model.Backdrop, preprocess.BackdropValues},
+		{"input_space", c.Model.InputSpace, onnx.InputSpaces},
 	} {
 		add(f.v != "" && !slices.Contains(f.want, f.v), "model.%s %q must be empty or one of %q", f.key, f.v, f.want)
 	}

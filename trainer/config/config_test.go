@@ -55,6 +55,9 @@ func TestOverrides(t *testing.T) {
 		{name: "unknown framing", sets: []string{"model.framing=tight"}, wantErr: "model.framing"},
 		{name: "unknown levels", sets: []string{"model.levels=auto"}, wantErr: "model.levels"},
 		{name: "unknown backdrop", sets: []string{"model.backdrop=blur"}, wantErr: "model.backdrop"},
+		{name: "unknown input space", sets: []string{"model.input_space=srgb"}, wantErr: "model.input_space"},
+		{name: "input space without norm", sets: []string{"model.input_space=log", "model.input_norm=false"}, wantErr: "needs model.input_norm"},
+		{name: "log-chroma", sets: []string{"model.input_space=log-chroma"}, check: func(c *Config) bool { return c.Model.InputSpace == "log-chroma" }},
 		{name: "canonical steps", sets: []string{"model.framing=object", "model.levels=object", "model.backdrop=repaint"}, check: func(c *Config) bool {
 			s := c.Model.Spec()
 			return s.Framing == "object" && s.Levels == "object" && s.Backdrop == "repaint" && s.Validate() == nil

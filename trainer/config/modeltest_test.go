@@ -18,12 +18,15 @@ func TestCNNInputNormEpsilonMatchesTrainer(t *testing.T) {
 	if modeltest.CNNInputNormEpsilon != cnn.InputNormEpsilon {
 		t.Fatalf("modeltest.CNNInputNormEpsilon = %v, trainer/cnn.InputNormEpsilon = %v: keep them equal", modeltest.CNNInputNormEpsilon, cnn.InputNormEpsilon)
 	}
+	if modeltest.CNNInputLogEpsilon != cnn.InputLogEpsilon {
+		t.Fatalf("modeltest.CNNInputLogEpsilon = %v, trainer/cnn.InputLogEpsilon = %v: keep them equal", modeltest.CNNInputLogEpsilon, cnn.InputLogEpsilon)
+	}
 }
 
 func TestModeltestCNNArchMatchesDefault(t *testing.T) {
 	c := config.Default()
 	want := modeltest.CNNArch{Name: c.Name, InputSize: c.Model.InputSize, InputNorm: c.Model.InputNorm,
-		Widths: c.Model.Widths, ConvsPerBlock: c.Model.ConvsPerBlock, BatchNorm: c.Model.BatchNorm,
+		InputSpace: c.Model.InputSpace, Widths: c.Model.Widths, ConvsPerBlock: c.Model.ConvsPerBlock, BatchNorm: c.Model.BatchNorm,
 		BNEpsilon: c.Model.BNEpsilon, Dense: c.Model.Dense, FoldBatchNorm: c.Export.FoldBatchNorm, Opset: c.Export.Opset}
 	if diff := cmp.Diff(want, modeltest.DefaultCNNArch()); diff != "" {
 		t.Errorf("modeltest.DefaultCNNArch differs from trainer/config's default (-trainer +modeltest):\n%s", diff)

@@ -18,6 +18,7 @@ import (
 	"github.com/gomlx/gomlx/ml/train/optimizer/cosineschedule"
 	"github.com/gomlx/gomlx/support/exceptions"
 
+	"github.com/orchard-mlops/orchard/shared/onnx"
 	"github.com/orchard-mlops/orchard/trainer/cnn"
 	"github.com/orchard-mlops/orchard/trainer/config"
 )
@@ -38,9 +39,12 @@ func NewBackend() (b compute.Backend, err error) {
 
 // Arch returns the network architecture a config describes.
 func Arch(cfg *config.Config, numClasses int) cnn.Arch {
+	spec := cfg.Model.Spec()
 	return cnn.Arch{
 		InputSize:     cfg.Model.InputSize,
 		InputNorm:     cfg.Model.InputNorm,
+		InputSpace:    cfg.Model.InputSpace,
+		Pixels:        onnx.PixelScale{Scale: spec.Std, Offset: spec.Mean},
 		Widths:        cfg.Model.Widths,
 		ConvsPerBlock: cfg.Model.ConvsPerBlock,
 		Conv:          cfg.Model.Conv,

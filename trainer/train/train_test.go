@@ -17,6 +17,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/blob"
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/monitor"
+	"github.com/orchard-mlops/orchard/shared/onnx"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/trainer/config"
@@ -366,5 +367,29 @@ func TestDriftSuiteFailureKeepsModel(t *testing.T) {
 	}
 	if _, err := model.Load(context.Background(), nil, out); err != nil {
 		t.Fatalf("no model written: %v", err)
+	}
+}
+
+// TestInputSpacesExportVerified: a model standardising in each log input
+// space (at both ReduceMean forms, opset 17 attributes and 18 inputs)
+// exports a graph onnxruntime runs with GoMLX's logits.
+func TestInputSpacesExportVerified(t *testing.T) {
+	onnxrttest.Init(t)
+	for i, space := range onnx.InputSpaces {
+		opset := []string{"17", "18"}[i%2]
+		t.Run(space, func(t *testing.T) {
+			cfg := tinyConfig(t, "train.epochs=1", "augment.enabled=false", "report.enabled=false",
+				"model.input_space="+space, "export.opset="+opset)
+			res, err := Run(context.Background(), Options{Config: cfg, Dataset: loadTiny(t, cfg), ModelURI: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := res.Verification; v.MaxAbsDiff > cfg.Export.Tolerance || v.Images != len(res.Dataset.Validation) {
+				t.Fatalf("verification %+v", v)
+			}
+			if !bytes.Contains(res.ONNX, []byte("norm_log")) {
+				t.Fatal("the exported graph has no log node")
+			}
+		})
 	}
 }

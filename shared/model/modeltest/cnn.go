@@ -18,12 +18,16 @@ import (
 // shared/ never imports trainer/); trainer/config's tests keep the two equal.
 const CNNInputNormEpsilon = 0.01
 
+// CNNInputLogEpsilon mirrors trainer/cnn.InputLogEpsilon in the same way.
+const CNNInputLogEpsilon = 0.05
+
 // CNNArch is the part of the trainer's configuration (trainer/config's
 // model and export sections) that shapes the exported graph.
 type CNNArch struct {
 	Name          string  `json:"name"`
 	InputSize     int     `json:"input_size"`
 	InputNorm     bool    `json:"input_norm"`
+	InputSpace    string  `json:"input_space,omitempty"`
 	Widths        []int   `json:"widths"`
 	ConvsPerBlock int     `json:"convs_per_block"`
 	BatchNorm     bool    `json:"batch_norm"`
@@ -99,8 +103,13 @@ func CNN(o CNNOptions) (*model.Model, error) {
 
 	const inputName, outputName = "input", "logits" // the trainer's names (trainer/train)
 	net := &onnx.Net{InputSize: mc.InputSize, InputName: inputName, OutputName: outputName}
+	spec := preprocess.DefaultSpec(mc.InputSize) // what the trainer serves its models with
 	if mc.InputNorm {
 		net.InputNormEpsilon = CNNInputNormEpsilon
+	}
+	if mc.InputSpace != "" {
+		net.InputLog = &onnx.LogInput{Pixels: onnx.PixelScale{Scale: spec.Std, Offset: spec.Mean},
+			Epsilon: CNNInputLogEpsilon, PerChannel: mc.InputSpace == onnx.InputLogChroma}
 	}
 	in := 3
 	for range mc.Widths {
@@ -139,7 +148,6 @@ func CNN(o CNNOptions) (*model.Model, error) {
 	for i := range labels {
 		labels[i] = fmt.Sprintf("class%02d", i)
 	}
-	spec := preprocess.DefaultSpec(mc.InputSize) // what the trainer serves its models with
 	m := &model.Model{ONNX: onnxBytes, URI: "modeltest://cnn", Metadata: model.Metadata{
 		FormatVersion:  model.FormatVersion,
 		Name:           mc.Name,
