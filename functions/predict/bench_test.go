@@ -5,6 +5,7 @@ package predict
 // overhead (decode, resize, HTTP, JSON) is visible.
 //
 //	BenchmarkORT                          Classifier.Logits on one preprocessed image: the model alone
+//	BenchmarkORTInputSpace/{space}        the same for the default CNN exported with each model.input_space
 //	BenchmarkClassify/{size}              Classifier.Classify: preprocessing + model + top-k, no HTTP
 //	BenchmarkPredict/inprocess/{size}     Server.ServeHTTP through httptest (no network)
 //	BenchmarkPredict/http/{size}/clients=N  loopback TCP (httptest.NewServer), N concurrent clients
@@ -43,6 +44,7 @@ import (
 	"github.com/orchard-mlops/orchard/shared/model"
 	"github.com/orchard-mlops/orchard/shared/model/modeltest"
 	"github.com/orchard-mlops/orchard/shared/modelsource"
+	"github.com/orchard-mlops/orchard/shared/onnx"
 	"github.com/orchard-mlops/orchard/shared/onnxrt"
 	"github.com/orchard-mlops/orchard/shared/onnxrt/onnxrttest"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
@@ -196,6 +198,44 @@ func BenchmarkORT(b *testing.B) {
 		}
 	}
 	reportImagesPerSecond(b, b.N)
+}
+
+// BenchmarkORTInputSpace times the untrained default CNN exported with
+// each model.input_space, side by side, so the in-graph cost of the log
+// standardisation is measured against the linear graph in one run. The ops
+// run on the 32x32 input tensor, so their cost does not depend on the
+// photo's size.
+func BenchmarkORTInputSpace(b *testing.B) {
+	onnxrttest.Init(b)
+	spec := preprocess.DefaultSpec(modeltest.DefaultCNNArch().InputSize)
+	x := make([]float32, spec.TensorLen())
+	if err := spec.Process(benchImagesOrFatal(b)[0].jpeg, preprocess.Limits{}, x); err != nil {
+		b.Fatal(err)
+	}
+	for _, space := range []string{"linear", onnx.InputLog, onnx.InputLogChroma} {
+		b.Run(space, func(b *testing.B) {
+			arch := modeltest.DefaultCNNArch()
+			if space != "linear" {
+				arch.InputSpace = space
+			}
+			m, err := modeltest.CNN(modeltest.CNNOptions{Arch: &arch})
+			if err != nil {
+				b.Fatal(err)
+			}
+			c, err := onnxrt.NewClassifier(m, onnxrt.Options{IntraOpThreads: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Logits(x, 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportImagesPerSecond(b, b.N)
+		})
+	}
 }
 
 // BenchmarkClassify is preprocessing, the model and top-k without HTTP: the
