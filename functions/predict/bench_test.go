@@ -215,8 +215,9 @@ func BenchmarkORTInputSpace(b *testing.B) {
 	for _, space := range []string{"linear", onnx.InputLog, onnx.InputLogChroma} {
 		b.Run(space, func(b *testing.B) {
 			arch := modeltest.DefaultCNNArch()
-			if space != "linear" {
-				arch.InputSpace = space
+			arch.InputSpace = space
+			if space == "linear" {
+				arch.InputSpace = ""
 			}
 			m, err := modeltest.CNN(modeltest.CNNOptions{Arch: &arch})
 			if err != nil {

@@ -328,7 +328,7 @@ func (c *Config) Validate() error {
 	add(c.Data.ValidationFraction <= 0 || c.Data.ValidationFraction >= 1, "data.validation_fraction %v must be in (0,1)", c.Data.ValidationFraction)
 	add(c.Data.Workers < 0, "data.workers must be >= 0")
 	add(len(c.Model.Widths) == 0, "model.widths is empty")
-	add(c.Model.InputSpace != "" && !c.Model.InputNorm, "model.input_space %q needs model.input_norm", c.Model.InputSpace)
+	add(c.Model.InputSpace != "" && !c.Model.InputNorm, "model.input_space %q needs model.input_norm (model.input_space= for none)", c.Model.InputSpace)
 	for _, f := range []struct {
 		key, v string
 		want   []string
