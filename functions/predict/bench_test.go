@@ -26,6 +26,7 @@ package predict
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"image"
@@ -88,6 +89,12 @@ func benchClassifier(b *testing.B, cfg Config) *onnxrt.Classifier {
 		md := m.Metadata
 		b.Logf("model %s %s (%s): input %v, %d labels, %d-byte graph", md.Name, md.Version, m.URI, md.Input.Shape, len(md.Labels), len(m.ONNX))
 	})
+	return openClassifier(b, m, cfg)
+}
+
+// openClassifier returns a classifier of m, closed when the benchmark ends.
+func openClassifier(b *testing.B, m *model.Model, cfg Config) *onnxrt.Classifier {
+	b.Helper()
 	c, err := onnxrt.NewClassifier(m, onnxrt.Options{IntraOpThreads: cfg.IntraOpThreads, Limits: cfg.Limits()})
 	if err != nil {
 		b.Fatal(err)
@@ -185,7 +192,32 @@ func reportImagesPerSecond(b *testing.B, images int) {
 // BenchmarkORT is the model alone: one preprocessed image through
 // onnxruntime (input and output tensors included, as Classify makes them).
 func BenchmarkORT(b *testing.B) {
-	c := benchClassifier(b, benchConfig())
+	benchLogits(b, benchClassifier(b, benchConfig()))
+}
+
+// BenchmarkORTInputSpace times the untrained default CNN exported with
+// each model.input_space, side by side, so the in-graph cost of the log
+// standardisation is measured against the linear graph in one run. The ops
+// run on the 32x32 input tensor, so their cost does not depend on the
+// photo's size.
+func BenchmarkORTInputSpace(b *testing.B) {
+	onnxrttest.Init(b)
+	for _, space := range append([]string{""}, onnx.InputSpaces...) {
+		b.Run(cmp.Or(space, "linear"), func(b *testing.B) {
+			arch := modeltest.DefaultCNNArch()
+			arch.InputSpace = space
+			m, err := modeltest.CNN(modeltest.CNNOptions{Arch: &arch})
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchLogits(b, openClassifier(b, m, benchConfig()))
+		})
+	}
+}
+
+// benchLogits times c.Logits on the first benchmark photo, preprocessed
+// with c's own spec.
+func benchLogits(b *testing.B, c *onnxrt.Classifier) {
 	spec := c.Metadata().Preprocessing
 	x := make([]float32, spec.TensorLen())
 	if err := spec.Process(benchImagesOrFatal(b)[0].jpeg, preprocess.Limits{}, x); err != nil {
@@ -198,45 +230,6 @@ func BenchmarkORT(b *testing.B) {
 		}
 	}
 	reportImagesPerSecond(b, b.N)
-}
-
-// BenchmarkORTInputSpace times the untrained default CNN exported with
-// each model.input_space, side by side, so the in-graph cost of the log
-// standardisation is measured against the linear graph in one run. The ops
-// run on the 32x32 input tensor, so their cost does not depend on the
-// photo's size.
-func BenchmarkORTInputSpace(b *testing.B) {
-	onnxrttest.Init(b)
-	spec := preprocess.DefaultSpec(modeltest.DefaultCNNArch().InputSize)
-	x := make([]float32, spec.TensorLen())
-	if err := spec.Process(benchImagesOrFatal(b)[0].jpeg, preprocess.Limits{}, x); err != nil {
-		b.Fatal(err)
-	}
-	for _, space := range []string{"linear", onnx.InputLog, onnx.InputLogChroma} {
-		b.Run(space, func(b *testing.B) {
-			arch := modeltest.DefaultCNNArch()
-			arch.InputSpace = space
-			if space == "linear" {
-				arch.InputSpace = ""
-			}
-			m, err := modeltest.CNN(modeltest.CNNOptions{Arch: &arch})
-			if err != nil {
-				b.Fatal(err)
-			}
-			c, err := onnxrt.NewClassifier(m, onnxrt.Options{IntraOpThreads: 1})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := c.Logits(x, 1); err != nil {
-					b.Fatal(err)
-				}
-			}
-			reportImagesPerSecond(b, b.N)
-		})
-	}
 }
 
 // BenchmarkClassify is preprocessing, the model and top-k without HTTP: the
