@@ -16,6 +16,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 )
 
 // BatchNorm holds inference-time batch-norm parameters of one layer.
@@ -48,7 +49,12 @@ type Net struct {
 	InputNormEpsilon float64
 	// InputLog, when set, standardises log pixel values instead (see
 	// LogInput); it needs InputNormEpsilon > 0.
-	InputLog   *LogInput
+	InputLog *LogInput
+	// InputStack, when set (and InputLog is not), standardises the image
+	// once per element (nil: linear, else that LogInput) and concatenates
+	// the results on the channel axis in order, so the first convolution
+	// has 3*len(InputStack) input channels (see SetInputSpace).
+	InputStack []*LogInput
 	Blocks     [][]Conv // each block ends with 2x2 max pooling
 	Hidden     *Dense   // optional, followed by Relu
 	Head       Dense
@@ -77,6 +83,65 @@ const (
 
 // InputSpaces lists the input spaces besides the linear one.
 var InputSpaces = []string{InputLog, InputLogChroma}
+
+// InputLinear names the linear space inside a stack of input spaces
+// ("linear+log"); alone it is the empty space.
+const InputLinear = "linear"
+
+// ParseInputSpace splits an input space into the spaces it stacks: ""
+// (linear), one of InputSpaces, or several of InputLinear and InputSpaces
+// joined by "+", each standardised on its own and given to the network as
+// three more input channels. Linear comes back as "".
+func ParseInputSpace(space string) ([]string, error) {
+	parts := strings.Split(space, "+")
+	if len(parts) == 1 && (space == "" || slices.Contains(InputSpaces, space)) {
+		return parts, nil
+	}
+	seen := map[string]bool{}
+	for i, p := range parts {
+		if p != InputLinear && !slices.Contains(InputSpaces, p) {
+			return nil, fmt.Errorf("onnx: input space %q: %q is not %s or one of %q", space, p, InputLinear, InputSpaces)
+		}
+		if seen[p] {
+			return nil, fmt.Errorf("onnx: input space %q stacks %q twice", space, p)
+		}
+		seen[p] = true
+		if p == InputLinear {
+			parts[i] = ""
+		}
+	}
+	return parts, nil
+}
+
+// InputChannels is the number of channels the network sees after
+// standardising in space: three per stacked space.
+func InputChannels(space string) (int, error) {
+	parts, err := ParseInputSpace(space)
+	return 3 * len(parts), err
+}
+
+// SetInputSpace makes the net standardise its input in space (see
+// ParseInputSpace), for pixels encoded as given and a log epsilon; it
+// needs InputNormEpsilon > 0 unless space is linear.
+func (n *Net) SetInputSpace(space string, pixels PixelScale, logEpsilon float64) error {
+	parts, err := ParseInputSpace(space)
+	if err != nil {
+		return err
+	}
+	layers := make([]*LogInput, len(parts))
+	for i, p := range parts {
+		if p != "" {
+			layers[i] = &LogInput{Pixels: pixels, Epsilon: logEpsilon, PerChannel: p == InputLogChroma}
+		}
+	}
+	n.InputLog, n.InputStack = nil, nil
+	if len(layers) == 1 {
+		n.InputLog = layers[0]
+	} else {
+		n.InputStack = layers
+	}
+	return nil
+}
 
 // LogInput standardises log(max(pixel, 0) + Epsilon) rather than the input
 // itself: subtract the image's mean (each channel's own when PerChannel),
@@ -207,16 +272,32 @@ func Export(net *Net, opt Options) ([]byte, error) {
 }
 
 // standardise writes the nodes of per-image input standardisation (see
-// Net.InputNormEpsilon and Net.InputLog) reading in and returns their output.
+// Net.InputNormEpsilon, Net.InputLog and Net.InputStack) reading in and
+// returns their output.
 func standardise(net *Net, opset int, in string) (out string, inits, nodes []msg) {
-	all, meanAxes := []int64{1, 2, 3}, "norm.axes"
-	if l := net.InputLog; l != nil && l.PerChannel {
-		meanAxes = "norm.chroma_axes"
+	if len(net.InputStack) == 0 {
+		return standardiseOne("norm", net.InputLog, net.InputNormEpsilon, opset, in)
 	}
-	axes := map[string][]int64{"norm.axes": all, "norm.chroma_axes": {2, 3}}
+	outs := make([]string, len(net.InputStack))
+	for i, l := range net.InputStack {
+		o, ni, nn := standardiseOne(fmt.Sprintf("norm%d", i), l, net.InputNormEpsilon, opset, in)
+		outs[i], inits, nodes = o, append(inits, ni...), append(nodes, nn...)
+	}
+	nodes = append(nodes, nodeProto("norm_concat", "Concat", outs, []string{"norm.out"}, intAttr("axis", 1)))
+	return "norm.out", inits, nodes
+}
+
+// standardiseOne writes one space's standardisation (l nil: linear) with
+// names starting with p.
+func standardiseOne(p string, l *LogInput, epsilon float64, opset int, in string) (out string, inits, nodes []msg) {
+	all, meanAxes := []int64{1, 2, 3}, p+".axes"
+	if l != nil && l.PerChannel {
+		meanAxes = p + ".chroma_axes"
+	}
+	axes := map[string][]int64{p + ".axes": all, p + ".chroma_axes": {2, 3}}
 	if opset >= 18 { // axes became an input in opset 18
-		inits = append(inits, int64TensorProto("norm.axes", []int64{3}, all))
-		if meanAxes != "norm.axes" {
+		inits = append(inits, int64TensorProto(p+".axes", []int64{3}, all))
+		if meanAxes != p+".axes" {
 			inits = append(inits, int64TensorProto(meanAxes, []int64{2}, axes[meanAxes]))
 		}
 	}
@@ -227,31 +308,31 @@ func standardise(net *Net, opset int, in string) (out string, inits, nodes []msg
 			nodes = append(nodes, nodeProto(name, "ReduceMean", []string{in}, []string{out}, intsAttr("axes", axes[axesName]...), intAttr("keepdims", 1)))
 		}
 	}
-	inits = append(inits, tensorProto("norm.epsilon", nil, []float32{float32(net.InputNormEpsilon)}))
-	if l := net.InputLog; l != nil {
+	inits = append(inits, tensorProto(p+".epsilon", nil, []float32{float32(epsilon)}))
+	if l != nil {
 		inits = append(inits,
-			tensorProto("norm.pixel_scale", []int64{1, 3, 1, 1}, l.Pixels.Scale[:]),
-			tensorProto("norm.pixel_offset", []int64{1, 3, 1, 1}, l.Pixels.Offset[:]),
-			tensorProto("norm.zero", nil, []float32{0}),
-			tensorProto("norm.log_epsilon", nil, []float32{float32(l.Epsilon)}))
+			tensorProto(p+".pixel_scale", []int64{1, 3, 1, 1}, l.Pixels.Scale[:]),
+			tensorProto(p+".pixel_offset", []int64{1, 3, 1, 1}, l.Pixels.Offset[:]),
+			tensorProto(p+".zero", nil, []float32{0}),
+			tensorProto(p+".log_epsilon", nil, []float32{float32(l.Epsilon)}))
 		nodes = append(nodes,
-			nodeProto("norm_scale", "Mul", []string{in, "norm.pixel_scale"}, []string{"norm.scaled"}),
-			nodeProto("norm_offset", "Add", []string{"norm.scaled", "norm.pixel_offset"}, []string{"norm.pixels"}),
-			nodeProto("norm_clip", "Max", []string{"norm.pixels", "norm.zero"}, []string{"norm.clipped"}),
-			nodeProto("norm_log_eps", "Add", []string{"norm.clipped", "norm.log_epsilon"}, []string{"norm.log_in"}),
-			nodeProto("norm_log", "Log", []string{"norm.log_in"}, []string{"norm.log"}))
-		in = "norm.log"
+			nodeProto(p+"_scale", "Mul", []string{in, p + ".pixel_scale"}, []string{p + ".scaled"}),
+			nodeProto(p+"_offset", "Add", []string{p + ".scaled", p + ".pixel_offset"}, []string{p + ".pixels"}),
+			nodeProto(p+"_clip", "Max", []string{p + ".pixels", p + ".zero"}, []string{p + ".clipped"}),
+			nodeProto(p+"_log_eps", "Add", []string{p + ".clipped", p + ".log_epsilon"}, []string{p + ".log_in"}),
+			nodeProto(p+"_log", "Log", []string{p + ".log_in"}, []string{p + ".log"}))
+		in = p + ".log"
 	}
-	reduce("norm_mean", in, "norm.mean", meanAxes)
+	reduce(p+"_mean", in, p+".mean", meanAxes)
 	nodes = append(nodes,
-		nodeProto("norm_center", "Sub", []string{in, "norm.mean"}, []string{"norm.centered"}),
-		nodeProto("norm_square", "Mul", []string{"norm.centered", "norm.centered"}, []string{"norm.squared"}))
-	reduce("norm_var", "norm.squared", "norm.var", "norm.axes")
+		nodeProto(p+"_center", "Sub", []string{in, p + ".mean"}, []string{p + ".centered"}),
+		nodeProto(p+"_square", "Mul", []string{p + ".centered", p + ".centered"}, []string{p + ".squared"}))
+	reduce(p+"_var", p+".squared", p+".var", p+".axes")
 	nodes = append(nodes,
-		nodeProto("norm_eps", "Add", []string{"norm.var", "norm.epsilon"}, []string{"norm.var_eps"}),
-		nodeProto("norm_std", "Sqrt", []string{"norm.var_eps"}, []string{"norm.std"}),
-		nodeProto("norm_div", "Div", []string{"norm.centered", "norm.std"}, []string{"norm.out"}))
-	return "norm.out", inits, nodes
+		nodeProto(p+"_eps", "Add", []string{p + ".var", p + ".epsilon"}, []string{p + ".var_eps"}),
+		nodeProto(p+"_std", "Sqrt", []string{p + ".var_eps"}, []string{p + ".std"}),
+		nodeProto(p+"_div", "Div", []string{p + ".centered", p + ".std"}, []string{p + ".out"}))
+	return p + ".out", inits, nodes
 }
 
 // toOIHW transposes [kh][kw][in][out] weights to ONNX's [out][in][kh][kw].
@@ -290,6 +371,21 @@ func fold(c Conv, w []float32) ([]float32, []float32) {
 	return out, bias
 }
 
+func (n *Net) validateInput() error {
+	if n.InputLog != nil && len(n.InputStack) > 0 {
+		return errors.New("onnxexport: both InputLog and InputStack are set")
+	}
+	if len(n.InputStack) > 0 && n.InputNormEpsilon <= 0 {
+		return errors.New("onnxexport: an input stack needs a positive input-norm epsilon")
+	}
+	for _, l := range append([]*LogInput{n.InputLog}, n.InputStack...) {
+		if l != nil && (n.InputNormEpsilon <= 0 || l.Epsilon <= 0) {
+			return errors.New("onnxexport: log input needs positive input-norm and log epsilons")
+		}
+	}
+	return nil
+}
+
 func (n *Net) validate() error {
 	if n.InputName == "" || n.OutputName == "" {
 		return errors.New("onnxexport: input and output names are required")
@@ -297,10 +393,10 @@ func (n *Net) validate() error {
 	if len(n.Blocks) == 0 {
 		return errors.New("onnxexport: no convolution blocks")
 	}
-	if l := n.InputLog; l != nil && (n.InputNormEpsilon <= 0 || l.Epsilon <= 0) {
-		return errors.New("onnxexport: log input needs positive input-norm and log epsilons")
+	if err := n.validateInput(); err != nil {
+		return err
 	}
-	in := 3
+	in := 3 * max(1, len(n.InputStack))
 	for b, block := range n.Blocks {
 		for c, cv := range block {
 			if cv.In != in {

@@ -3,6 +3,8 @@ package onnx
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -131,5 +133,55 @@ func TestExportIsWellFormed(t *testing.T) {
 	net.Head.In = 5
 	if _, err := Export(net, Options{}); err == nil {
 		t.Fatal("shape mismatch not detected")
+	}
+}
+
+func TestParseInputSpace(t *testing.T) {
+	tests := []struct {
+		space   string
+		want    []string
+		wantErr string
+	}{
+		{space: "", want: []string{""}},
+		{space: InputLog, want: []string{InputLog}},
+		{space: "linear+log-chroma", want: []string{"", InputLogChroma}},
+		{space: "log+linear+log-chroma", want: []string{InputLog, "", InputLogChroma}},
+		{space: InputLinear, want: []string{""}},
+		{space: "log+", wantErr: `"" is not`},
+		{space: "log+srgb", wantErr: `"srgb" is not`},
+		{space: "log+log", wantErr: "twice"},
+	}
+	for _, tt := range tests {
+		got, err := ParseInputSpace(tt.space)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ParseInputSpace(%q) error %v, want %q", tt.space, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("ParseInputSpace(%q) = %q, %v; want %q", tt.space, got, err, tt.want)
+		}
+	}
+}
+
+// TestInputStackChannels: a stack's first convolution takes three channels
+// per space, and Export refuses one built for three.
+func TestInputStackChannels(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	net := func(in int) *Net {
+		n := &Net{InputSize: 2, InputNormEpsilon: 0.01, InputName: "x", OutputName: "y",
+			Blocks: [][]Conv{{{In: in, Out: 4, Weights: randSlice(r, 9*in*4, -1, 1), Bias: randSlice(r, 4, -1, 1)}}},
+			Head:   Dense{In: 4, Out: 2, Weights: randSlice(r, 8, -1, 1), Bias: randSlice(r, 2, -1, 1)}}
+		if err := n.SetInputSpace("linear+log", PixelScale{Scale: [3]float32{1, 1, 1}}, 0.05); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if _, err := Export(net(6), Options{}); err != nil {
+		t.Fatalf("6-channel stack: %v", err)
+	}
+	if _, err := Export(net(3), Options{}); err == nil || !strings.Contains(err.Error(), "want 6") {
+		t.Fatalf("3-channel conv under a 2-space stack: err %v", err)
 	}
 }

@@ -19,7 +19,6 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
-	"slices"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
@@ -35,8 +34,9 @@ type Arch struct {
 	InputSize int
 	InputNorm bool // per-image standardisation of the input (see InputNormEpsilon)
 	// InputSpace is where InputNorm standardises: "" the input as given,
-	// or onnx.InputLog / onnx.InputLogChroma; Pixels says how the
-	// input encodes pixel values for the log spaces.
+	// onnx.InputLog / onnx.InputLogChroma, or several stacked
+	// (onnx.ParseInputSpace); Pixels says how the input encodes pixel
+	// values for the log spaces.
 	InputSpace    string
 	Pixels        onnx.PixelScale
 	Widths        []int
@@ -64,8 +64,11 @@ func (a Arch) Validate() error {
 	if a.Conv != "im2col" && a.Conv != "native" {
 		return fmt.Errorf("cnn: conv %q is not im2col or native", a.Conv)
 	}
-	if a.InputSpace != "" && (!a.InputNorm || !slices.Contains(onnx.InputSpaces, a.InputSpace)) {
-		return fmt.Errorf("cnn: input space %q needs input norm and one of %q", a.InputSpace, onnx.InputSpaces)
+	if _, err := onnx.ParseInputSpace(a.InputSpace); err != nil {
+		return fmt.Errorf("cnn: %w", err)
+	}
+	if a.InputSpace != "" && !a.InputNorm {
+		return fmt.Errorf("cnn: input space %q needs input norm", a.InputSpace)
 	}
 	return nil
 }
@@ -134,15 +137,30 @@ const InputNormEpsilon = 0.01
 // black and sensor noise in the shadows do not reach -Inf or dominate.
 const InputLogEpsilon = 0.05
 
-// standardise subtracts each image's mean over all channels and pixels and
-// divides by its standard deviation. Any exposure or contrast change of the
-// form a*v+b (the same for all channels) cancels out, while the colour
-// balance between channels, which tells fruits apart, is kept. The log
-// spaces do the same to logPixels(x).
+// standardise standardises x in each space a.InputSpace stacks and
+// concatenates the results on the channel axis (an invalid space was
+// refused by Validate).
 func standardise(a Arch, x *Node) *Node {
+	spaces, _ := onnx.ParseInputSpace(a.InputSpace)
+	outs := make([]*Node, len(spaces))
+	for i, space := range spaces {
+		outs[i] = standardiseIn(a, space, x)
+	}
+	if len(outs) == 1 {
+		return outs[0]
+	}
+	return Concatenate(outs, 1)
+}
+
+// standardiseIn subtracts each image's mean over all channels and pixels
+// and divides by its standard deviation. Any exposure or contrast change
+// of the form a*v+b (the same for all channels) cancels out, while the
+// colour balance between channels, which tells fruits apart, is kept. The
+// log spaces do the same to logPixels(x).
+func standardiseIn(a Arch, space string, x *Node) *Node {
 	n := x.Shape().Dimensions[0]
 	var mean *Node
-	switch a.InputSpace {
+	switch space {
 	case onnx.InputLog:
 		x = logPixels(a, x)
 		mean = Reshape(ReduceMean(x, 1, 2, 3), n, 1, 1, 1)

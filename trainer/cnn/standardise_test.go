@@ -101,3 +101,29 @@ func TestLogChromaCancelsCastsAndTone(t *testing.T) {
 		})
 	}
 }
+
+// TestStackedSpacesConcatenate: a stack of spaces gives each space's own
+// standardisation as three channels per image, in the stack's order.
+func TestStackedSpacesConcatenate(t *testing.T) {
+	const n, size = 2, 4
+	r := rand.New(rand.NewPCG(3, 4))
+	pixels := make([]float32, n*3*size*size)
+	for i := range pixels {
+		pixels[i] = r.Float32()
+	}
+	spaces := []string{"", onnx.InputLogChroma, onnx.InputLog}
+	got := standardised(t, "linear+log-chroma+log", pixels, n, size)
+	if want := n * 3 * len(spaces) * size * size; len(got) != want {
+		t.Fatalf("%d values, want %d", len(got), want)
+	}
+	plane := 3 * size * size
+	for s, space := range spaces {
+		want := standardised(t, space, pixels, n, size)
+		for img := range n {
+			g := got[(img*len(spaces)+s)*plane:][:plane]
+			if d := meanAbsDiff(g, want[img*plane:][:plane]); d > 1e-6 {
+				t.Errorf("image %d, space %q: mean |diff| %g from the space alone", img, space, d)
+			}
+		}
+	}
+}

@@ -37,8 +37,8 @@ func Net(store *model.Store, a Arch, inputName, outputName string) (*onnx.Net, e
 	if a.InputNorm {
 		net.InputNormEpsilon = InputNormEpsilon
 	}
-	if a.InputSpace != "" {
-		net.InputLog = &onnx.LogInput{Pixels: a.Pixels, Epsilon: InputLogEpsilon, PerChannel: a.InputSpace == onnx.InputLogChroma}
+	if err := net.SetInputSpace(a.InputSpace, a.Pixels, InputLogEpsilon); err != nil {
+		return nil, fmt.Errorf("cnn: %w", err)
 	}
 	debias := 1.0
 	if a.BatchNorm {
@@ -55,7 +55,7 @@ func Net(store *model.Store, a Arch, inputName, outputName string) (*onnx.Net, e
 		}
 		return out
 	}
-	in := 3
+	in := 3 * max(1, len(net.InputStack))
 	for b, w := range a.Widths {
 		var block []onnx.Conv
 		for c := range a.ConvsPerBlock {

@@ -62,7 +62,8 @@ type Model struct {
 	Backdrop  string `yaml:"backdrop" json:"backdrop"`
 	InputNorm bool   `yaml:"input_norm" json:"input_norm"`
 	// InputSpace is where input_norm standardises: "" the pixels as
-	// given, or one of onnx.InputSpaces (log pixel values).
+	// given, one of onnx.InputSpaces (log pixel values), or several
+	// stacked as more input channels ("linear+log", onnx.ParseInputSpace).
 	InputSpace    string  `yaml:"input_space" json:"input_space"`
 	Widths        []int   `yaml:"widths" json:"widths"`
 	ConvsPerBlock int     `yaml:"convs_per_block" json:"convs_per_block"`
@@ -337,9 +338,11 @@ func (c *Config) Validate() error {
 		{"framing", c.Model.Framing, preprocess.FramingValues},
 		{"levels", c.Model.Levels, preprocess.LevelsValues},
 		{"backdrop", c.Model.Backdrop, preprocess.BackdropValues},
-		{"input_space", c.Model.InputSpace, onnx.InputSpaces},
 	} {
 		add(f.v != "" && !slices.Contains(f.want, f.v), "model.%s %q must be empty or one of %q", f.key, f.v, f.want)
+	}
+	if _, err := onnx.ParseInputSpace(c.Model.InputSpace); err != nil {
+		add(true, "model.input_space %q must be empty, one of %q, or several of %q joined by +", c.Model.InputSpace, onnx.InputSpaces, append([]string{onnx.InputLinear}, onnx.InputSpaces...))
 	}
 	for _, w := range c.Model.Widths {
 		add(w < 1, "model.widths entries must be >= 1")

@@ -371,11 +371,13 @@ func TestDriftSuiteFailureKeepsModel(t *testing.T) {
 }
 
 // TestInputSpacesExportVerified: a model standardising in each log input
-// space (at both ReduceMean forms, opset 17 attributes and 18 inputs)
-// exports a graph onnxruntime runs with GoMLX's logits.
+// space, and in a stack of all three spaces (at both ReduceMean forms,
+// opset 17 attributes and 18 inputs), exports a graph onnxruntime runs
+// with GoMLX's logits.
 func TestInputSpacesExportVerified(t *testing.T) {
 	onnxrttest.Init(t)
-	for i, space := range onnx.InputSpaces {
+	stack := strings.Join(append([]string{onnx.InputLinear}, onnx.InputSpaces...), "+")
+	for i, space := range append(slices.Clone(onnx.InputSpaces), stack) {
 		opset := []string{"17", "18"}[i%2]
 		t.Run(space, func(t *testing.T) {
 			cfg := tinyConfig(t, "train.epochs=1", "augment.enabled=false", "report.enabled=false",
@@ -387,8 +389,11 @@ func TestInputSpacesExportVerified(t *testing.T) {
 			if v := res.Verification; v.MaxAbsDiff > cfg.Export.Tolerance || v.Images != len(res.Dataset.Validation) {
 				t.Fatalf("verification %+v", v)
 			}
-			if !bytes.Contains(res.ONNX, []byte("norm_log")) {
+			if !bytes.Contains(res.ONNX, []byte("_log")) {
 				t.Fatal("the exported graph has no log node")
+			}
+			if stacked := bytes.Contains(res.ONNX, []byte("norm_concat")); stacked != (space == stack) {
+				t.Fatalf("concat node in the graph: %v", stacked)
 			}
 		})
 	}

@@ -107,11 +107,10 @@ func CNN(o CNNOptions) (*model.Model, error) {
 	if mc.InputNorm {
 		net.InputNormEpsilon = CNNInputNormEpsilon
 	}
-	if mc.InputSpace != "" {
-		net.InputLog = &onnx.LogInput{Pixels: onnx.PixelScale{Scale: spec.Std, Offset: spec.Mean},
-			Epsilon: CNNInputLogEpsilon, PerChannel: mc.InputSpace == onnx.InputLogChroma}
+	if err := net.SetInputSpace(mc.InputSpace, onnx.PixelScale{Scale: spec.Std, Offset: spec.Mean}, CNNInputLogEpsilon); err != nil {
+		return nil, fmt.Errorf("modeltest: %w", err)
 	}
-	in := 3
+	in := 3 * max(1, len(net.InputStack))
 	for range mc.Widths {
 		net.Blocks = append(net.Blocks, nil)
 	}
