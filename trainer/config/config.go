@@ -137,6 +137,12 @@ type Augment struct {
 	CloseupProb float64 `yaml:"closeup_prob" json:"closeup_prob"`
 	CloseupMin  float64 `yaml:"closeup_min" json:"closeup_min"`
 	CloseupMax  float64 `yaml:"closeup_max" json:"closeup_max"`
+	// EraseProb is the probability that an augmented sample has a random
+	// rectangle of EraseAreaMin..EraseAreaMax of its area painted one
+	// random colour (random erasing): a finger, a leaf or a price tag.
+	EraseProb    float64 `yaml:"erase_prob" json:"erase_prob"`
+	EraseAreaMin float64 `yaml:"erase_area_min" json:"erase_area_min"`
+	EraseAreaMax float64 `yaml:"erase_area_max" json:"erase_area_max"`
 }
 
 // Export configures the ONNX export and its verification.
@@ -372,6 +378,9 @@ func (c *Config) Validate() error {
 	add(c.Augment.Gamma < 0, "augment.gamma must be >= 0")
 	add(c.Augment.WhiteBalance < 0 || c.Augment.WhiteBalance >= 1, "augment.white_balance must be in [0, 1)")
 	add(c.Augment.CloseupProb < 0 || c.Augment.CloseupProb > 1, "augment.closeup_prob must be in [0, 1]")
+	add(c.Augment.EraseProb < 0 || c.Augment.EraseProb > 1, "augment.erase_prob must be in [0, 1]")
+	add(c.Augment.EraseProb > 0 && (c.Augment.EraseAreaMin <= 0 || c.Augment.EraseAreaMax < c.Augment.EraseAreaMin || c.Augment.EraseAreaMax > 1),
+		"augment.erase_area_min/erase_area_max invalid: need 0 < min <= max <= 1")
 	add(c.Augment.CloseupProb > 0 && (c.Augment.CloseupMin < 1 || c.Augment.CloseupMax < c.Augment.CloseupMin), "augment.closeup_min/closeup_max invalid: need 1 <= min <= max")
 	add(c.Export.Tolerance <= 0, "export.tolerance must be > 0")
 	add(c.Export.Opset < 13, "export.opset must be >= 13")

@@ -159,6 +159,7 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 	}
 
 	tone(px, c, r)
+	erase(px, w, h, c, r)
 
 	if letterbox {
 		for i, out := range outside {
@@ -206,6 +207,30 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 				dst[3*i+k] = (v - m) * inv
 			} else {
 				dst[k*plane+i] = (v - m) * inv
+			}
+		}
+	}
+}
+
+// erase paints a random rectangle of the sample one random colour (random
+// erasing, Zhong et al. 2017), so the model learns from the part of the
+// object it can see when a finger or a leaf covers the rest. Drawn only
+// when enabled, so configs without it keep their random stream.
+func erase(px []float32, w, h int, c config.Augment, r *rand.Rand) {
+	if c.EraseProb <= 0 || r.Float64() >= c.EraseProb {
+		return
+	}
+	area := (c.EraseAreaMin + r.Float64()*(c.EraseAreaMax-c.EraseAreaMin)) * float64(w*h)
+	aspect := math.Exp((2*r.Float64() - 1) * math.Log(2)) // width/height in [1/2, 2]
+	rw := max(1, min(w, int(math.Round(math.Sqrt(area*aspect)))))
+	rh := max(1, min(h, int(math.Round(area/float64(rw)))))
+	x0, y0 := r.IntN(w-rw+1), r.IntN(h-rh+1)
+	colour := [3]float32{r.Float32(), r.Float32(), r.Float32()}
+	plane := w * h
+	for y := y0; y < y0+rh; y++ {
+		for x := x0; x < x0+rw; x++ {
+			for k := range 3 {
+				px[k*plane+y*w+x] = colour[k]
 			}
 		}
 	}

@@ -46,3 +46,36 @@ func TestAugmentTone(t *testing.T) {
 		t.Error("gamma 1 left mid-grey near 0.5 on all 8 draws")
 	}
 }
+
+// TestAugmentErase: with augment.erase_prob a rectangle of the requested
+// share of a grey sample turns one other colour; without it the sample
+// stays grey.
+func TestAugmentErase(t *testing.T) {
+	const n = 20
+	canvas := image.NewRGBA(image.Rect(0, 0, n, n))
+	for i := 0; i < len(canvas.Pix); i += 4 {
+		canvas.Pix[i], canvas.Pix[i+1], canvas.Pix[i+2], canvas.Pix[i+3] = 128, 128, 128, 255
+	}
+	spec := preprocess.DefaultSpec(n)
+	cfg := plainAugment()
+	cfg.EraseAreaMin, cfg.EraseAreaMax = 0.2, 0.2
+	grey := [3]float32{(128.0/255 - spec.Mean[0]) / spec.Std[0], (128.0/255 - spec.Mean[1]) / spec.Std[1], (128.0/255 - spec.Mean[2]) / spec.Std[2]}
+	for _, prob := range []float64{0, 1} {
+		cfg.EraseProb = prob
+		for seed := range int64(4) {
+			x := make([]float32, spec.TensorLen())
+			(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas}, x, SampleRNG(seed, 0, 0))
+			colours, erased := map[[3]float32]bool{}, 0
+			for i := range n * n {
+				if p := [3]float32{x[i], x[n*n+i], x[2*n*n+i]}; p != grey {
+					colours[p] = true
+					erased++
+				}
+			}
+			// 20 % of 400 pixels is 80, up to rounding of the sides.
+			if want := prob == 1; want != (erased > 0) || want && (len(colours) != 1 || erased < 60 || erased > 100) {
+				t.Errorf("erase_prob %v, seed %d: %d colours over %d pixels", prob, seed, len(colours), erased)
+			}
+		}
+	}
+}
