@@ -52,10 +52,7 @@ func TestAugmentTone(t *testing.T) {
 // stays grey.
 func TestAugmentErase(t *testing.T) {
 	const n = 20
-	canvas := image.NewRGBA(image.Rect(0, 0, n, n))
-	for i := 0; i < len(canvas.Pix); i += 4 {
-		canvas.Pix[i], canvas.Pix[i+1], canvas.Pix[i+2], canvas.Pix[i+3] = 128, 128, 128, 255
-	}
+	canvas := solidCanvas(n, [3]uint8{128, 128, 128})
 	spec := preprocess.DefaultSpec(n)
 	cfg := plainAugment()
 	cfg.EraseAreaMin, cfg.EraseAreaMax = 0.2, 0.2
