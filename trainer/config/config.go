@@ -131,6 +131,9 @@ type Augment struct {
 	// (0: none).
 	Gamma        float64 `yaml:"gamma" json:"gamma"`
 	WhiteBalance float64 `yaml:"white_balance" json:"white_balance"`
+	// Haze lifts every value towards white, v(1-a) + a with a uniform in
+	// [0, Haze] (0: none): glare, a dirty lens, a washed-out exposure.
+	Haze float64 `yaml:"haze" json:"haze"`
 	// CloseupProb is the probability that an augmented sample is a
 	// skin-only close-up: zoomed in by a factor in [CloseupMin, CloseupMax]
 	// on the object's centre.
@@ -378,6 +381,7 @@ func (c *Config) Validate() error {
 	add(c.Augment.Gamma < 0, "augment.gamma must be >= 0")
 	add(c.Augment.WhiteBalance < 0 || c.Augment.WhiteBalance >= 1, "augment.white_balance must be in [0, 1)")
 	add(c.Augment.CloseupProb < 0 || c.Augment.CloseupProb > 1, "augment.closeup_prob must be in [0, 1]")
+	add(c.Augment.Haze < 0 || c.Augment.Haze >= 1, "augment.haze must be in [0, 1)")
 	add(c.Augment.EraseProb < 0 || c.Augment.EraseProb > 1, "augment.erase_prob must be in [0, 1]")
 	add(c.Augment.EraseProb > 0 && (c.Augment.EraseAreaMin <= 0 || c.Augment.EraseAreaMax < c.Augment.EraseAreaMin || c.Augment.EraseAreaMax > 1),
 		"augment.erase_area_min/erase_area_max invalid: need 0 < min <= max <= 1")

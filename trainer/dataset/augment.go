@@ -238,8 +238,9 @@ func erase(px []float32, w, h int, c config.Augment, r *rand.Rand) {
 
 // tone applies the non-linear and per-channel lighting the affine jitter
 // cannot make, which exposure levels do not cancel: a gamma (dark
-// mid-tones, a phone's low-light response) and a white balance cast
-// (tungsten, shade). Each draws only when enabled, so configs without
+// mid-tones, a phone's low-light response), a white balance cast
+// (tungsten, shade) and haze (veiling glare: every value lifted towards
+// white, white itself kept). Each draws only when enabled, so configs without
 // them keep their random stream.
 func tone(px []float32, c config.Augment, r *rand.Rand) {
 	gains := [3]float32{1, 1, 1}
@@ -252,7 +253,11 @@ func tone(px []float32, c config.Augment, r *rand.Rand) {
 	if c.Gamma > 0 {
 		gamma = math.Exp((2*r.Float64() - 1) * math.Log(1+c.Gamma))
 	}
-	if c.WhiteBalance == 0 && gamma == 1 {
+	var haze float32
+	if c.Haze > 0 {
+		haze = float32(r.Float64() * c.Haze)
+	}
+	if c.WhiteBalance == 0 && gamma == 1 && haze == 0 {
 		return
 	}
 	plane := len(px) / 3
@@ -262,7 +267,7 @@ func tone(px []float32, c config.Augment, r *rand.Rand) {
 			if gamma != 1 {
 				v = float32(math.Pow(float64(v), gamma))
 			}
-			px[k*plane+i] = v
+			px[k*plane+i] = v*(1-haze) + haze
 		}
 	}
 }

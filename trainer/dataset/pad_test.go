@@ -122,7 +122,7 @@ func plainAugment() config.Augment {
 	cfg.RotateDegrees, cfg.Translate, cfg.FlipHorizontal, cfg.FlipVertical = 0, 0, false, false
 	cfg.Brightness, cfg.Contrast, cfg.Saturation, cfg.HueDegrees = 0, 0, 0, 0
 	cfg.BlurProb, cfg.NoiseProb, cfg.BackgroundProb, cfg.LetterboxProb, cfg.CloseupProb, cfg.EraseProb = 0, 0, 0, 0, 0, 0
-	cfg.Gamma, cfg.WhiteBalance = 0, 0
+	cfg.Gamma, cfg.WhiteBalance, cfg.Haze = 0, 0, 0
 	return cfg
 }
 

@@ -76,3 +76,27 @@ func TestAugmentErase(t *testing.T) {
 		}
 	}
 }
+
+// TestAugmentHaze: haze lifts a mid grey towards white by at most the
+// configured share and keeps white white.
+func TestAugmentHaze(t *testing.T) {
+	const n = 8
+	spec := preprocess.DefaultSpec(n)
+	cfg := plainAugment()
+	cfg.Haze = 0.5
+	lifted := false
+	for seed := range int64(8) {
+		for _, level := range []uint8{128, 255} {
+			x := make([]float32, spec.TensorLen())
+			(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: solidCanvas(n, [3]uint8{level, level, level})}, x, SampleRNG(seed, 0, 0))
+			v, in := x[0]*spec.Std[0]+spec.Mean[0], float32(level)/255
+			if v < in-1e-5 || v > in+(1-in)*0.5+1e-5 {
+				t.Errorf("seed %d, level %d: %.3f, want in [%.3f, %.3f]", seed, level, v, in, in+(1-in)*0.5)
+			}
+			lifted = lifted || v > in+0.05
+		}
+	}
+	if !lifted {
+		t.Error("haze 0.5 lifted no grey by more than 0.05 over 8 draws")
+	}
+}
