@@ -113,13 +113,6 @@ func ParseInputSpace(space string) ([]string, error) {
 	return parts, nil
 }
 
-// InputChannels is the number of channels the network sees after
-// standardising in space: three per stacked space.
-func InputChannels(space string) (int, error) {
-	parts, err := ParseInputSpace(space)
-	return 3 * len(parts), err
-}
-
 // SetInputSpace makes the net standardise its input in space (see
 // ParseInputSpace), for pixels encoded as given and a log epsilon; it
 // needs InputNormEpsilon > 0 unless space is linear.
