@@ -93,10 +93,10 @@ const InputLinear = "linear"
 // joined by "+", each standardised on its own and given to the network as
 // three more input channels. Linear comes back as "".
 func ParseInputSpace(space string) ([]string, error) {
-	parts := strings.Split(space, "+")
-	if len(parts) == 1 && (space == "" || slices.Contains(InputSpaces, space)) {
-		return parts, nil
+	if space == "" {
+		return []string{""}, nil
 	}
+	parts := strings.Split(space, "+")
 	seen := map[string]bool{}
 	for i, p := range parts {
 		if p != InputLinear && !slices.Contains(InputSpaces, p) {
@@ -135,6 +135,10 @@ func (n *Net) SetInputSpace(space string, pixels PixelScale, logEpsilon float64)
 	}
 	return nil
 }
+
+// InputChannels is the number of channels the first convolution reads:
+// three per stacked input space.
+func (n *Net) InputChannels() int { return 3 * max(1, len(n.InputStack)) }
 
 // LogInput standardises log(max(pixel, 0) + Epsilon) rather than the input
 // itself: subtract the image's mean (each channel's own when PerChannel),
@@ -389,7 +393,7 @@ func (n *Net) validate() error {
 	if err := n.validateInput(); err != nil {
 		return err
 	}
-	in := 3 * max(1, len(n.InputStack))
+	in := n.InputChannels()
 	for b, block := range n.Blocks {
 		for c, cv := range block {
 			if cv.In != in {

@@ -55,7 +55,7 @@ func Net(store *model.Store, a Arch, inputName, outputName string) (*onnx.Net, e
 		}
 		return out
 	}
-	in := 3 * max(1, len(net.InputStack))
+	in := net.InputChannels()
 	for b, w := range a.Widths {
 		var block []onnx.Conv
 		for c := range a.ConvsPerBlock {

@@ -110,7 +110,7 @@ func CNN(o CNNOptions) (*model.Model, error) {
 	if err := net.SetInputSpace(mc.InputSpace, onnx.PixelScale{Scale: spec.Std, Offset: spec.Mean}, CNNInputLogEpsilon); err != nil {
 		return nil, fmt.Errorf("modeltest: %w", err)
 	}
-	in := 3 * max(1, len(net.InputStack))
+	in := net.InputChannels()
 	for range mc.Widths {
 		net.Blocks = append(net.Blocks, nil)
 	}
