@@ -389,8 +389,12 @@ func TestInputSpacesExportVerified(t *testing.T) {
 			if v := res.Verification; v.MaxAbsDiff > cfg.Export.Tolerance || v.Images != len(res.Dataset.Validation) {
 				t.Fatalf("verification %+v", v)
 			}
-			if !bytes.Contains(res.ONNX, []byte("_log")) {
-				t.Fatal("the exported graph has no log node")
+			logNode := "norm_log"
+			if space == stack {
+				logNode = "norm1_log" // the stack's second space
+			}
+			if !bytes.Contains(res.ONNX, []byte(logNode)) {
+				t.Fatalf("the exported graph has no %s node", logNode)
 			}
 			if stacked := bytes.Contains(res.ONNX, []byte("norm_concat")); stacked != (space == stack) {
 				t.Fatalf("concat node in the graph: %v", stacked)
