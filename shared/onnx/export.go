@@ -79,10 +79,15 @@ const (
 	// (LogInput.PerChannel), so a per-channel gain (a colour cast, a white
 	// balance) cancels too; the channels keep one common spread.
 	InputLogChroma = "log-chroma"
+	// InputLogChromaBlack is InputLogChroma above each channel's black
+	// level (LogInput.Black): the channel's minimum is subtracted before
+	// the log, so a per-channel offset (haze, glare, a lifted black)
+	// cancels as well as a per-channel gain.
+	InputLogChromaBlack = "log-chroma-black"
 )
 
 // InputSpaces lists the input spaces besides the linear one.
-var InputSpaces = []string{InputLog, InputLogChroma}
+var InputSpaces = []string{InputLog, InputLogChroma, InputLogChromaBlack}
 
 // InputLinear names the linear space inside a stack of input spaces
 // ("linear+log"); alone it is the empty space.
@@ -124,7 +129,8 @@ func (n *Net) SetInputSpace(space string, pixels PixelScale, logEpsilon float64)
 	layers := make([]*LogInput, len(parts))
 	for i, p := range parts {
 		if p != "" {
-			layers[i] = &LogInput{Pixels: pixels, Epsilon: logEpsilon, PerChannel: p == InputLogChroma}
+			black := p == InputLogChromaBlack
+			layers[i] = &LogInput{Pixels: pixels, Epsilon: logEpsilon, PerChannel: black || p == InputLogChroma, Black: black}
 		}
 	}
 	n.InputLog, n.InputStack = nil, nil
@@ -143,11 +149,21 @@ func (n *Net) InputChannels() int { return 3 * max(1, len(n.InputStack)) }
 // LogInput standardises log(max(pixel, 0) + Epsilon) rather than the input
 // itself: subtract the image's mean (each channel's own when PerChannel),
 // divide by its deviation over all channels and pixels.
+//
+// Black takes the log of v - b + Epsilon*(m - b) + BlackFloor instead,
+// with b and m the minimum and mean of v's channel over the image: the
+// epsilon scales with the channel, so v -> g*v + o per channel changes the
+// log by log(g) only, which the per-channel mean removes.
 type LogInput struct {
 	Pixels     PixelScale
 	Epsilon    float64
 	PerChannel bool
+	Black      bool
 }
+
+// BlackFloor keeps a flat channel's log finite under LogInput.Black (a
+// share of the pixel range: 0.005 is about one 8-bit level).
+const BlackFloor = 0.005
 
 // Options control the export.
 type Options struct {
@@ -298,13 +314,14 @@ func standardiseOne(p string, l *LogInput, epsilon float64, opset int, in string
 			inits = append(inits, int64TensorProto(meanAxes, []int64{2}, axes[meanAxes]))
 		}
 	}
-	reduce := func(name, in, out, axesName string) {
+	reduceOp := func(op, name, in, out, axesName string) {
 		if opset >= 18 {
-			nodes = append(nodes, nodeProto(name, "ReduceMean", []string{in, axesName}, []string{out}, intAttr("keepdims", 1)))
+			nodes = append(nodes, nodeProto(name, op, []string{in, axesName}, []string{out}, intAttr("keepdims", 1)))
 		} else {
-			nodes = append(nodes, nodeProto(name, "ReduceMean", []string{in}, []string{out}, intsAttr("axes", axes[axesName]...), intAttr("keepdims", 1)))
+			nodes = append(nodes, nodeProto(name, op, []string{in}, []string{out}, intsAttr("axes", axes[axesName]...), intAttr("keepdims", 1)))
 		}
 	}
+	reduce := func(name, in, out, axesName string) { reduceOp("ReduceMean", name, in, out, axesName) }
 	inits = append(inits, tensorProto(p+".epsilon", nil, []float32{float32(epsilon)}))
 	if l != nil {
 		inits = append(inits,
@@ -315,8 +332,21 @@ func standardiseOne(p string, l *LogInput, epsilon float64, opset int, in string
 		nodes = append(nodes,
 			nodeProto(p+"_scale", "Mul", []string{in, p + ".pixel_scale"}, []string{p + ".scaled"}),
 			nodeProto(p+"_offset", "Add", []string{p + ".scaled", p + ".pixel_offset"}, []string{p + ".pixels"}),
-			nodeProto(p+"_clip", "Max", []string{p + ".pixels", p + ".zero"}, []string{p + ".clipped"}),
-			nodeProto(p+"_log_eps", "Add", []string{p + ".clipped", p + ".log_epsilon"}, []string{p + ".log_in"}),
+			nodeProto(p+"_clip", "Max", []string{p + ".pixels", p + ".zero"}, []string{p + ".clipped"}))
+		above, eps := p+".clipped", p+".log_epsilon"
+		if l.Black {
+			above, eps = p+".above", p+".black_eps"
+			inits = append(inits, tensorProto(p+".black_floor", nil, []float32{BlackFloor}))
+			reduceOp("ReduceMin", p+"_black", p+".clipped", p+".black", meanAxes)
+			reduce(p+"_channel_mean", p+".clipped", p+".channel_mean", meanAxes)
+			nodes = append(nodes,
+				nodeProto(p+"_above", "Sub", []string{p + ".clipped", p + ".black"}, []string{above}),
+				nodeProto(p+"_range", "Sub", []string{p + ".channel_mean", p + ".black"}, []string{p + ".range"}),
+				nodeProto(p+"_rel_eps", "Mul", []string{p + ".range", p + ".log_epsilon"}, []string{p + ".rel_eps"}),
+				nodeProto(p+"_black_eps", "Add", []string{p + ".rel_eps", p + ".black_floor"}, []string{eps}))
+		}
+		nodes = append(nodes,
+			nodeProto(p+"_log_eps", "Add", []string{above, eps}, []string{p + ".log_in"}),
 			nodeProto(p+"_log", "Log", []string{p + ".log_in"}, []string{p + ".log"}))
 		in = p + ".log"
 	}
@@ -378,6 +408,9 @@ func (n *Net) validateInput() error {
 	for _, l := range append([]*LogInput{n.InputLog}, n.InputStack...) {
 		if l != nil && (n.InputNormEpsilon <= 0 || l.Epsilon <= 0) {
 			return errors.New("onnxexport: log input needs positive input-norm and log epsilons")
+		}
+		if l != nil && l.Black && !l.PerChannel {
+			return errors.New("onnxexport: a log input above black needs PerChannel")
 		}
 	}
 	return nil

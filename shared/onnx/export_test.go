@@ -146,6 +146,7 @@ func TestParseInputSpace(t *testing.T) {
 		{space: InputLog, want: []string{InputLog}},
 		{space: "linear+log-chroma", want: []string{"", InputLogChroma}},
 		{space: "log+linear+log-chroma", want: []string{InputLog, "", InputLogChroma}},
+		{space: "linear+log-chroma-black", want: []string{"", InputLogChromaBlack}},
 		{space: InputLinear, want: []string{""}},
 		{space: "log+", wantErr: `"" is not`},
 		{space: "log+srgb", wantErr: `"srgb" is not`},

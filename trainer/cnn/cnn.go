@@ -34,7 +34,7 @@ type Arch struct {
 	InputSize int
 	InputNorm bool // per-image standardisation of the input (see InputNormEpsilon)
 	// InputSpace is where InputNorm standardises: "" the input as given,
-	// onnx.InputLog / onnx.InputLogChroma, or several stacked
+	// one of onnx.InputSpaces, or several stacked
 	// (onnx.ParseInputSpace); Pixels says how the input encodes pixel
 	// values for the log spaces.
 	InputSpace    string
@@ -167,6 +167,9 @@ func standardiseIn(a Arch, space string, x *Node) *Node {
 	case onnx.InputLogChroma:
 		x = logPixels(a, x)
 		mean = Reshape(ReduceMean(x, 2, 3), n, 3, 1, 1)
+	case onnx.InputLogChromaBlack:
+		x = logAboveBlack(a, x)
+		mean = Reshape(ReduceMean(x, 2, 3), n, 3, 1, 1)
 	default:
 		mean = Reshape(ReduceMean(x, 1, 2, 3), n, 1, 1, 1)
 	}
@@ -178,11 +181,27 @@ func standardiseIn(a Arch, space string, x *Node) *Node {
 // logPixels maps the NCHW input back to pixel values v in [0, 1] and
 // returns log(max(v, 0) + InputLogEpsilon).
 func logPixels(a Arch, x *Node) *Node {
+	return Log(AddScalar(pixels(a, x), InputLogEpsilon))
+}
+
+// logAboveBlack is logPixels above each channel's black level b (its
+// minimum over the image, m its mean): log(v - b + InputLogEpsilon*(m-b) +
+// onnx.BlackFloor), as onnx.LogInput.Black exports it.
+func logAboveBlack(a Arch, x *Node) *Node {
+	v := pixels(a, x)
+	n := x.Shape().Dimensions[0]
+	black := Reshape(ReduceMin(v, 2, 3), n, 3, 1, 1)
+	spread := Sub(Reshape(ReduceMean(v, 2, 3), n, 3, 1, 1), black)
+	eps := AddScalar(MulScalar(spread, InputLogEpsilon), onnx.BlackFloor)
+	return Log(Add(Sub(v, black), eps))
+}
+
+// pixels maps the NCHW input back to pixel values in [0, 1], clipped at 0.
+func pixels(a Arch, x *Node) *Node {
 	g := x.Graph()
 	scale := Const(g, tensors.FromFlatDataAndDimensions(a.Pixels.Scale[:], 1, 3, 1, 1))
 	offset := Const(g, tensors.FromFlatDataAndDimensions(a.Pixels.Offset[:], 1, 3, 1, 1))
-	v := MaxScalar(Add(Mul(x, scale), offset), 0.0)
-	return Log(AddScalar(v, InputLogEpsilon))
+	return MaxScalar(Add(Mul(x, scale), offset), 0.0)
 }
 
 // conv3x3 is a "same" 3x3 convolution, stride 1, on NHWC input.

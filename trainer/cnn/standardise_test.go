@@ -127,3 +127,47 @@ func TestStackedSpacesConcatenate(t *testing.T) {
 		}
 	}
 }
+
+// TestLogChromaBlackCancelsOffsets: a per-channel gain and offset (haze,
+// a lifted black under a cast, the suite's bright 0.6v+0.4) leaves the
+// log-chroma-black tensor unchanged up to onnx.BlackFloor, while it moves
+// log-chroma's; a tone curve on an image with blacks near zero moves it
+// about as little as log-chroma's.
+func TestLogChromaBlackCancelsOffsets(t *testing.T) {
+	const n, size = 2, 8
+	r := rand.New(rand.NewPCG(5, 6))
+	clean := make([]float32, n*3*size*size)
+	for i := range clean {
+		clean[i] = float32(0.02 + 0.9*r.Float64())
+	}
+	cases := []struct {
+		name       string
+		gain, off  [3]float64
+		g          float64
+		blackLimit float64 // the most log-chroma-black may move, as a share of log-chroma's change
+	}{
+		{"bright", [3]float64{0.6, 0.6, 0.6}, [3]float64{0.4, 0.4, 0.4}, 1, 0.1},
+		{"hazy warm cast", [3]float64{0.7, 0.6, 0.45}, [3]float64{0.25, 0.2, 0.15}, 1, 0.1},
+		{"tone curve", [3]float64{1, 1, 1}, [3]float64{}, 2.2, 1.5},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			shifted := make([]float32, len(clean))
+			for i, v := range clean {
+				c := i / (size * size) % 3
+				shifted[i] = float32(tc.gain[c]*math.Pow(float64(v), tc.g) + tc.off[c])
+			}
+			diff := map[string]float64{}
+			for _, space := range []string{onnx.InputLogChroma, onnx.InputLogChromaBlack} {
+				diff[space] = meanAbsDiff(standardised(t, space, clean, n, size), standardised(t, space, shifted, n, size))
+			}
+			t.Logf("mean |change|: log-chroma %.4f, log-chroma-black %.4f", diff[onnx.InputLogChroma], diff[onnx.InputLogChromaBlack])
+			if diff[onnx.InputLogChroma] < 0.05 {
+				t.Fatalf("log-chroma change %.4f: the case does not exercise the black level", diff[onnx.InputLogChroma])
+			}
+			if limit := tc.blackLimit * diff[onnx.InputLogChroma]; diff[onnx.InputLogChromaBlack] > limit {
+				t.Errorf("log-chroma-black: change %.4f > %.4f", diff[onnx.InputLogChromaBlack], limit)
+			}
+		})
+	}
+}

@@ -371,9 +371,9 @@ func TestDriftSuiteFailureKeepsModel(t *testing.T) {
 }
 
 // TestInputSpacesExportVerified: a model standardising in each log input
-// space, and in a stack of all three spaces (at both ReduceMean forms,
-// opset 17 attributes and 18 inputs), exports a graph onnxruntime runs
-// with GoMLX's logits.
+// space, and in a stack of all the spaces (at both ReduceMean and ReduceMin
+// forms, opset 17 attributes and 18 inputs), exports a graph onnxruntime
+// runs with GoMLX's logits.
 func TestInputSpacesExportVerified(t *testing.T) {
 	onnxrttest.Init(t)
 	stack := strings.Join(append([]string{onnx.InputLinear}, onnx.InputSpaces...), "+")
@@ -395,6 +395,9 @@ func TestInputSpacesExportVerified(t *testing.T) {
 			}
 			if !bytes.Contains(res.ONNX, []byte(logNode)) {
 				t.Fatalf("the exported graph has no %s node", logNode)
+			}
+			if black := bytes.Contains(res.ONNX, []byte("_black")); black != strings.Contains(space, onnx.InputLogChromaBlack) {
+				t.Fatalf("black-level node in the graph: %v", black)
 			}
 			if stacked := bytes.Contains(res.ONNX, []byte("norm_concat")); stacked != (space == stack) {
 				t.Fatalf("concat node in the graph: %v", stacked)
