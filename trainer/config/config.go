@@ -74,6 +74,17 @@ type Model struct {
 	Dense         int     `yaml:"dense" json:"dense"`
 }
 
+// The values of train.select_by.
+const (
+	// SelectLoss keeps the epoch of the lowest validation loss. Near 100 %
+	// validation accuracy one image decides between epochs, and an early
+	// epoch that happens to win that way can be far weaker on shifted
+	// photos (trainer/README.md, "Choosing the epoch by validation loss").
+	SelectLoss = "loss"
+	// SelectAccuracy keeps the epoch of the highest validation accuracy.
+	SelectAccuracy = "accuracy"
+)
+
 // Train configures optimisation.
 type Train struct {
 	Epochs                int     `yaml:"epochs" json:"epochs"`
@@ -85,8 +96,12 @@ type Train struct {
 	LabelSmoothing        float64 `yaml:"label_smoothing" json:"label_smoothing"`
 	EarlyStoppingPatience int     `yaml:"early_stopping_patience" json:"early_stopping_patience"`
 	EarlyStoppingMinDelta float64 `yaml:"early_stopping_min_delta" json:"early_stopping_min_delta"`
-	TargetAccuracy        float64 `yaml:"target_accuracy" json:"target_accuracy"`
-	EvalBatchSize         int     `yaml:"eval_batch_size" json:"eval_batch_size"`
+	// SelectBy is the validation metric that picks the best epoch (the
+	// model exported) and drives early stopping: SelectLoss or
+	// SelectAccuracy (ties broken by the loss).
+	SelectBy       string  `yaml:"select_by" json:"select_by"`
+	TargetAccuracy float64 `yaml:"target_accuracy" json:"target_accuracy"`
+	EvalBatchSize  int     `yaml:"eval_batch_size" json:"eval_batch_size"`
 }
 
 // Limits bound each dataset image the trainer decodes.
@@ -375,6 +390,7 @@ func (c *Config) Validate() error {
 	add(c.Train.WeightDecay < 0, "train.weight_decay must be >= 0")
 	add(c.Train.LabelSmoothing < 0 || c.Train.LabelSmoothing >= 1, "train.label_smoothing must be in [0,1)")
 	add(c.Train.EarlyStoppingPatience < 0, "train.early_stopping_patience must be >= 0")
+	add(c.Train.SelectBy != SelectLoss && c.Train.SelectBy != SelectAccuracy, "train.select_by %q must be %s or %s", c.Train.SelectBy, SelectLoss, SelectAccuracy)
 	add(c.Augment.ScaleMin <= 0 || c.Augment.ScaleMax < c.Augment.ScaleMin, "augment.scale_min/scale_max invalid")
 	add(c.Augment.LetterboxProb < 0 || c.Augment.LetterboxProb > 1, "augment.letterbox_prob must be in [0, 1]")
 	add(c.Augment.BackgroundTexture < 0 || c.Augment.BackgroundTexture > 1, "augment.background_texture must be in [0, 1]")

@@ -386,14 +386,11 @@ func (r *run) trainEpoch(ctx context.Context, epoch int) error {
 	return nil
 }
 
-// keepBest marks epoch m best and snapshots the model's variables when its
-// validation accuracy beats the best by more than the early-stopping
-// margin, or equals it at a lower loss; otherwise it counts a bad epoch.
+// keepBest marks epoch m best and snapshots the model's variables when it
+// improves on the best (improves); otherwise it counts a bad epoch.
 func (r *run) keepBest(m *EpochMetrics) error {
 	st := &r.st
-	improved := m.ValAccuracy > st.BestAcc+r.cfg.Train.EarlyStoppingMinDelta ||
-		(m.ValAccuracy >= st.BestAcc && m.ValLoss < st.BestLoss)
-	if !improved {
+	if !r.improves(*m) {
 		st.BadEpochs++
 		return nil
 	}
@@ -402,6 +399,17 @@ func (r *run) keepBest(m *EpochMetrics) error {
 	var err error
 	r.best, err = snapshot(r.eng.Store, modelPrefix)
 	return err
+}
+
+// improves says whether epoch m beats the best so far in train.select_by:
+// a validation loss lower by more than the early-stopping margin, or an
+// accuracy higher by more than it or equal at a lower loss.
+func (r *run) improves(m EpochMetrics) bool {
+	st, delta := r.st, r.cfg.Train.EarlyStoppingMinDelta
+	if r.cfg.Train.SelectBy == config.SelectLoss {
+		return m.ValLoss < st.BestLoss-delta
+	}
+	return m.ValAccuracy > st.BestAcc+delta || (m.ValAccuracy >= st.BestAcc && m.ValLoss < st.BestLoss)
 }
 
 // applyStopRules ends training at the target accuracy, on early stopping,
