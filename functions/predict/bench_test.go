@@ -204,8 +204,8 @@ func BenchmarkORT(b *testing.B) {
 // cost does not depend on the photo's size.
 func BenchmarkORTInputSpace(b *testing.B) {
 	onnxrttest.Init(b)
-	stacks := []string{onnx.InputLinear + "+" + onnx.InputLogChroma, strings.Join(append([]string{onnx.InputLinear}, onnx.InputSpaces...), "+")}
-	for _, space := range slices.Concat([]string{""}, onnx.InputSpaces, stacks) {
+	stacks := []string{onnx.InputLinear + "+" + onnx.InputLogChroma, strings.Join(append([]string{onnx.InputLinear}, onnx.InputSpaces()...), "+")}
+	for _, space := range slices.Concat([]string{""}, onnx.InputSpaces(), stacks) {
 		b.Run(cmp.Or(space, "linear"), func(b *testing.B) {
 			arch := modeltest.DefaultCNNArch()
 			arch.InputSpace = space

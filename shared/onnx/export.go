@@ -86,8 +86,9 @@ const (
 	InputLogChromaBlack = "log-chroma-black"
 )
 
-// InputSpaces lists the input spaces besides the linear one.
-var InputSpaces = []string{InputLog, InputLogChroma, InputLogChromaBlack}
+// InputSpaces lists the input spaces besides the linear one (a new slice
+// each call: no importer can change what ParseInputSpace accepts).
+func InputSpaces() []string { return []string{InputLog, InputLogChroma, InputLogChromaBlack} }
 
 // InputLinear names the linear space inside a stack of input spaces
 // ("linear+log"); alone it is the empty space.
@@ -104,8 +105,8 @@ func ParseInputSpace(space string) ([]string, error) {
 	parts := strings.Split(space, "+")
 	seen := map[string]bool{}
 	for i, p := range parts {
-		if p != InputLinear && !slices.Contains(InputSpaces, p) {
-			return nil, fmt.Errorf("onnx: input space %q: %q is not %s or one of %q", space, p, InputLinear, InputSpaces)
+		if p != InputLinear && !slices.Contains(InputSpaces(), p) {
+			return nil, fmt.Errorf("onnx: input space %q: %q is not %s or one of %q", space, p, InputLinear, InputSpaces())
 		}
 		if seen[p] {
 			return nil, fmt.Errorf("onnx: input space %q stacks %q twice", space, p)

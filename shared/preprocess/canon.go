@@ -40,12 +40,13 @@ const (
 	BackdropBalance = "balance"
 )
 
-// The values each canonical spec field accepts besides empty.
-var (
-	FramingValues  = []string{FramingObject, FramingSoft}
-	LevelsValues   = []string{LevelsObject, LevelsRobust}
-	BackdropValues = []string{BackdropRepaint, BackdropBalance}
-)
+// FramingValues, LevelsValues and BackdropValues list the values each
+// canonical spec field accepts besides empty. They are functions, each
+// call a new slice, so no importer can widen what Spec.Validate (and so a
+// functions binary) accepts.
+func FramingValues() []string  { return []string{FramingObject, FramingSoft} }
+func LevelsValues() []string   { return []string{LevelsObject, LevelsRobust} }
+func BackdropValues() []string { return []string{BackdropRepaint, BackdropBalance} }
 
 // The analysis thresholds. They are relative to the largest colour
 // difference from the backdrop in the picture, so a global exposure change

@@ -90,7 +90,7 @@ func (s Spec) Validate() error {
 		name, v string
 		want    []string
 	}{
-		{"framing", s.Framing, FramingValues}, {"levels", s.Levels, LevelsValues}, {"backdrop", s.Backdrop, BackdropValues},
+		{"framing", s.Framing, FramingValues()}, {"levels", s.Levels, LevelsValues()}, {"backdrop", s.Backdrop, BackdropValues()},
 	} {
 		if f.v != "" && !slices.Contains(f.want, f.v) {
 			errs = append(errs, fmt.Errorf("%s %q is not empty or one of %q", f.name, f.v, f.want))

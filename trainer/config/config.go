@@ -359,14 +359,14 @@ func (c *Config) Validate() error {
 		want   []string
 	}{
 		{"pad", c.Model.Pad, []string{preprocess.PadBorderMedian}},
-		{"framing", c.Model.Framing, preprocess.FramingValues},
-		{"levels", c.Model.Levels, preprocess.LevelsValues},
-		{"backdrop", c.Model.Backdrop, preprocess.BackdropValues},
+		{"framing", c.Model.Framing, preprocess.FramingValues()},
+		{"levels", c.Model.Levels, preprocess.LevelsValues()},
+		{"backdrop", c.Model.Backdrop, preprocess.BackdropValues()},
 	} {
 		add(f.v != "" && !slices.Contains(f.want, f.v), "model.%s %q must be empty or one of %q", f.key, f.v, f.want)
 	}
 	if _, err := onnx.ParseInputSpace(c.Model.InputSpace); err != nil {
-		add(true, "model.input_space %q must be empty, one of %q, or several of %q joined by +", c.Model.InputSpace, onnx.InputSpaces, append([]string{onnx.InputLinear}, onnx.InputSpaces...))
+		add(true, "model.input_space %q must be empty, one of %q, or several of %q joined by +", c.Model.InputSpace, onnx.InputSpaces(), append([]string{onnx.InputLinear}, onnx.InputSpaces()...))
 	}
 	for _, w := range c.Model.Widths {
 		add(w < 1, "model.widths entries must be >= 1")

@@ -376,8 +376,8 @@ func TestDriftSuiteFailureKeepsModel(t *testing.T) {
 // runs with GoMLX's logits.
 func TestInputSpacesExportVerified(t *testing.T) {
 	onnxrttest.Init(t)
-	stack := strings.Join(append([]string{onnx.InputLinear}, onnx.InputSpaces...), "+")
-	for i, space := range append(slices.Clone(onnx.InputSpaces), stack) {
+	stack := strings.Join(append([]string{onnx.InputLinear}, onnx.InputSpaces()...), "+")
+	for i, space := range append(onnx.InputSpaces(), stack) {
 		opset := []string{"17", "18"}[i%2]
 		t.Run(space, func(t *testing.T) {
 			cfg := tinyConfig(t, "train.epochs=1", "augment.enabled=false", "report.enabled=false",
