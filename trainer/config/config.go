@@ -79,7 +79,7 @@ const (
 	// SelectLoss keeps the epoch of the lowest validation loss. Near 100 %
 	// validation accuracy one image decides between epochs, and an early
 	// epoch that happens to win that way can be far weaker on shifted
-	// photos (trainer/README.md, "Choosing the epoch by validation loss").
+	// photos (trainer/README.md, "Black levels").
 	SelectLoss = "loss"
 	// SelectAccuracy keeps the epoch of the highest validation accuracy.
 	SelectAccuracy = "accuracy"
