@@ -198,13 +198,13 @@ func BenchmarkORT(b *testing.B) {
 }
 
 // BenchmarkORTInputSpace times the untrained default CNN exported with
-// each model.input_space (and two stacks of them), side by side, so
+// each model.input_space (and three stacks of them), side by side, so
 // the in-graph cost of the log standardisation is measured against the
 // linear graph in one run. The ops run on the 32x32 input tensor, so their
 // cost does not depend on the photo's size.
 func BenchmarkORTInputSpace(b *testing.B) {
 	onnxrttest.Init(b)
-	stacks := []string{onnx.InputLinear + "+" + onnx.InputLogChroma, strings.Join(append([]string{onnx.InputLinear}, onnx.InputSpaces()...), "+")}
+	stacks := []string{onnx.InputLinear + "+" + onnx.InputLogChroma, onnx.InputLinear + "+" + onnx.InputLogChromaBlack, strings.Join(append([]string{onnx.InputLinear}, onnx.InputSpaces()...), "+")}
 	for _, space := range slices.Concat([]string{""}, onnx.InputSpaces(), stacks) {
 		b.Run(cmp.Or(space, "linear"), func(b *testing.B) {
 			arch := modeltest.DefaultCNNArch()
