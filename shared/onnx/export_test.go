@@ -186,3 +186,26 @@ func TestInputStackChannels(t *testing.T) {
 		t.Fatalf("3-channel conv under a 2-space stack: err %v", err)
 	}
 }
+
+// TestBlackNeedsPerChannel: SetInputSpace makes log-chroma-black per
+// channel; a hand-built LogInput above black without it is refused, since
+// only the per-channel mean removes the gain the black level leaves.
+func TestBlackNeedsPerChannel(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	n := &Net{InputSize: 2, InputNormEpsilon: 0.01, InputName: "x", OutputName: "y",
+		Blocks: [][]Conv{{{In: 3, Out: 4, Weights: randSlice(r, 9*3*4, -1, 1), Bias: randSlice(r, 4, -1, 1)}}},
+		Head:   Dense{In: 4, Out: 2, Weights: randSlice(r, 8, -1, 1), Bias: randSlice(r, 2, -1, 1)}}
+	if err := n.SetInputSpace(InputLogChromaBlack, PixelScale{Scale: [3]float32{1, 1, 1}}, 0.05); err != nil {
+		t.Fatal(err)
+	}
+	if l := n.InputLog; l == nil || !l.Black || !l.PerChannel {
+		t.Fatalf("SetInputSpace(%q) gave %+v", InputLogChromaBlack, n.InputLog)
+	}
+	if _, err := Export(n, Options{}); err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	n.InputLog.PerChannel = false
+	if _, err := Export(n, Options{}); err == nil || !strings.Contains(err.Error(), "PerChannel") {
+		t.Fatalf("black without PerChannel: err %v", err)
+	}
+}
