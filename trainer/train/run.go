@@ -421,7 +421,7 @@ func (r *run) applyStopRules(m EpochMetrics) {
 		r.log.Info("target accuracy reached", "val_accuracy", round(m.ValAccuracy))
 		st.Done = true
 	case tc.EarlyStoppingPatience > 0 && st.BadEpochs >= tc.EarlyStoppingPatience:
-		r.log.Info("early stopping", "best_epoch", st.BestEpoch, "best_val_accuracy", round(st.BestAcc))
+		r.log.Info("early stopping", "select_by", tc.SelectBy, "best_epoch", st.BestEpoch, "best_val_accuracy", round(st.BestAcc), "best_val_loss", round(st.BestLoss))
 		st.Done = true
 	}
 	if st.Epoch >= tc.Epochs {
