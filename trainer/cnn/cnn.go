@@ -4,10 +4,11 @@
 // and a dense classifier producing logits.
 //
 // The graph takes NCHW input (the preprocessing layout served in
-// production) and computes internally in NHWC. Convolution is written either
-// as im2col (zero padding by concatenation, the nine shifted views
-// concatenated on the channel axis, one matrix product), which is ~5x faster
-// on the pure-Go backend, or with GoMLX's native convolution op.
+// production); each convolution reads NHWC and writes a channel-first
+// (CNHW) map, which batch norm, ReLU and pooling keep. Convolution is
+// written either as im2col (zero padding by concatenation, the nine shifted
+// views concatenated on the channel axis, one matrix product), which is ~5x
+// faster on the pure-Go backend, or with GoMLX's native convolution op.
 //
 // Parameters are created with values drawn from a Go PCG generator keyed by
 // (seed, variable path), so initialisation does not depend on creation order
@@ -111,8 +112,14 @@ func Logits(scope *model.Scope, a Arch, x *Node) *Node {
 	if a.BatchNorm {
 		debias = bnDebias(root, a, x.Graph(), training)
 	}
+	// Each convolution takes NHWC and returns CNHW (see conv3x3); batch
+	// norm, ReLU and pooling run in CNHW, and only the pooled map goes back
+	// to NHWC for the next block's patches.
 	for b, w := range a.Widths {
 		for c := range a.ConvsPerBlock {
+			if c > 0 {
+				x = TransposeAllAxes(x, 1, 2, 3, 0)
+			}
 			ls := root.In("%s", ConvScope(b, c))
 			x = conv3x3(ls, a, x, w)
 			if a.BatchNorm {
@@ -121,8 +128,11 @@ func Logits(scope *model.Scope, a Arch, x *Node) *Node {
 			x = relu(x)
 		}
 		x = maxPool2(x)
+		if b < len(a.Widths)-1 {
+			x = TransposeAllAxes(x, 1, 2, 3, 0)
+		}
 	}
-	x = ReduceMean(x, 1, 2) // global average pooling: [batch, channels]
+	x = Transpose(ReduceMean(x, 2, 3), 0, 1) // global average pooling: [batch, channels]
 	if a.Dense > 0 {
 		x = relu(dense(root.In(DenseScope), a, x, a.Dense))
 	}
@@ -204,14 +214,19 @@ func pixels(a Arch, x *Node) *Node {
 	return MaxScalar(Add(Mul(x, scale), offset), 0.0)
 }
 
-// conv3x3 is a "same" 3x3 convolution, stride 1, on NHWC input.
+// conv3x3 is a "same" 3x3 convolution, stride 1, from NHWC input to CNHW
+// output. The im2col product is written kernel^T x patches^T, so the
+// output channel comes first: then the Go backend computes the kernel's
+// gradient (a contraction over every pixel of the batch) without
+// transposing the patch matrix, nine times the size of the input, at each
+// step; the batch-norm reductions also become contiguous.
 func conv3x3(scope *model.Scope, a Arch, x *Node, out int) *Node {
 	dims := x.Shape().Dimensions
 	n, h, w, in := dims[0], dims[1], dims[2], dims[3]
 	kernel := param(scope, a.Seed, VarWeights, []int{3, 3, in, out}, heNormal(9*in)).NodeValue(x.Graph())
 	var y *Node
 	if a.Conv == "native" {
-		y = Convolve(x, kernel).PadSame().Done()
+		y = TransposeAllAxes(Convolve(x, kernel).PadSame().Done(), 3, 0, 1, 2)
 	} else {
 		// Pad with zeros by concatenation: Pad has no gradient in GoMLX v0.28.3.
 		g := x.Graph()
@@ -226,10 +241,11 @@ func conv3x3(scope *model.Scope, a Arch, x *Node, out int) *Node {
 			}
 		}
 		patches := Reshape(Concatenate(views, 3), n*h*w, 9*in)
-		y = Reshape(Dot(patches, Reshape(kernel, 9*in, out)).Product(), n, h, w, out)
+		kernelT := Transpose(Reshape(kernel, 9*in, out), 0, 1)
+		y = Reshape(DotGeneral(kernelT, []int{1}, nil, patches, []int{1}, nil), out, n, h, w)
 	}
 	if !a.BatchNorm {
-		y = Add(y, Reshape(param(scope, a.Seed, VarBias, []int{out}, zeros).NodeValue(x.Graph()), 1, 1, 1, out))
+		y = Add(y, Reshape(param(scope, a.Seed, VarBias, []int{out}, zeros).NodeValue(x.Graph()), out, 1, 1, 1))
 	}
 	return y
 }
@@ -263,21 +279,21 @@ func BNDebias(momentum float64, steps float64) float64 {
 	return 1 / math.Max(1-math.Pow(momentum, steps), 1e-12)
 }
 
-// batchNorm normalises NHWC activations per channel. In training the batch
+// batchNorm normalises CNHW activations per channel. In training the batch
 // statistics carry their full gradient (GoMLX's own batch norm stops it,
 // which trains poorly) and the running averages are updated; inference
 // uses the bias-corrected running averages.
 func batchNorm(scope *model.Scope, a Arch, x *Node, training bool, debias *Node) *Node {
 	g := x.Graph()
-	c := x.Shape().Dimensions[3]
+	c := x.Shape().Dimensions[0]
 	gamma := param(scope, a.Seed, VarGamma, []int{c}, ones).NodeValue(g)
 	beta := param(scope, a.Seed, VarBeta, []int{c}, zeros).NodeValue(g)
 	meanVar := param(scope, a.Seed, VarMean, []int{c}, zeros).SetTrainable(false)
 	varVar := param(scope, a.Seed, VarVar, []int{c}, zeros).SetTrainable(false)
 	var mean, variance *Node // [c]
 	if training {
-		mean = ReduceMean(x, 0, 1, 2)
-		variance = ReduceMean(Square(Sub(x, Reshape(mean, 1, 1, 1, c))), 0, 1, 2)
+		mean = ReduceMean(x, 1, 2, 3)
+		variance = ReduceMean(Square(Sub(x, Reshape(mean, c, 1, 1, 1))), 1, 2, 3)
 		m := a.BNMomentum
 		meanVar.SetNodeValue(Add(MulScalar(meanVar.NodeValue(g), m), MulScalar(StopGradient(mean), 1-m)))
 		varVar.SetNodeValue(Add(MulScalar(varVar.NodeValue(g), m), MulScalar(StopGradient(variance), 1-m)))
@@ -285,18 +301,18 @@ func batchNorm(scope *model.Scope, a Arch, x *Node, training bool, debias *Node)
 		mean = Mul(meanVar.NodeValue(g), debias)
 		variance = Mul(varVar.NodeValue(g), debias)
 	}
-	bc := func(v *Node) *Node { return Reshape(v, 1, 1, 1, c) }
+	bc := func(v *Node) *Node { return Reshape(v, c, 1, 1, 1) }
 	// Rsqrt has no gradient in v0.28.3: divide by Sqrt instead.
 	inv := Div(gamma, Sqrt(AddScalar(variance, a.BNEpsilon)))
 	return Add(Mul(Sub(x, bc(mean)), bc(inv)), bc(beta))
 }
 
-// maxPool2 is 2x2 max pooling, stride 2, by reshape and reduce (faster than
-// MaxPool on the Go backend).
+// maxPool2 is 2x2 max pooling, stride 2, of CNHW activations, by reshape
+// and reduce (faster than MaxPool on the Go backend).
 func maxPool2(x *Node) *Node {
 	d := x.Shape().Dimensions
-	x = Reshape(x, d[0], d[1]/2, 2, d[2]/2, 2, d[3])
-	return ReduceMax(x, 2, 4)
+	x = Reshape(x, d[0], d[1], d[2]/2, 2, d[3]/2, 2)
+	return ReduceMax(x, 3, 5)
 }
 
 func dense(scope *model.Scope, a Arch, x *Node, out int) *Node {
@@ -357,4 +373,9 @@ func param(scope *model.Scope, seed int64, name string, dims []int, init initFn)
 // DType is the dtype of the model.
 var DType = dtypes.Float32
 
-func relu(x *Node) *Node { return Max(x, ZerosLike(x)) }
+// relu is max(x, 0) written as a Where: its gradient is one Where, where
+// Max's is built from four element-wise passes (Sub, Sign, Add, Sign).
+func relu(x *Node) *Node {
+	zeros := ZerosLike(x)
+	return Where(GreaterThan(x, zeros), x, zeros)
+}

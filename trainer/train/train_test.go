@@ -374,6 +374,30 @@ func TestDriftSuiteFailureKeepsModel(t *testing.T) {
 // space, and in a stack of all the spaces (at both ReduceMean and ReduceMin
 // forms, opset 17 attributes and 18 inputs), exports a graph onnxruntime
 // runs with GoMLX's logits.
+// TestArchitecturesExportVerified trains and exports the layouts the
+// default config does not use: two convolutions per block (the graph goes
+// back to NHWC between them), no batch norm (conv biases) and GoMLX's
+// native convolution; onnxruntime must reproduce each.
+func TestArchitecturesExportVerified(t *testing.T) {
+	onnxrttest.Init(t)
+	for _, arch := range [][]string{
+		{"model.convs_per_block=2"},
+		{"model.batch_norm=false"},
+		{"model.conv=native", "model.widths=[4,8]"},
+	} {
+		t.Run(strings.Join(arch, ","), func(t *testing.T) {
+			cfg := tinyConfig(t, append([]string{"train.epochs=1", "augment.enabled=false", "report.enabled=false"}, arch...)...)
+			res, err := Run(context.Background(), Options{Config: cfg, Dataset: loadTiny(t, cfg), ModelURI: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := res.Verification; v.MaxAbsDiff > cfg.Export.Tolerance || v.Images != len(res.Dataset.Validation) {
+				t.Fatalf("verification %+v", v)
+			}
+		})
+	}
+}
+
 func TestInputSpacesExportVerified(t *testing.T) {
 	onnxrttest.Init(t)
 	stack := strings.Join(append([]string{onnx.InputLinear}, onnx.InputSpaces()...), "+")
