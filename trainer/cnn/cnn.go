@@ -285,15 +285,18 @@ func BNDebias(momentum float64, steps float64) float64 {
 // uses the bias-corrected running averages.
 func batchNorm(scope *model.Scope, a Arch, x *Node, training bool, debias *Node) *Node {
 	g := x.Graph()
-	c := x.Shape().Dimensions[0]
+	dims := x.Shape().Dimensions
+	c := dims[0]
 	gamma := param(scope, a.Seed, VarGamma, []int{c}, ones).NodeValue(g)
 	beta := param(scope, a.Seed, VarBeta, []int{c}, zeros).NodeValue(g)
 	meanVar := param(scope, a.Seed, VarMean, []int{c}, zeros).SetTrainable(false)
 	varVar := param(scope, a.Seed, VarVar, []int{c}, zeros).SetTrainable(false)
+	x = Reshape(x, c, -1)
+	r := newRows(x)
 	var mean, variance *Node // [c]
 	if training {
-		mean = ReduceMean(x, 1, 2, 3)
-		variance = ReduceMean(Square(Sub(x, Reshape(mean, c, 1, 1, 1))), 1, 2, 3)
+		mean = r.mean(x)
+		variance = r.mean(Square(Sub(x, r.spread(mean))))
 		m := a.BNMomentum
 		meanVar.SetNodeValue(Add(MulScalar(meanVar.NodeValue(g), m), MulScalar(StopGradient(mean), 1-m)))
 		varVar.SetNodeValue(Add(MulScalar(varVar.NodeValue(g), m), MulScalar(StopGradient(variance), 1-m)))
@@ -301,10 +304,32 @@ func batchNorm(scope *model.Scope, a Arch, x *Node, training bool, debias *Node)
 		mean = Mul(meanVar.NodeValue(g), debias)
 		variance = Mul(varVar.NodeValue(g), debias)
 	}
-	bc := func(v *Node) *Node { return Reshape(v, c, 1, 1, 1) }
 	// Rsqrt has no gradient in v0.28.3: divide by Sqrt instead.
 	inv := Div(gamma, Sqrt(AddScalar(variance, a.BNEpsilon)))
-	return Add(Mul(Sub(x, bc(mean)), bc(inv)), bc(beta))
+	y := Add(Mul(Sub(x, r.spread(mean)), r.spread(inv)), r.spread(beta))
+	return Reshape(y, dims...)
+}
+
+// rows sums and spreads along the rows of a [c, m] matrix with matrix
+// products against a row of ones: the Go backend's reductions (and the
+// gradients of implicit broadcasts, which are reductions) walk an index
+// iterator per element, its matrix product is vectorised.
+type rows struct{ ones *Node } // [1, m]
+
+func newRows(x *Node) rows {
+	m := x.Shape().Dimensions[1]
+	return rows{Ones(x.Graph(), shapes.Make(x.DType(), 1, m))}
+}
+
+// mean of each row of x [c, m]: [c].
+func (r rows) mean(x *Node) *Node {
+	m := x.Shape().Dimensions[1]
+	return DivScalar(Reshape(DotGeneral(x, []int{1}, nil, r.ones, []int{1}, nil), -1), float64(m))
+}
+
+// spread repeats v [c] along the rows: [c, m].
+func (r rows) spread(v *Node) *Node {
+	return DotGeneral(Reshape(v, -1, 1), []int{1}, nil, r.ones, []int{0}, nil)
 }
 
 // maxPool2 is 2x2 max pooling, stride 2, of CNHW activations, by reshape
