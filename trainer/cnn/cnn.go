@@ -219,7 +219,7 @@ func pixels(a Arch, x *Node) *Node {
 // output channel comes first: then the Go backend computes the kernel's
 // gradient (a contraction over every pixel of the batch) without
 // transposing the patch matrix, nine times the size of the input, at each
-// step; the batch-norm reductions also become contiguous.
+// step.
 func conv3x3(scope *model.Scope, a Arch, x *Node, out int) *Node {
 	dims := x.Shape().Dimensions
 	n, h, w, in := dims[0], dims[1], dims[2], dims[3]

@@ -370,10 +370,6 @@ func TestDriftSuiteFailureKeepsModel(t *testing.T) {
 	}
 }
 
-// TestInputSpacesExportVerified: a model standardising in each log input
-// space, and in a stack of all the spaces (at both ReduceMean and ReduceMin
-// forms, opset 17 attributes and 18 inputs), exports a graph onnxruntime
-// runs with GoMLX's logits.
 // TestArchitecturesExportVerified trains and exports the layouts the
 // default config does not use: two convolutions per block (the graph goes
 // back to NHWC between them), no batch norm (conv biases) and GoMLX's
@@ -385,34 +381,36 @@ func TestArchitecturesExportVerified(t *testing.T) {
 		{"model.batch_norm=false"},
 		{"model.conv=native", "model.widths=[4,8]"},
 	} {
-		t.Run(strings.Join(arch, ","), func(t *testing.T) {
-			cfg := tinyConfig(t, append([]string{"train.epochs=1", "augment.enabled=false", "report.enabled=false"}, arch...)...)
-			res, err := Run(context.Background(), Options{Config: cfg, Dataset: loadTiny(t, cfg), ModelURI: t.TempDir()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if v := res.Verification; v.MaxAbsDiff > cfg.Export.Tolerance || v.Images != len(res.Dataset.Validation) {
-				t.Fatalf("verification %+v", v)
-			}
-		})
+		t.Run(strings.Join(arch, ","), func(t *testing.T) { trainVerified(t, arch...) })
 	}
 }
 
+// trainVerified trains a tiny model for one epoch with sets on top, and
+// fails unless onnxruntime reproduced its logits on every validation image.
+func trainVerified(t *testing.T, sets ...string) *Result {
+	t.Helper()
+	cfg := tinyConfig(t, append([]string{"train.epochs=1", "augment.enabled=false", "report.enabled=false"}, sets...)...)
+	res, err := Run(context.Background(), Options{Config: cfg, Dataset: loadTiny(t, cfg), ModelURI: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := res.Verification; v.MaxAbsDiff > cfg.Export.Tolerance || v.Images != len(res.Dataset.Validation) {
+		t.Fatalf("verification %+v", v)
+	}
+	return res
+}
+
+// TestInputSpacesExportVerified: a model standardising in each log input
+// space, and in a stack of all the spaces (at both ReduceMean and ReduceMin
+// forms, opset 17 attributes and 18 inputs), exports a graph onnxruntime
+// runs with GoMLX's logits.
 func TestInputSpacesExportVerified(t *testing.T) {
 	onnxrttest.Init(t)
 	stack := strings.Join(append([]string{onnx.InputLinear}, onnx.InputSpaces()...), "+")
 	for i, space := range append(onnx.InputSpaces(), stack) {
 		opset := []string{"17", "18"}[i%2]
 		t.Run(space, func(t *testing.T) {
-			cfg := tinyConfig(t, "train.epochs=1", "augment.enabled=false", "report.enabled=false",
-				"model.input_space="+space, "export.opset="+opset)
-			res, err := Run(context.Background(), Options{Config: cfg, Dataset: loadTiny(t, cfg), ModelURI: t.TempDir()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if v := res.Verification; v.MaxAbsDiff > cfg.Export.Tolerance || v.Images != len(res.Dataset.Validation) {
-				t.Fatalf("verification %+v", v)
-			}
+			res := trainVerified(t, "model.input_space="+space, "export.opset="+opset)
 			logNode := "norm_log"
 			if space == stack {
 				logNode = "norm1_log" // the stack's second space
