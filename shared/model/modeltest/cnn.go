@@ -41,7 +41,7 @@ type CNNArch struct {
 // (trainer/config/default.yaml), copied so that modeltest does not import
 // the trainer; trainer/config's tests keep the two equal.
 func DefaultCNNArch() CNNArch {
-	return CNNArch{Name: "fruits", InputSize: 32, InputNorm: true, InputSpace: onnx.InputLinear + "+" + onnx.InputLogChromaBlack, Widths: []int{16, 32, 64}, ConvsPerBlock: 1,
+	return CNNArch{Name: "fruits", InputSize: 32, InputNorm: true, InputSpace: onnx.InputLinear + "+" + onnx.InputLogChromaBlack, Widths: []int{16, 64, 128}, ConvsPerBlock: 1,
 		BatchNorm: true, BNEpsilon: 0.001, FoldBatchNorm: true, Opset: 17}
 }
 
