@@ -97,9 +97,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := res.Metadata.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if res.Verification.MaxAbsDiff > cfg.Export.Tolerance || res.Verification.Images != len(res.Dataset.Validation) {
-		t.Fatalf("verification %+v", res.Verification)
-	}
+	requireVerified(t, cfg, res)
 	for _, f := range []string{model.ONNXFile, model.MetadataFile, model.VerificationFile, MetricsFile, ConfigFile, ManifestFile, ConfusionFile,
 		ReportDir + "/index.html", "checkpoints/" + CheckpointFile} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
@@ -386,7 +384,7 @@ func TestArchitecturesExportVerified(t *testing.T) {
 }
 
 // trainVerified trains a tiny model for one epoch with sets on top, and
-// fails unless onnxruntime reproduced its logits on every validation image.
+// fails unless it passes requireVerified.
 func trainVerified(t *testing.T, sets ...string) *Result {
 	t.Helper()
 	cfg := tinyConfig(t, append([]string{"train.epochs=1", "augment.enabled=false", "report.enabled=false"}, sets...)...)
@@ -394,10 +392,17 @@ func trainVerified(t *testing.T, sets ...string) *Result {
 	if err != nil {
 		t.Fatal(err)
 	}
+	requireVerified(t, cfg, res)
+	return res
+}
+
+// requireVerified fails unless onnxruntime reproduced the run's logits
+// within the export tolerance on every validation image.
+func requireVerified(t *testing.T, cfg *config.Config, res *Result) {
+	t.Helper()
 	if v := res.Verification; v.MaxAbsDiff > cfg.Export.Tolerance || v.Images != len(res.Dataset.Validation) {
 		t.Fatalf("verification %+v", v)
 	}
-	return res
 }
 
 // TestInputSpacesExportVerified: a model standardising in each log input
