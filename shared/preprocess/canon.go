@@ -506,29 +506,29 @@ func (s Spec) reduced(d *Decoded) *image.RGBA {
 	return flatten(reduce(d.Image, boxFactor(b.Dx(), b.Dy(), s.Size)), s.Background)
 }
 
-// Raw is the picture a canonical spec's augmenter starts from: the photo
-// as serving's canonical steps receive it (reduced), in display
+// Raw is the picture the augmenter starts from when it works on the photo
+// rather than the canvas: the photo as serving's Fit receives it (box
+// reduced for the canvas, composited over Background), in display
 // orientation, not square unless the photo is. Augmenting it and then
-// Canonicalise applies the canonical steps once, to the same pixels and
-// on the same analysis grid as serving (an unaugmented sample gives
-// serving's canvas); augmenting the canvas and canonicalising it again
-// reframed, resampled and relevelled twice. Nil unless s.Canonical().
+// fitting the result with Fit (a Decoded of it) makes each sample the way
+// serving makes a canvas of a zoomed, moved or relit photo: the same
+// resampling from the same pixels, and a canonical spec's steps applied
+// once, on the same analysis grid as serving (an unaugmented sample gives
+// serving's canvas). Augmenting the canvas instead resamples 32 pixels:
+// close-ups are blurred and zoomed-out objects aliased, unlike photos.
 func (s Spec) Raw(d *Decoded) *image.RGBA {
-	if !s.Canonical() {
-		return nil
-	}
 	return orient(s.reduced(d), d.Orientation)
 }
 
-// CanvasRaw is CanvasSource, also returning the Raw picture (nil unless
-// the spec is canonical): what the dataset loader keeps of each image.
+// CanvasRaw is CanvasSource, also returning the Raw picture: what the
+// dataset loader keeps of each image.
 func (s Spec) CanvasRaw(b []byte, lim Limits) (canvas, raw *image.RGBA, src Source, err error) {
 	d, err := DecodeFor(b, lim, s.Size)
 	if err != nil {
 		return nil, nil, Source{}, err
 	}
 	if !s.Canonical() {
-		return s.Fit(d), nil, d.source(), nil
+		return s.Fit(d), s.Raw(d), d.source(), nil
 	}
 	// One reduction serves both: canonicalCanvas only reads it.
 	r := s.reduced(d)

@@ -119,7 +119,13 @@ func (m Model) Spec() preprocess.Spec {
 
 // Augment configures training-time augmentation.
 type Augment struct {
-	Enabled        bool    `yaml:"enabled" json:"enabled"`
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Source is the picture the geometry and lighting act on:
+	// SourceCanvas ("" too), the Size x Size canvas, or SourcePhoto, the photo as
+	// serving's Fit receives it (Spec.Raw), each sample then fitted to the
+	// canvas by Fit as serving fits a photo. A canonical spec always
+	// augments the photo.
+	Source         string  `yaml:"source" json:"source"`
 	Prob           float64 `yaml:"prob" json:"prob"`
 	FlipHorizontal bool    `yaml:"flip_horizontal" json:"flip_horizontal"`
 	FlipVertical   bool    `yaml:"flip_vertical" json:"flip_vertical"`
@@ -161,6 +167,17 @@ type Augment struct {
 	EraseProb    float64 `yaml:"erase_prob" json:"erase_prob"`
 	EraseAreaMin float64 `yaml:"erase_area_min" json:"erase_area_min"`
 	EraseAreaMax float64 `yaml:"erase_area_max" json:"erase_area_max"`
+}
+
+// Augmentation sources (Augment.Source).
+const (
+	SourceCanvas = "canvas"
+	SourcePhoto  = "photo"
+)
+
+// FromPhoto says whether the augmenter works on the photo (Spec.Raw).
+func (a Augment) FromPhoto(spec preprocess.Spec) bool {
+	return a.Source == SourcePhoto || spec.Canonical()
 }
 
 // Export configures the ONNX export and its verification.
@@ -391,6 +408,7 @@ func (c *Config) Validate() error {
 	add(c.Train.LabelSmoothing < 0 || c.Train.LabelSmoothing >= 1, "train.label_smoothing must be in [0,1)")
 	add(c.Train.EarlyStoppingPatience < 0, "train.early_stopping_patience must be >= 0")
 	add(c.Train.SelectBy != SelectLoss && c.Train.SelectBy != SelectAccuracy, "train.select_by %q must be %s or %s", c.Train.SelectBy, SelectLoss, SelectAccuracy)
+	add(!slices.Contains([]string{"", SourceCanvas, SourcePhoto}, c.Augment.Source), "augment.source must be canvas or photo")
 	add(c.Augment.ScaleMin <= 0 || c.Augment.ScaleMax < c.Augment.ScaleMin, "augment.scale_min/scale_max invalid")
 	add(c.Augment.LetterboxProb < 0 || c.Augment.LetterboxProb > 1, "augment.letterbox_prob must be in [0, 1]")
 	add(c.Augment.BackgroundTexture < 0 || c.Augment.BackgroundTexture > 1, "augment.background_texture must be in [0, 1]")

@@ -57,6 +57,7 @@ func TestOverrides(t *testing.T) {
 		{name: "unknown backdrop", sets: []string{"model.backdrop=blur"}, wantErr: "model.backdrop"},
 		{name: "unknown input space", sets: []string{"model.input_space=srgb"}, wantErr: "model.input_space"},
 		{name: "unknown select_by", sets: []string{"train.select_by=f1"}, wantErr: "train.select_by"},
+		{name: "unknown augment source", sets: []string{"augment.source=tile"}, wantErr: "augment.source"},
 		{name: "input space without norm", sets: []string{"model.input_space=log", "model.input_norm=false"}, wantErr: "needs model.input_norm"},
 		{name: "stacked input spaces", sets: []string{"model.input_space=linear+log-chroma"}, check: func(c *Config) bool { return c.Model.InputSpace == "linear+log-chroma" }},
 		{name: "space stacked twice", sets: []string{"model.input_space=log+log"}, wantErr: "joined by +"},

@@ -33,13 +33,14 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 		copy(dst, s.Tensor)
 		return
 	}
-	// A canonical spec augments the sample's Raw picture, the photo before
-	// framing and levels, and canonicalises the result once, as serving
-	// does with a photo (see Spec.Raw); other specs augment the canvas.
-	src, raw := s.Canvas, a.Spec.Canonical()
+	// Working on the photo (Spec.Raw), each sample is fitted to the canvas
+	// afterwards as serving fits a photo, canonical steps included (always
+	// so for a canonical spec: its steps must run once, on the photo);
+	// otherwise the canvas is augmented.
+	src, raw := s.Canvas, c.FromPhoto(a.Spec)
 	if raw {
 		if s.Raw == nil {
-			panic("dataset: a canonical spec's sample has no Raw picture (load it with Spec.CanvasRaw)")
+			panic("dataset: augmenting the photo, but the sample has no Raw picture (load with Options.KeepRaw)")
 		}
 		src = s.Raw
 	}
@@ -53,11 +54,9 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 	// Background colour for areas outside the source and (optionally) for
 	// the source's near-white background: the spec's pad colour of the
 	// canvas, or the raw photo's own border, as a wider shot would show.
-	var pad [3]uint8
-	if raw {
+	pad := a.Spec.PadColour(src)
+	if raw && a.Spec.Canonical() {
 		pad = preprocess.BorderMedian(src)
-	} else {
-		pad = a.Spec.PadColour(src)
 	}
 	bg := [3]float32{float32(pad[0]) / 255, float32(pad[1]) / 255, float32(pad[2]) / 255}
 	replaceBG := r.Float64() < c.BackgroundProb
@@ -190,10 +189,11 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 		}
 	}
 	if raw {
-		// Serving frames, relevels and repaints every photo: the zoomed,
-		// moved and relit raw sample is made canonical the same way, through
-		// the same code, so training sees what serving would make of it.
-		if err := a.Spec.Tensor(a.Spec.Canonicalise(toRGBA(px, w, h)), dst); err != nil {
+		// Serving fits every photo to the canvas (framing, relevelling and
+		// repainting it under a canonical spec): the zoomed, moved and relit
+		// photo is fitted the same way, through the same code, so training
+		// sees what serving would make of it.
+		if err := a.Spec.Tensor(a.Spec.Fit(&preprocess.Decoded{Image: toRGBA(px, w, h)}), dst); err != nil {
 			panic(err) // unreachable: the canvas is Size x Size and dst TensorLen long
 		}
 		return

@@ -35,25 +35,28 @@ func BenchmarkLoad(b *testing.B) {
 }
 
 // BenchmarkAugment times one augmented sample of a 100 x 100 photo (the
-// Fruits-360 size) under the default config: for the default spec (the
-// 32-pixel canvas is augmented) and a canonical one (the 100-pixel raw
-// picture is augmented, then canonicalised).
+// Fruits-360 size) under the default config: for the default spec with
+// augment.source canvas (the 32-pixel canvas is augmented) and photo (the
+// 100-pixel photo is augmented, then fitted), and a canonical spec (the
+// photo is augmented, then canonicalised).
 //
 //	go test -run '^$' -bench Augment ./trainer/dataset
 func BenchmarkAugment(b *testing.B) {
 	canonical := preprocess.DefaultSpec(32)
 	canonical.Framing, canonical.Levels, canonical.Backdrop = preprocess.FramingObject, preprocess.LevelsObject, preprocess.BackdropRepaint
 	for _, tc := range []struct {
-		name string
-		spec preprocess.Spec
-	}{{"default", preprocess.DefaultSpec(32)}, {"canonical", canonical}} {
+		name   string
+		spec   preprocess.Spec
+		source string
+	}{{"default", preprocess.DefaultSpec(32), config.SourceCanvas}, {"photo", preprocess.DefaultSpec(32), config.SourcePhoto},
+		{"canonical", canonical, config.SourceCanvas}} {
 		b.Run(tc.name, func(b *testing.B) {
 			canvas, raw, _, err := tc.spec.CanvasRaw(fruitPNG(b, 100, 100, 45), preprocess.Limits{})
 			if err != nil {
 				b.Fatal(err)
 			}
 			cfg := config.Default().Augment
-			cfg.Prob = 1
+			cfg.Prob, cfg.Source = 1, tc.source
 			a := &Augmenter{Cfg: cfg, Spec: tc.spec}
 			s := &Sample{Canvas: canvas, Raw: raw}
 			x := make([]float32, tc.spec.TensorLen())

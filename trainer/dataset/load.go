@@ -38,8 +38,12 @@ type Options struct {
 	Seed               int64
 	Spec               preprocess.Spec
 	Limits             preprocess.Limits
-	Workers            int // 0: GOMAXPROCS
-	Logger             *slog.Logger
+	// KeepRaw keeps each sample's Raw picture, for an augmenter that
+	// works on the photo (config augment.source: photo); a canonical
+	// spec's samples always keep it.
+	KeepRaw bool
+	Workers int // 0: GOMAXPROCS
+	Logger  *slog.Logger
 }
 
 // Sample is one usable image.
@@ -49,8 +53,9 @@ type Sample struct {
 	// Canvas is the serving path's fitted square image (Spec.Canvas):
 	// the base of training augmentation unless the spec is canonical.
 	Canvas *image.RGBA
-	// Raw is the photo before the spec's canonical steps (Spec.Raw),
-	// what a canonical spec's augmenter transforms; nil for other specs.
+	// Raw is the photo as Fit receives it (Spec.Raw), what an augmenter
+	// working on the photo transforms; nil unless Options.KeepRaw or the
+	// spec is canonical.
 	Raw *image.RGBA
 	// Tensor is Spec.Tensor(Canvas), i.e. exactly what Spec.Process gives
 	// the serving functions for the same bytes.
@@ -119,12 +124,15 @@ func Load(ctx context.Context, opt Options) (*Dataset, error) {
 				sum := sha256.Sum256(b)
 				e.Size, e.SHA256 = int64(len(b)), hex.EncodeToString(sum[:])
 				// Spec.Canvas is the serving path (Spec.Process) up to the
-				// tensor: same decoding at the same scale, same Fit. A
-				// canonical spec also keeps the Raw picture to augment.
+				// tensor: same decoding at the same scale, same Fit. The
+				// Raw picture is kept when the augmenter needs it.
 				c, raw, src, err := opt.Spec.CanvasRaw(b, opt.Limits)
 				if err != nil {
 					e.Split, e.Reason = SplitSkipped, err.Error()
 					continue
+				}
+				if !opt.KeepRaw && !opt.Spec.Canonical() {
+					raw = nil
 				}
 				canvases[i], raws[i], sources[i] = c, raw, src
 				if n := done.Add(1); n%1000 == 0 {

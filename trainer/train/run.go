@@ -258,7 +258,7 @@ func (r *run) loadData(ctx context.Context) error {
 		ds, err = dataset.Load(ctx, dataset.Options{
 			URI: cfg.Data.URI, Storage: r.opt.Storage, Mode: cfg.Data.Split, TrainDir: cfg.Data.TrainDir, TestDir: cfg.Data.TestDir,
 			ValidationFraction: cfg.Data.ValidationFraction, Seed: cfg.Seed, Spec: r.spec,
-			Limits:  cfg.Data.Limits(),
+			Limits: cfg.Data.Limits(), KeepRaw: cfg.Augment.FromPhoto(r.spec),
 			Workers: cfg.Data.Workers, Logger: r.log,
 		})
 		if err != nil {
@@ -267,6 +267,9 @@ func (r *run) loadData(ctx context.Context) error {
 	}
 	if ds.Spec != r.spec {
 		return fmt.Errorf("dataset preprocessed with %+v, model wants %+v", ds.Spec, r.spec)
+	}
+	if cfg.Augment.Enabled && cfg.Augment.FromPhoto(r.spec) && len(ds.Train) > 0 && ds.Train[0].Raw == nil {
+		return errors.New("augment.source is photo, but the dataset was loaded without Raw pictures (dataset.Options.KeepRaw)")
 	}
 	r.ds, r.digest = ds, ds.Manifest.Digest()
 	r.valX, r.valY = stack(ds.Validation, r.spec.TensorLen())
