@@ -100,9 +100,45 @@ type Result struct {
 	Images    int     `json:"images"`
 	Correct   int     `json:"correct"`
 	Accuracy  float64 `json:"accuracy"`
+	// Confused are the condition's most frequent mistakes, at most
+	// MaxConfused, the most images first: where a kind of shift hurts.
+	Confused []Confusion `json:"confused,omitempty"`
 	// Monitor is the drift monitor's view of the condition as one window,
 	// when Options.Baseline is set.
 	Monitor *Drift `json:"monitor,omitempty"`
+}
+
+// Confusion is one kind of mistake: images of class True taken for
+// Predicted.
+type Confusion struct {
+	True      string `json:"true"`
+	Predicted string `json:"predicted"`
+	Images    int    `json:"images"`
+}
+
+// MaxConfused is how many mistakes a Result lists.
+const MaxConfused = 3
+
+// confused tallies the mistakes of one condition, most frequent first
+// (ties by name), at most MaxConfused.
+func confused(use []dataset.Entry, ok, correct []bool, seen []monitor.Prediction) []Confusion {
+	count := map[[2]string]int{}
+	for i, e := range use {
+		if ok[i] && !correct[i] {
+			count[[2]string{e.Class, seen[i].Label}]++
+		}
+	}
+	out := make([]Confusion, 0, len(count))
+	for k, n := range count {
+		out = append(out, Confusion{True: k[0], Predicted: k[1], Images: n})
+	}
+	slices.SortFunc(out, func(a, b Confusion) int {
+		if a.Images != b.Images {
+			return b.Images - a.Images
+		}
+		return strings.Compare(a.True+"\x00"+a.Predicted, b.True+"\x00"+b.Predicted)
+	})
+	return out[:min(len(out), MaxConfused)]
 }
 
 // Drift is what the monitor reports for one condition's windows.
@@ -277,6 +313,7 @@ func (p *pass) results() (results []Result, skipped int) {
 		if r.Images > 0 {
 			r.Accuracy = float64(r.Correct) / float64(r.Images)
 		}
+		r.Confused = confused(p.use, p.ok, p.correct[c], p.seen[c])
 		if opt.Baseline != nil {
 			r.Monitor = window(meta, opt.Baseline, opt.Thresholds, p.seen[c], p.ok, opt.WindowSize, opt.Seed)
 		}
