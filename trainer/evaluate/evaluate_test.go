@@ -8,7 +8,11 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orchard-mlops/orchard/shared/monitor"
 	"github.com/orchard-mlops/orchard/shared/preprocess"
+	"github.com/orchard-mlops/orchard/trainer/dataset"
 )
 
 // TestCorruptedTensorPadsAsServing: with no corruption, the corruption
@@ -85,5 +89,35 @@ func TestCorruptionsChangeThePicture(t *testing.T) {
 	}
 	if len(Corruptions) < 22 {
 		t.Errorf("%d corruption kinds, want the 10 old and 12 realistic ones", len(Corruptions))
+	}
+}
+
+// TestConfused: mistakes are tallied per (true, predicted) pair, the most
+// frequent first with ties by name, at most MaxConfused; correct and
+// unreadable images do not count.
+func TestConfused(t *testing.T) {
+	var use []dataset.Entry
+	var ok, correct []bool
+	var seen []monitor.Prediction
+	add := func(class, label string, n int, good bool) {
+		for range n {
+			use = append(use, dataset.Entry{Class: class})
+			ok, correct = append(ok, good), append(correct, class == label)
+			seen = append(seen, monitor.Prediction{Label: label})
+		}
+	}
+	add("plum", "onion", 3, true)
+	add("peach", "apple", 2, true)
+	add("papaya", "apple", 2, true)
+	add("cherry", "grape", 1, true)
+	add("plum", "plum", 5, true)
+	add("cherry", "onion", 9, false) // unreadable
+	got := confused(use, ok, correct, seen)
+	want := []Confusion{{"plum", "onion", 3}, {"papaya", "apple", 2}, {"peach", "apple", 2}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("confused (-want +got):\n%s", diff)
+	}
+	if got := confused(use[8:13], ok[8:13], correct[8:13], seen[8:13]); len(got) != 0 {
+		t.Errorf("confused with no mistakes = %v, want none", got)
 	}
 }
