@@ -76,11 +76,24 @@ func loadTiny(t *testing.T, cfg *config.Config) *dataset.Dataset {
 	t.Helper()
 	ds, err := dataset.Load(context.Background(), dataset.Options{URI: tinyData(t), Mode: cfg.Data.Split,
 		TrainDir: cfg.Data.TrainDir, TestDir: cfg.Data.TestDir, ValidationFraction: cfg.Data.ValidationFraction,
-		Seed: cfg.Seed, Spec: cfg.Model.Spec()})
+		Seed: cfg.Seed, Spec: cfg.Model.Spec(), KeepRaw: cfg.Augment.FromPhoto(cfg.Model.Spec())})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ds
+}
+
+// TestPhotoSourceNeedsRaw: augmenting the photo with a dataset loaded
+// without its Raw pictures is an error naming the key, not a panic in an
+// augmenting goroutine.
+func TestPhotoSourceNeedsRaw(t *testing.T) {
+	cfg := tinyConfig(t, "augment.source=canvas")
+	ds := loadTiny(t, cfg)
+	cfg.Augment.Source = config.SourcePhoto
+	_, err := Run(context.Background(), Options{Config: cfg, Dataset: ds, ModelURI: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "augment.source") {
+		t.Fatalf("Run = %v, want an error naming augment.source", err)
+	}
 }
 
 // TestEndToEnd: gen-data -> train -> ONNX export -> onnxruntime verification
@@ -348,7 +361,7 @@ func TestDriftSuiteFailureKeepsModel(t *testing.T) {
 	}
 	cfg := tinyConfig(t, "train.epochs=1", "augment.enabled=false")
 	ds, err := dataset.Load(context.Background(), dataset.Options{URI: data, Mode: cfg.Data.Split,
-		ValidationFraction: cfg.Data.ValidationFraction, Seed: cfg.Seed, Spec: cfg.Model.Spec()})
+		ValidationFraction: cfg.Data.ValidationFraction, Seed: cfg.Seed, Spec: cfg.Model.Spec(), KeepRaw: cfg.Augment.FromPhoto(cfg.Model.Spec())})
 	if err != nil {
 		t.Fatal(err)
 	}
