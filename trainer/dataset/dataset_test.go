@@ -176,7 +176,7 @@ func TestClassify(t *testing.T) {
 
 func opts(dir string, size int) Options {
 	return Options{URI: dir, Mode: ModeAuto, TrainDir: "Training", TestDir: "Test", ValidationFraction: 0.25,
-		Seed: 3, Spec: preprocess.DefaultSpec(size)}
+		Seed: 3, Spec: preprocess.DefaultSpec(size), KeepRaw: true}
 }
 
 func TestLoadSkipsCorruptImages(t *testing.T) {

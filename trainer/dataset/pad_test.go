@@ -10,12 +10,19 @@ import (
 
 // TestAugmentPadsLikeServing: a zoomed-out sample's uncovered area takes
 // the spec's pad colour: white for old specs, the canvas's border median
-// under PadBorderMedian, as serving's Fit fills it.
+// under PadBorderMedian, as serving's Fit fills it; from the canvas or the
+// photo alike.
 func TestAugmentPadsLikeServing(t *testing.T) {
+	for _, src := range []string{config.SourcePhoto, config.SourceCanvas} {
+		t.Run(src, func(t *testing.T) { testAugmentPads(t, src) })
+	}
+}
+
+func testAugmentPads(t *testing.T, src string) {
 	const n = 16
 	canvas := solidCanvas(n, [3]uint8{40, 60, 80})
 	cfg := plainAugment()
-	cfg.ScaleMin, cfg.ScaleMax = 0.5, 0.5
+	cfg.Source, cfg.ScaleMin, cfg.ScaleMax = src, 0.5, 0.5
 	cfg.LetterboxProb = 1
 	for _, tt := range []struct {
 		pad  string
@@ -24,7 +31,7 @@ func TestAugmentPadsLikeServing(t *testing.T) {
 		spec := preprocess.DefaultSpec(n)
 		spec.Pad = tt.pad
 		x := make([]float32, spec.TensorLen())
-		(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas}, x, SampleRNG(1, 2, 3))
+		(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas, Raw: canvas}, x, SampleRNG(1, 2, 3))
 		for c := range 3 { // the corner pixel lies outside the zoomed-out source
 			want := (float32(tt.want[c])/255 - spec.Mean[c]) / spec.Std[c]
 			if got := x[c*n*n]; got < want-0.02 || got > want+0.02 {
@@ -39,10 +46,16 @@ func TestAugmentPadsLikeServing(t *testing.T) {
 // brightens the object: the model sees objects lit unlike their
 // surroundings (the border-median spec used to let the jitter reach it).
 func TestAugmentLetterboxUnlit(t *testing.T) {
+	for _, src := range []string{config.SourcePhoto, config.SourceCanvas} {
+		t.Run(src, func(t *testing.T) { testAugmentLetterbox(t, src) })
+	}
+}
+
+func testAugmentLetterbox(t *testing.T, src string) {
 	const n = 16
 	canvas := solidCanvas(n, [3]uint8{40, 60, 80})
 	cfg := plainAugment()
-	cfg.ScaleMin, cfg.ScaleMax = 0.5, 0.5
+	cfg.Source, cfg.ScaleMin, cfg.ScaleMax = src, 0.5, 0.5
 	cfg.LetterboxProb, cfg.Brightness = 1, 0.6
 	for _, pad := range []string{"", preprocess.PadBorderMedian} {
 		spec := preprocess.DefaultSpec(n)
@@ -51,7 +64,7 @@ func TestAugmentLetterboxUnlit(t *testing.T) {
 		lit := 0
 		for seed := range int64(8) {
 			x := make([]float32, spec.TensorLen())
-			(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas}, x, SampleRNG(seed, 2, 3))
+			(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas, Raw: canvas}, x, SampleRNG(seed, 2, 3))
 			centre := (n/2)*n + n/2
 			if v := float32(40)/255*2 - 1; x[centre] < v-0.02 || x[centre] > v+0.02 {
 				lit++ // the object took the jitter
@@ -95,7 +108,7 @@ func TestAugmentCloseup(t *testing.T) {
 	}{{0, false}, {1, true}} {
 		cfg.CloseupProb = tt.prob
 		x := make([]float32, spec.TensorLen())
-		(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas}, x, SampleRNG(1, 2, 3))
+		(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas, Raw: canvas}, x, SampleRNG(1, 2, 3))
 		for _, i := range []int{0, n - 1, n*n - n, n*n - 1} {
 			if skin := green(x, i) < 0.5; skin != tt.corner {
 				t.Errorf("closeup_prob %v: corner %d green %.2f, skin %v, want %v", tt.prob, i, green(x, i), skin, tt.corner)
@@ -146,7 +159,7 @@ func TestAugmentTexturedBackground(t *testing.T) {
 		cfg.BackgroundProb, cfg.BackgroundTexture = 1, tex
 		spec := preprocess.DefaultSpec(n)
 		x := make([]float32, spec.TensorLen())
-		(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas}, x, SampleRNG(1, 2, 3))
+		(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas, Raw: canvas}, x, SampleRNG(1, 2, 3))
 		lo, hi := float32(9), float32(-9)
 		for _, i := range []int{0, n - 1, (n - 1) * n, n*n - 1, n / 2} { // backdrop pixels, red channel
 			lo, hi = min(lo, x[i]), max(hi, x[i])

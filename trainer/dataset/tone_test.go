@@ -21,7 +21,7 @@ func TestAugmentTone(t *testing.T) {
 	pixel := func(g, wb float64, seed int64) [3]float32 {
 		cfg.Gamma, cfg.WhiteBalance = g, wb
 		x := make([]float32, spec.TensorLen())
-		(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas}, x, SampleRNG(seed, 0, 0))
+		(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas, Raw: canvas}, x, SampleRNG(seed, 0, 0))
 		var p [3]float32
 		for c := range 3 {
 			p[c] = x[c*n*n]*spec.Std[c] + spec.Mean[c]
@@ -61,7 +61,7 @@ func TestAugmentErase(t *testing.T) {
 		cfg.EraseProb = prob
 		for seed := range int64(4) {
 			x := make([]float32, spec.TensorLen())
-			(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas}, x, SampleRNG(seed, 0, 0))
+			(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: canvas, Raw: canvas}, x, SampleRNG(seed, 0, 0))
 			colours, erased := map[[3]float32]bool{}, 0
 			for i := range n * n {
 				if p := [3]float32{x[i], x[n*n+i], x[2*n*n+i]}; p != grey {
@@ -88,7 +88,8 @@ func TestAugmentHaze(t *testing.T) {
 	for seed := range int64(8) {
 		for _, level := range []uint8{128, 255} {
 			x := make([]float32, spec.TensorLen())
-			(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: solidCanvas(n, [3]uint8{level, level, level})}, x, SampleRNG(seed, 0, 0))
+			c := solidCanvas(n, [3]uint8{level, level, level})
+			(&Augmenter{Cfg: cfg, Spec: spec}).Apply(&Sample{Canvas: c, Raw: c}, x, SampleRNG(seed, 0, 0))
 			v, in := x[0]*spec.Std[0]+spec.Mean[0], float32(level)/255
 			if v < in-1e-5 || v > in+(1-in)*0.5+1e-5 {
 				t.Errorf("seed %d, level %d: %.3f, want in [%.3f, %.3f]", seed, level, v, in, in+(1-in)*0.5)
