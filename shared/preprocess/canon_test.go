@@ -235,3 +235,55 @@ func TestCanonicalKeepsCloseupSkin(t *testing.T) {
 		t.Errorf("%d of %d canvas pixels are white: the close-up's skin was taken for a backdrop", white, 32*32)
 	}
 }
+
+// TestFramingSmall: FramingSmall frames a fruit taken from afar like
+// FramingObject does, and leaves a fruit filling the picture as the plain
+// border-median path fits it (no crop, its backdrop kept), where
+// FramingObject crops it (0.079 against 0.56 standardised).
+func TestFramingSmall(t *testing.T) {
+	small, object, plain := preprocess.DefaultSpec(32), preprocess.DefaultSpec(32), preprocess.DefaultSpec(32)
+	small.Pad, object.Pad, plain.Pad = preprocess.PadBorderMedian, preprocess.PadBorderMedian, preprocess.PadBorderMedian
+	small.Framing, object.Framing = preprocess.FramingSmall, preprocess.FramingObject
+	close := scenePNG(t, 200, 200, 100, 100, 88, grey, 1)
+	far := scenePNG(t, 300, 240, 170, 110, 60, grey, 1)
+	full := scenePNG(t, 220, 200, 110, 100, 80, grey, 1) // box 0.73 of the longer side: over smallFrame
+	if d := meanAbs(tensorOf(t, small, far), tensorOf(t, object, far)); d > 1e-6 {
+		t.Errorf("zoomed-out fruit: small framing differs from object framing by %.4f, want the same canvas", d)
+	}
+	if d := meanAbs(tensorOf(t, small, close), tensorOf(t, small, far)); d > 0.15 {
+		t.Errorf("zoomed-out fruit framed %.3f from the close one, want <= 0.15", d)
+	}
+	kept := meanAbs(tensorOf(t, small, full), tensorOf(t, plain, full))
+	cropped := meanAbs(tensorOf(t, object, full), tensorOf(t, plain, full))
+	t.Logf("full-size fruit: small framing %.4f from the plain canvas, object framing %.4f", kept, cropped)
+	// Not zero: the canonical path pads the reduced photo to a square
+	// before resampling, the plain one places it on the canvas after.
+	if kept > 0.1 || cropped < 5*kept {
+		t.Errorf("full-size fruit: small framing %.4f from the plain canvas (want <= 0.1), object framing %.4f (want 5x more)", kept, cropped)
+	}
+}
+
+// TestFramingSmallKeepsSceneWithoutBackdrop: a wide picture with no
+// uniform backdrop keeps its whole picture under FramingSmall (padded as
+// the plain path pads it), where FramingObject takes its central square.
+func TestFramingSmallKeepsSceneWithoutBackdrop(t *testing.T) {
+	wide := image.NewRGBA(image.Rect(0, 0, 192, 96))
+	for y := range 96 {
+		for x := range 192 {
+			wide.Set(x, y, color.RGBA{uint8(128 + 100*math.Sin(float64(x)/15)), uint8(128 + 100*math.Cos(float64(y)/11)), uint8((x + y) / 2), 255})
+		}
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, wide); err != nil {
+		t.Fatal(err)
+	}
+	small, object, plain := preprocess.DefaultSpec(32), preprocess.DefaultSpec(32), preprocess.DefaultSpec(32)
+	small.Pad, object.Pad, plain.Pad = preprocess.PadBorderMedian, preprocess.PadBorderMedian, preprocess.PadBorderMedian
+	small.Framing, object.Framing = preprocess.FramingSmall, preprocess.FramingObject
+	kept := meanAbs(tensorOf(t, small, b.Bytes()), tensorOf(t, plain, b.Bytes()))
+	cropped := meanAbs(tensorOf(t, object, b.Bytes()), tensorOf(t, plain, b.Bytes()))
+	t.Logf("no backdrop: small framing %.4f from the plain canvas, object framing %.4f", kept, cropped)
+	if kept > 0.1 || cropped < 5*kept {
+		t.Errorf("no backdrop: small framing %.4f from the plain canvas (want <= 0.1), object framing %.4f (want 5x more)", kept, cropped)
+	}
+}
