@@ -31,25 +31,33 @@ func TestGoldenPadded(t *testing.T) {
 	}
 }
 
-// TestGoldenCanonical pins the canonical framing and exposure path bit for
-// bit through Process and after the spec's JSON round trip.
+// TestGoldenCanonical pins the canonical framing and exposure paths bit
+// for bit through Process and after the spec's JSON round trip: every step
+// on, and the default config's small-object framing.
 func TestGoldenCanonical(t *testing.T) {
-	s := preprocesstest.GoldenCanonicalSpec
-	b, err := json.Marshal(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var back preprocess.Spec
-	if err := json.Unmarshal(b, &back); err != nil {
-		t.Fatal(err)
-	}
-	for _, sp := range []preprocess.Spec{s, back} {
-		x := make([]float32, sp.TensorLen())
-		if err := sp.Process(preprocesstest.GoldenJPEG, preprocess.Limits{}, x); err != nil {
+	for _, g := range []struct {
+		spec   preprocess.Spec
+		digest string
+	}{
+		{preprocesstest.GoldenCanonicalSpec, preprocesstest.GoldenCanonicalDigest},
+		{preprocesstest.GoldenSmallSpec, preprocesstest.GoldenSmallDigest},
+	} {
+		b, err := json.Marshal(g.spec)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if got := preprocesstest.TensorDigest(x); got != preprocesstest.GoldenCanonicalDigest {
-			t.Errorf("canonical golden digest = %s, want %s", got, preprocesstest.GoldenCanonicalDigest)
+		var back preprocess.Spec
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		for _, sp := range []preprocess.Spec{g.spec, back} {
+			x := make([]float32, sp.TensorLen())
+			if err := sp.Process(preprocesstest.GoldenJPEG, preprocess.Limits{}, x); err != nil {
+				t.Fatal(err)
+			}
+			if got := preprocesstest.TensorDigest(x); got != g.digest {
+				t.Errorf("framing %q: golden digest = %s, want %s", sp.Framing, got, g.digest)
+			}
 		}
 	}
 }

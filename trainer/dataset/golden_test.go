@@ -33,6 +33,7 @@ func TestGoldenTensor(t *testing.T) {
 		{preprocesstest.GoldenSpec, preprocesstest.GoldenDigest},
 		{preprocesstest.GoldenPaddedSpec, preprocesstest.GoldenPaddedDigest},
 		{preprocesstest.GoldenCanonicalSpec, preprocesstest.GoldenCanonicalDigest},
+		{preprocesstest.GoldenSmallSpec, preprocesstest.GoldenSmallDigest},
 	} {
 		o := opts(dir, g.spec.Size)
 		o.Spec = g.spec

@@ -63,3 +63,14 @@ var GoldenCanonicalSpec = func() preprocess.Spec {
 // GoldenCanonicalDigest is TensorDigest of GoldenJPEG through
 // GoldenCanonicalSpec.
 const GoldenCanonicalDigest = "sha256:71ccba5381b9e82d7df8190b6d498dc122aa24c4d1da7db9d1fd1384ffff9b73"
+
+// GoldenSmallSpec is GoldenPaddedSpec with small-object framing
+// (FramingSmall): the default config's spec since 2026-12-07.
+var GoldenSmallSpec = func() preprocess.Spec {
+	s := GoldenPaddedSpec
+	s.Framing = preprocess.FramingSmall
+	return s
+}()
+
+// GoldenSmallDigest is TensorDigest of GoldenJPEG through GoldenSmallSpec.
+const GoldenSmallDigest = "sha256:e9282ddaa2a73485a8307910da80ee2d76115f35b8311a5f936cdd1df3646ba6"
