@@ -98,42 +98,56 @@ func BenchmarkReduce(b *testing.B) {
 	}
 }
 
-// BenchmarkProcessSpec is the serving path under an old spec and under the
-// canonical one (border-median pad, object framing and levels, backdrop
-// repaint), interleaved image by image on one locked thread and timed in
-// that thread's CPU time, so the waits of a loaded machine (which swing
-// wall times by 2x between runs) count for neither: old-cpu-ns/op and
-// canonical-cpu-ns/op per image, extra-cpu-% their difference.
+// BenchmarkProcessSpec is the serving path under a base spec and a spec
+// with canonical steps, interleaved image by image on one locked thread
+// and timed in that thread's CPU time, so the waits of a loaded machine
+// (which swing wall times by 2x between runs) count for neither:
+// base-cpu-ns/op and canonical-cpu-ns/op per image, extra-cpu-% their
+// difference. "all": an old spec against every canonical step
+// (border-median pad, object framing and levels, backdrop repaint);
+// "small": the border-median spec against it with small-object framing
+// (the default config's spec since 2026-12-07).
 func BenchmarkProcessSpec(b *testing.B) {
 	old := DefaultSpec(32)
 	canon := old
 	canon.Pad, canon.Framing, canon.Levels, canon.Backdrop = PadBorderMedian, FramingObject, LevelsObject, BackdropRepaint
-	for _, sz := range []struct {
-		name string
-		w, h int
-	}{{"100x100", 100, 100}, {"12MP", 4000, 3000}} {
-		j := encodeJPEG(b, testImage(sz.w, sz.h, 9), 90)
-		dst := make([]float32, old.TensorLen())
-		b.Run(sz.name, func(b *testing.B) {
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			var spent [2]time.Duration
-			n := 0
-			for b.Loop() {
-				for k, spec := range []Spec{old, canon} {
-					t0 := threadCPU(b)
-					if err := spec.Process(j, Limits{}, dst); err != nil {
-						b.Fatal(err)
-					}
-					spent[k] += threadCPU(b) - t0
-				}
-				n++
-			}
-			b.ReportMetric(float64(spent[0].Nanoseconds())/float64(n), "old-cpu-ns/op")
-			b.ReportMetric(float64(spent[1].Nanoseconds())/float64(n), "canonical-cpu-ns/op")
-			b.ReportMetric(100*float64(spent[1]-spent[0])/float64(spent[0]), "extra-cpu-%")
-		})
+	padded := old
+	padded.Pad = PadBorderMedian
+	small := padded
+	small.Framing = FramingSmall
+	for _, pair := range []struct {
+		name       string
+		base, spec Spec
+	}{{"all", old, canon}, {"small", padded, small}} {
+		for _, sz := range []struct {
+			name string
+			w, h int
+		}{{"100x100", 100, 100}, {"12MP", 4000, 3000}} {
+			j := encodeJPEG(b, testImage(sz.w, sz.h, 9), 90)
+			b.Run(pair.name+"/"+sz.name, func(b *testing.B) { benchSpecPair(b, j, pair.base, pair.spec) })
+		}
 	}
+}
+
+func benchSpecPair(b *testing.B, j []byte, base, spec Spec) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	dst := make([]float32, base.TensorLen())
+	var spent [2]time.Duration
+	n := 0
+	for b.Loop() {
+		for k, sp := range []Spec{base, spec} {
+			t0 := threadCPU(b)
+			if err := sp.Process(j, Limits{}, dst); err != nil {
+				b.Fatal(err)
+			}
+			spent[k] += threadCPU(b) - t0
+		}
+		n++
+	}
+	b.ReportMetric(float64(spent[0].Nanoseconds())/float64(n), "base-cpu-ns/op")
+	b.ReportMetric(float64(spent[1].Nanoseconds())/float64(n), "canonical-cpu-ns/op")
+	b.ReportMetric(100*float64(spent[1]-spent[0])/float64(spent[0]), "extra-cpu-%")
 }
 
 // threadCPU is the CPU time the calling OS thread has used.
