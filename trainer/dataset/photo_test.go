@@ -42,6 +42,7 @@ func stripedFruitPNG(t testing.TB, w, h int, r, period float64) []byte {
 // the photo 1.4), a zoomed-out one aliases (0.51 against 0.24).
 func TestAugmentPhotoLikeServing(t *testing.T) {
 	spec := config.Default().Model.Spec()
+	spec.Framing = "" // a canonical spec always augments the photo: compare the sources on the plain one
 	const w, h, r, period = 120, 120, 45, 5
 	canvas, raw, _, err := spec.CanvasRaw(stripedFruitPNG(t, w, h, r, period), preprocess.Limits{})
 	if err != nil {

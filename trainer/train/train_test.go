@@ -87,7 +87,7 @@ func loadTiny(t *testing.T, cfg *config.Config) *dataset.Dataset {
 // without its Raw pictures is an error naming the key, not a panic in an
 // augmenting goroutine.
 func TestPhotoSourceNeedsRaw(t *testing.T) {
-	cfg := tinyConfig(t, "augment.source=canvas")
+	cfg := tinyConfig(t, "augment.source=canvas", "model.framing=") // a canonical spec keeps Raw anyway
 	ds := loadTiny(t, cfg)
 	cfg.Augment.Source = config.SourcePhoto
 	_, err := Run(context.Background(), Options{Config: cfg, Dataset: ds, ModelURI: t.TempDir()})
