@@ -123,15 +123,22 @@ func TestCanonicalRepaintsBackdrop(t *testing.T) {
 	}
 }
 
-// TestCanonicalCentreCropsWithoutBackdrop: a picture with no uniform
-// backdrop is cropped to its central square, not padded.
-func TestCanonicalCentreCropsWithoutBackdrop(t *testing.T) {
+// texturedWide is a 192 x 96 picture of smooth colour waves: no uniform
+// backdrop anywhere.
+func texturedWide() *image.RGBA {
 	wide := image.NewRGBA(image.Rect(0, 0, 192, 96))
 	for y := range 96 {
 		for x := range 192 {
 			wide.Set(x, y, color.RGBA{uint8(128 + 100*math.Sin(float64(x)/15)), uint8(128 + 100*math.Cos(float64(y)/11)), uint8((x + y) / 2), 255})
 		}
 	}
+	return wide
+}
+
+// TestCanonicalCentreCropsWithoutBackdrop: a picture with no uniform
+// backdrop is cropped to its central square, not padded.
+func TestCanonicalCentreCropsWithoutBackdrop(t *testing.T) {
+	wide := texturedWide()
 	centre := image.NewRGBA(image.Rect(0, 0, 96, 96))
 	for y := range 96 {
 		for x := range 96 {
@@ -267,12 +274,7 @@ func TestFramingSmall(t *testing.T) {
 // uniform backdrop keeps its whole picture under FramingSmall (padded as
 // the plain path pads it), where FramingObject takes its central square.
 func TestFramingSmallKeepsSceneWithoutBackdrop(t *testing.T) {
-	wide := image.NewRGBA(image.Rect(0, 0, 192, 96))
-	for y := range 96 {
-		for x := range 192 {
-			wide.Set(x, y, color.RGBA{uint8(128 + 100*math.Sin(float64(x)/15)), uint8(128 + 100*math.Cos(float64(y)/11)), uint8((x + y) / 2), 255})
-		}
-	}
+	wide := texturedWide()
 	var b bytes.Buffer
 	if err := png.Encode(&b, wide); err != nil {
 		t.Fatal(err)
