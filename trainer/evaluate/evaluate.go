@@ -116,6 +116,16 @@ type Confusion struct {
 	Images    int    `json:"images"`
 }
 
+// ConfusedText is the condition's mistakes on one line:
+// "Plum 5 -> Onion Red 2: 37, ...".
+func (r Result) ConfusedText() string {
+	parts := make([]string, len(r.Confused))
+	for i, c := range r.Confused {
+		parts[i] = fmt.Sprintf("%s -> %s: %d", c.True, c.Predicted, c.Images)
+	}
+	return strings.Join(parts, ", ")
+}
+
 // MaxConfused is how many mistakes a Result lists.
 const MaxConfused = 3
 

@@ -117,6 +117,9 @@ func TestConfused(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("confused (-want +got):\n%s", diff)
 	}
+	if got, want := (Result{Confused: got}).ConfusedText(), "plum -> onion: 3, papaya -> apple: 2, peach -> apple: 2"; got != want {
+		t.Errorf("ConfusedText = %q, want %q", got, want)
+	}
 	if got := confused(use[8:13], ok[8:13], correct[8:13], seen[8:13]); len(got) != 0 {
 		t.Errorf("confused with no mistakes = %v, want none", got)
 	}

@@ -65,9 +65,9 @@ func driftMetrics(suite []evaluate.Result, extra map[string]float64) {
 // driftTable is the suite as a training report section.
 func driftTable(suite []evaluate.Result) report.Table {
 	t := report.Table{Title: "Drift suite (validation split through the serving path, onnxruntime; trainer eval -corrupt)",
-		Header: []string{"condition", "accuracy", "images", "what"}}
+		Header: []string{"condition", "accuracy", "images", "what", "most confused (true -> predicted: images)"}}
 	for _, c := range suite {
-		t.Rows = append(t.Rows, []string{c.Condition, fmt.Sprintf("%.1f %%", 100*c.Accuracy), fmt.Sprint(c.Images), c.Desc})
+		t.Rows = append(t.Rows, []string{c.Condition, fmt.Sprintf("%.1f %%", 100*c.Accuracy), fmt.Sprint(c.Images), c.Desc, c.ConfusedText()})
 	}
 	return t
 }

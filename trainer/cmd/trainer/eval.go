@@ -73,18 +73,9 @@ func cmdEval(ctx context.Context, stores *blob.Opener, args []string, stdout, st
 	}
 	fmt.Fprintln(tw, "condition\taccuracy\tcorrect/images\tdescription\tmost confused (true -> predicted: images)")
 	for _, r := range res {
-		fmt.Fprintf(tw, "%s\t%.4f\t%d/%d\t%s\t%s\n", r.Condition, r.Accuracy, r.Correct, r.Images, r.Desc, confusedText(r.Confused))
+		fmt.Fprintf(tw, "%s\t%.4f\t%d/%d\t%s\t%s\n", r.Condition, r.Accuracy, r.Correct, r.Images, r.Desc, r.ConfusedText())
 	}
 	return tw.Flush()
-}
-
-// confusedText is a Result's mistakes on one line.
-func confusedText(cs []evaluate.Confusion) string {
-	parts := make([]string, len(cs))
-	for i, c := range cs {
-		parts[i] = fmt.Sprintf("%s -> %s: %d", c.True, c.Predicted, c.Images)
-	}
-	return strings.Join(parts, ", ")
 }
 
 func names() string {
