@@ -257,8 +257,7 @@ func trimmed(h []int, total int) (lo, hi int) {
 // cropFor is the square part of a w x h picture the canvas shows: around
 // the object when framed, the central square when there is no backdrop
 // (but for FramingSmall), and the whole picture (padded to a square)
-// otherwise. It may reach past
-// the picture; that area is padding.
+// otherwise. It may reach past the picture; that area is padding.
 func (s Spec) cropFor(sc scene, w, h int) image.Rectangle {
 	if !s.frames() {
 		return squareAround(image.Rect(0, 0, w, h), max(w, h))
@@ -283,8 +282,10 @@ func squareAround(r image.Rectangle, side int) image.Rectangle {
 // canonicalCanvas makes the size x size canvas of an opaque picture src
 // under the spec's canonical steps: pad colour from the backdrop, the crop
 // (cropFor), the Catmull-Rom resize, then levels and backdrop repaint. The
-// serving path gives it the box-reduced source; the augmenter gives it an
-// augmented canvas, so training samples are made canonical the same way.
+// serving path gives it the box-reduced source; the augmenter (through
+// Fit) its augmented Raw picture, so training samples are made canonical
+// the same way. FramingSmall takes back the framing of an object that is
+// not small.
 func (s Spec) canonicalCanvas(src *image.RGBA, size int) *image.RGBA {
 	sc := analyse(src)
 	if s.Framing == FramingSmall && sc.framed && !sc.small(src.Rect.Dx(), src.Rect.Dy()) {
