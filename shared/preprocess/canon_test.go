@@ -167,9 +167,11 @@ func TestCanonicalCentreCropsWithoutBackdrop(t *testing.T) {
 	}
 }
 
-// TestCanonicaliseMatchesFit: the augmenter's entry point makes a zoomed-
-// out canvas look like the framed one serving makes.
-func TestCanonicaliseMatchesFit(t *testing.T) {
+// TestFitOfAPictureMatchesServing: the augmenter's entry point, Fit of a
+// Decoded wrapping an augmented picture, makes a zoomed-out canvas look
+// like the framed one serving makes, and under a spec with no canonical
+// steps gives back a canvas-sized picture unchanged.
+func TestFitOfAPictureMatchesServing(t *testing.T) {
 	s := canonicalSpec(32)
 	framed, err := s.Canvas(scenePNG(t, 200, 200, 100, 100, 88, grey, 1), preprocess.Limits{})
 	if err != nil {
@@ -184,14 +186,14 @@ func TestCanonicaliseMatchesFit(t *testing.T) {
 	if err := s.Tensor(framed, a); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Tensor(s.Canonicalise(wide), b); err != nil {
+	if err := s.Tensor(s.Fit(&preprocess.Decoded{Image: wide}), b); err != nil {
 		t.Fatal(err)
 	}
 	if d := meanAbs(a, b); d > 0.15 {
-		t.Errorf("Canonicalise of a zoomed-out canvas differs from the framed canvas by %.3f, want <= 0.15", d)
+		t.Errorf("Fit of a zoomed-out canvas differs from the framed canvas by %.3f, want <= 0.15", d)
 	}
-	if got := plain.Canonicalise(wide); got != wide {
-		t.Error("Canonicalise changed a canvas under a spec with no canonical steps")
+	if got := plain.Fit(&preprocess.Decoded{Image: wide}); !bytes.Equal(got.Pix, wide.Pix) {
+		t.Error("Fit changed a canvas-sized picture under a spec with no canonical steps")
 	}
 }
 
@@ -243,14 +245,22 @@ func TestCanonicalKeepsCloseupSkin(t *testing.T) {
 	}
 }
 
+// framingSpecs are the border-median spec with small and with object
+// framing, and without framing.
+func framingSpecs() (small, object, plain preprocess.Spec) {
+	plain = preprocess.DefaultSpec(32)
+	plain.Pad = preprocess.PadBorderMedian
+	small, object = plain, plain
+	small.Framing, object.Framing = preprocess.FramingSmall, preprocess.FramingObject
+	return small, object, plain
+}
+
 // TestFramingSmall: FramingSmall frames a fruit taken from afar like
 // FramingObject does, and leaves a fruit filling the picture as the plain
 // border-median path fits it (no crop, its backdrop kept), where
 // FramingObject crops it (0.079 against 0.56 standardised).
 func TestFramingSmall(t *testing.T) {
-	small, object, plain := preprocess.DefaultSpec(32), preprocess.DefaultSpec(32), preprocess.DefaultSpec(32)
-	small.Pad, object.Pad, plain.Pad = preprocess.PadBorderMedian, preprocess.PadBorderMedian, preprocess.PadBorderMedian
-	small.Framing, object.Framing = preprocess.FramingSmall, preprocess.FramingObject
+	small, object, plain := framingSpecs()
 	close := scenePNG(t, 200, 200, 100, 100, 88, grey, 1)
 	far := scenePNG(t, 300, 240, 170, 110, 60, grey, 1)
 	full := scenePNG(t, 220, 200, 110, 100, 80, grey, 1) // box 0.73 of the longer side: over smallFrame
@@ -279,9 +289,7 @@ func TestFramingSmallKeepsSceneWithoutBackdrop(t *testing.T) {
 	if err := png.Encode(&b, wide); err != nil {
 		t.Fatal(err)
 	}
-	small, object, plain := preprocess.DefaultSpec(32), preprocess.DefaultSpec(32), preprocess.DefaultSpec(32)
-	small.Pad, object.Pad, plain.Pad = preprocess.PadBorderMedian, preprocess.PadBorderMedian, preprocess.PadBorderMedian
-	small.Framing, object.Framing = preprocess.FramingSmall, preprocess.FramingObject
+	small, object, plain := framingSpecs()
 	kept := meanAbs(tensorOf(t, small, b.Bytes()), tensorOf(t, plain, b.Bytes()))
 	cropped := meanAbs(tensorOf(t, object, b.Bytes()), tensorOf(t, plain, b.Bytes()))
 	t.Logf("no backdrop: small framing %.4f from the plain canvas, object framing %.4f", kept, cropped)

@@ -146,19 +146,6 @@ func (s Spec) Fit(d *Decoded) *image.RGBA {
 	return Fit(d, s.Size, s.Background)
 }
 
-// Canonicalise applies the spec's canonical framing and exposure steps to
-// a picture that did not come from Fit (the augmenter's zoomed,
-// moved and relit samples of a Raw picture), giving the Size x Size
-// canvas serving makes of such a photo. Without canonical steps it
-// returns m itself. Its input must be raw, not a canvas it made: the steps
-// are not idempotent (a second pass reframes, resamples and relevels).
-func (s Spec) Canonicalise(m *image.RGBA) *image.RGBA {
-	if !s.Canonical() {
-		return m
-	}
-	return s.canonicalCanvas(flatten(m, s.Background), s.Size)
-}
-
 // PadColour is the colour this spec gives the area a canvas does not
 // cover: Background, or under PadBorderMedian the border median of m. The
 // augmenter calls it on a canvas so its uncovered area matches serving's.
