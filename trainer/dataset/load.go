@@ -102,6 +102,7 @@ func Load(ctx context.Context, opt Options) (*Dataset, error) {
 	}
 	start := time.Now()
 	var next, done atomic.Int64
+	keepRaw := opt.KeepRaw || opt.Spec.Canonical()
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
@@ -126,13 +127,16 @@ func Load(ctx context.Context, opt Options) (*Dataset, error) {
 				// Spec.Canvas is the serving path (Spec.Process) up to the
 				// tensor: same decoding at the same scale, same Fit. The
 				// Raw picture is kept when the augmenter needs it.
-				c, raw, src, err := opt.Spec.CanvasRaw(b, opt.Limits)
+				var c, raw *image.RGBA
+				var src preprocess.Source
+				if keepRaw {
+					c, raw, src, err = opt.Spec.CanvasRaw(b, opt.Limits)
+				} else {
+					c, src, err = opt.Spec.CanvasSource(b, opt.Limits)
+				}
 				if err != nil {
 					e.Split, e.Reason = SplitSkipped, err.Error()
 					continue
-				}
-				if !opt.KeepRaw && !opt.Spec.Canonical() {
-					raw = nil
 				}
 				canvases[i], raws[i], sources[i] = c, raw, src
 				if n := done.Add(1); n%1000 == 0 {
