@@ -53,10 +53,13 @@ func (a *Augmenter) Apply(s *Sample, dst []float32, r *rand.Rand) {
 
 	// Background colour for areas outside the source and (optionally) for
 	// the source's near-white background: the spec's pad colour of the
-	// canvas, or the raw photo's own border, as a wider shot would show.
-	pad := a.Spec.PadColour(src)
-	if raw && a.Spec.Canonical() {
+	// source, or under a canonical spec (whose canvas pads with the
+	// backdrop) the photo's own border, as a wider shot would show.
+	var pad [3]uint8
+	if a.Spec.Canonical() {
 		pad = preprocess.BorderMedian(src)
+	} else {
+		pad = a.Spec.PadColour(src)
 	}
 	bg := [3]float32{float32(pad[0]) / 255, float32(pad[1]) / 255, float32(pad[2]) / 255}
 	replaceBG := r.Float64() < c.BackgroundProb
